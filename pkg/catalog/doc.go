@@ -1,0 +1,12 @@
+// Package catalog reads and writes gobucardo's catalog in the main database:
+// dbs, dbgroups, relations, relgroups, syncs, customcode and run history. It
+// also installs and upgrades the catalog (Install) and finds relations and
+// their keys on a replicated database (FindRelations).
+//
+// Functions take the connection or transaction to use and never own it; an
+// admin command runs them all in one transaction so that nothing is
+// half-written. Errors for bad input are sentences naming the object and the
+// fix (see NotFoundError, ExistsError, InvalidError); the database's own
+// constraints are the last guard, and their gobucardo-raised violations
+// (SQLSTATE class GB) carry such a sentence too.
+package catalog
