@@ -1,0 +1,10 @@
+// Package admin is the command line of mcp, the one binary a user runs:
+// the catalog commands (install, add, list, update, remove) of
+// ../shared/CLI.md, with Bucardo's key=value syntax.
+//
+// Run parses arguments and runs one command; every command that writes runs
+// in one transaction on the main database, so a refused command changes
+// nothing. Errors are one sentence on stderr naming the object and the fix;
+// the exit status is 1, or 2 for a usage error. Passwords are never
+// printed. Flags may be given before or after the positional arguments.
+package admin
