@@ -3,6 +3,8 @@ package catalog
 import (
 	"regexp"
 	"strings"
+
+	"github.com/gobucardo/gobucardo/pkg/pg"
 )
 
 // NamePattern is a relation name as the user wrote it: [SCHEMA.]NAME where
@@ -113,17 +115,5 @@ func globRE(p string) *regexp.Regexp {
 	return regexp.MustCompile("^" + strings.Join(pieces, ".*") + "$")
 }
 
-var plainIdent = regexp.MustCompile(`^[a-z_][a-z0-9_$]*$`)
-
-// quotePart quotes an identifier only when PostgreSQL would need it.
-func quotePart(s string) string {
-	if plainIdent.MatchString(s) {
-		return s
-	}
-	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
-}
-
 // DisplayName shows schema.name as a user would type it, quoting where needed.
-func DisplayName(schema, name string) string {
-	return quotePart(schema) + "." + quotePart(name)
-}
+func DisplayName(schema, name string) string { return pg.Display(schema, name) }

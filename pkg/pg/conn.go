@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -154,6 +155,23 @@ func MainDSN(dsn string) string {
 // is "public"."T 1".
 func Ident(parts ...string) string {
 	return pgx.Identifier(parts).Sanitize()
+}
+
+var plainIdent = regexp.MustCompile(`^[a-z_][a-z0-9_$]*$`)
+
+// Display shows a possibly qualified name as a user would type it, quoting
+// only the parts PostgreSQL would need quoted: Display("public", "T 1") is
+// public."T 1". Use Ident, not Display, in SQL.
+func Display(parts ...string) string {
+	out := make([]string, len(parts))
+	for i, p := range parts {
+		if plainIdent.MatchString(p) {
+			out[i] = p
+		} else {
+			out[i] = `"` + strings.ReplaceAll(p, `"`, `""`) + `"`
+		}
+	}
+	return strings.Join(out, ".")
 }
 
 // Retryable SQLSTATEs: serialization failure and deadlock.
