@@ -100,7 +100,7 @@ DECLARE
     s    text;
     mark regclass;
 BEGIN
-    IF cardinality(syncs) = 0 THEN
+    IF coalesce(cardinality(syncs), 0) = 0 THEN
         RETURN;
     END IF;
     n := nextval('gobucardo.activity');

@@ -1,0 +1,121 @@
+package replicate
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/gobucardo/gobucardo/pkg/pg"
+)
+
+// column is a column of a table on one db.
+type column struct {
+	name    string
+	typ     string // format_type
+	builtin bool   // the type (and any element type) is built in: same OID everywhere
+}
+
+// columnSet is what is copied of a table: the source's columns that are
+// not generated, matched by name on every target. Binary COPY is used when
+// every column has the same built-in type everywhere; otherwise text COPY,
+// which tolerates compatible types (integer to bigint, enums, ...).
+type columnSet struct {
+	names  []string
+	binary bool
+	types  map[string]string
+}
+
+const columnsSQL = `SELECT a.attname::text, format_type(a.atttypid, a.atttypmod),
+		a.atttypid < 16384 AND coalesce((SELECT t.typelem < 16384 FROM pg_type t WHERE t.oid = a.atttypid), true),
+		a.attgenerated <> ''
+	FROM pg_attribute a
+	WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
+	ORDER BY a.attnum`
+
+func readColumns(ctx context.Context, n *node, rel Relation) (cols []column, generated map[string]bool, err error) {
+	rows, err := n.tx.Query(ctx, columnsSQL, pg.Ident(rel.Schema, rel.Name))
+	if err != nil {
+		return nil, nil, fmt.Errorf("read columns of %s on %s: %w", rel.Display(), n.Name, err)
+	}
+	defer rows.Close()
+	generated = map[string]bool{}
+	for rows.Next() {
+		var c column
+		var gen bool
+		if err := rows.Scan(&c.name, &c.typ, &c.builtin, &gen); err != nil {
+			return nil, nil, err
+		}
+		if gen {
+			generated[c.name] = true
+			continue
+		}
+		cols = append(cols, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, err
+	}
+	if len(cols) == 0 && len(generated) == 0 {
+		return nil, nil, fmt.Errorf("table %s does not exist on db %s: create it there, or run mcp validate", rel.Display(), n.Name)
+	}
+	return cols, generated, nil
+}
+
+// columns matches rel's columns between the source and every target.
+func (r *run) columns(ctx context.Context, rel Relation) (*columnSet, error) {
+	src, _, err := readColumns(ctx, r.src, rel)
+	if err != nil {
+		return nil, err
+	}
+	set := &columnSet{binary: true, types: map[string]string{}}
+	for _, c := range src {
+		set.names = append(set.names, c.name)
+		set.types[c.name] = c.typ
+		if !c.builtin {
+			set.binary = false
+		}
+	}
+	for _, t := range r.targets {
+		cols, generated, err := readColumns(ctx, t, rel)
+		if err != nil {
+			return nil, err
+		}
+		have := map[string]column{}
+		for _, c := range cols {
+			have[c.name] = c
+		}
+		for _, c := range src {
+			tc, ok := have[c.name]
+			switch {
+			case generated[c.name]:
+				return nil, fmt.Errorf("column %s of %s is generated on db %s but not on %s: make it a plain column there",
+					pg.Ident(c.name), rel.Display(), t.Name, r.src.Name)
+			case !ok:
+				return nil, fmt.Errorf("column %s of %s is missing on db %s: add it there (run mcp validate for every problem)",
+					pg.Ident(c.name), rel.Display(), t.Name)
+			case tc.typ != c.typ || !tc.builtin:
+				set.binary = false
+			}
+		}
+	}
+	return set, nil
+}
+
+func (s *columnSet) selectList(alias string) string { return identList(s.names, alias) }
+
+func (s *columnSet) format() string {
+	if s.binary {
+		return " (FORMAT binary)"
+	}
+	return ""
+}
+
+// keyFormat is the COPY format for the key columns alone.
+func (s *columnSet) keyFormat(keys []string) string {
+	if !s.binary {
+		return ""
+	}
+	return " (FORMAT binary)"
+}
+
+func (s *columnSet) copyIn(rel Relation) string {
+	return fmt.Sprintf("COPY %s (%s) FROM STDIN%s", pg.Ident(rel.Schema, rel.Name), identList(s.names, ""), s.format())
+}

@@ -1,0 +1,58 @@
+package replicate
+
+import (
+	"bytes"
+	"encoding/binary"
+	"testing"
+)
+
+func binaryCopy(tuples [][][]byte) []byte {
+	var b bytes.Buffer
+	b.WriteString("PGCOPY\n\xff\r\n\x00")
+	binary.Write(&b, binary.BigEndian, int32(0))
+	binary.Write(&b, binary.BigEndian, int32(3))
+	b.WriteString("ext")
+	for _, t := range tuples {
+		binary.Write(&b, binary.BigEndian, int16(len(t)))
+		for _, f := range t {
+			if f == nil {
+				binary.Write(&b, binary.BigEndian, int32(-1))
+				continue
+			}
+			binary.Write(&b, binary.BigEndian, int32(len(f)))
+			b.Write(f)
+		}
+	}
+	binary.Write(&b, binary.BigEndian, int16(-1))
+	return b.Bytes()
+}
+
+func TestRowCounterBinary(t *testing.T) {
+	var tuples [][][]byte
+	for i := 0; i < 500; i++ {
+		tuples = append(tuples, [][]byte{[]byte("12345678"), nil, bytes.Repeat([]byte{'x'}, i), {}})
+	}
+	stream := binaryCopy(tuples)
+	for _, chunk := range []int{1, 2, 3, 7, 64, 4096, len(stream)} {
+		c := newRowCounter(true)
+		for i := 0; i < len(stream); i += chunk {
+			end := i + chunk
+			if end > len(stream) {
+				end = len(stream)
+			}
+			c.Write(stream[i:end])
+		}
+		if c.Rows() != 500 || !c.done {
+			t.Errorf("chunks of %d: %d rows, done %v", chunk, c.Rows(), c.done)
+		}
+	}
+}
+
+func TestRowCounterText(t *testing.T) {
+	c := newRowCounter(false)
+	c.Write([]byte("1\ta\n2\tb\\nc\n3"))
+	c.Write([]byte("\tz\n"))
+	if c.Rows() != 3 {
+		t.Errorf("rows = %d", c.Rows())
+	}
+}
