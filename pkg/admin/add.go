@@ -651,6 +651,13 @@ func addSync(e *env) error {
 		if err := checkSyncDBs(e, ctx, tx, g, rg); err != nil {
 			return err
 		}
+		d, err := catalog.LoadSync(ctx, tx, s.Name)
+		if err != nil {
+			return err
+		}
+		if err := installCapture(e, ctx, d, e.c.Bool("force")); err != nil {
+			return err
+		}
 		e.printf("Added sync %q: relgroup %q (%s) over dbgroup %q (%s)\n",
 			s.Name, rg.Name, plural(len(rg.Relations), "relation"), g.Name, describeMembers(g.Members))
 		return nil

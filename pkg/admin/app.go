@@ -93,6 +93,11 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			listCommand(),
 			updateCommand(),
 			removeCommand(),
+			syncCommand(),
+			validateCommand(),
+			deltaCommand(),
+			purgeCommand(),
+			uninstallCommand(),
 		},
 	}
 	setUsageErrors(app.Commands, app.OnUsageError)

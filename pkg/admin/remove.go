@@ -70,7 +70,12 @@ func remove(e *env, kind string) error {
 			case catalog.KindRelGroup:
 				also, err = catalog.RemoveRelGroup(ctx, tx, name, force)
 			case catalog.KindSync:
-				err = catalog.RemoveSync(ctx, tx, name)
+				var d catalog.SyncDetail
+				if d, err = catalog.LoadSync(ctx, tx, name); err == nil {
+					if err = catalog.RemoveSync(ctx, tx, name); err == nil {
+						forgetCapture(e, ctx, d)
+					}
+				}
 			case catalog.KindCustomCode:
 				err = catalog.RemoveCustomCode(ctx, tx, name)
 			case catalog.KindTable, catalog.KindSequence:

@@ -241,7 +241,14 @@ func updateRelGroup(e *env) error {
 		} else if err := removeFromRelGroup(e, ctx, tx, name, db, rels); err != nil {
 			return err
 		}
-		return problemsOfSyncsUsing(ctx, tx, catalog.KindRelGroup, name)
+		if err := problemsOfSyncsUsing(ctx, tx, catalog.KindRelGroup, name); err != nil {
+			return err
+		}
+		syncs, err := catalog.SyncsUsing(ctx, tx, catalog.KindRelGroup, name)
+		if err != nil {
+			return err
+		}
+		return refreshCapture(e, ctx, tx, syncs...)
 	})
 }
 
@@ -316,6 +323,9 @@ func updateSync(e *env) error {
 		if err := syncProblems(ctx, tx, s.Name); err != nil {
 			return err
 		}
+		if err := refreshCapture(e, ctx, tx, s.Name); err != nil {
+			return err
+		}
 		var changed []string
 		for _, k := range kv.order {
 			changed = append(changed, k+"="+kv.vals[k])
@@ -371,7 +381,10 @@ func updateSyncTables(e *env, args []string) error {
 				return err
 			}
 		}
-		return problemsOfSyncsUsing(ctx, tx, catalog.KindRelGroup, s.RelGroup)
+		if err := problemsOfSyncsUsing(ctx, tx, catalog.KindRelGroup, s.RelGroup); err != nil {
+			return err
+		}
+		return refreshCapture(e, ctx, tx, others...)
 	})
 }
 

@@ -107,3 +107,12 @@ func Purge(ctx context.Context, conn *pgx.Conn) (int64, error) {
 	}
 	return total, nil
 }
+
+// Syncs lists the syncs that have a watermark on this database.
+func Syncs(ctx context.Context, conn *pgx.Conn) ([]string, error) {
+	rows, err := conn.Query(ctx, "SELECT sync FROM gobucardo.watermark ORDER BY sync")
+	if err != nil {
+		return nil, fmt.Errorf("read watermarks: %w", err)
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"testing"
+	"time"
 )
 
 func binaryCopy(tuples [][][]byte) []byte {
@@ -54,5 +55,39 @@ func TestRowCounterText(t *testing.T) {
 	c.Write([]byte("\tz\n"))
 	if c.Rows() != 3 {
 		t.Errorf("rows = %d", c.Rows())
+	}
+}
+
+func TestCompatible(t *testing.T) {
+	cases := []struct {
+		src, dst string
+		want     bool
+	}{
+		{"integer", "integer", true},
+		{"integer", "bigint", true},
+		{"bigint", "integer", false},
+		{"character varying(10)", "text", true},
+		{"character varying(10)", "character varying(20)", true},
+		{"character varying(20)", "character varying(10)", false},
+		{"text", "character varying(10)", false},
+		{"numeric(10,2)", "numeric", true},
+		{"numeric", "numeric(10,2)", false},
+		{"json", "jsonb", true},
+		{"timestamp without time zone", "timestamp with time zone", false},
+		{"mood", "mood", true},
+	}
+	for _, tc := range cases {
+		if got := compatible(tc.src, tc.dst); got != tc.want {
+			t.Errorf("compatible(%q, %q) = %v, want %v", tc.src, tc.dst, got, tc.want)
+		}
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	want := []time.Duration{100, 200, 400, 800, 1000, 1000}
+	for i, w := range want {
+		if got := Backoff(i+1, 100, 1000); got != w {
+			t.Errorf("Backoff(%d) = %v, want %v", i+1, got, w)
+		}
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/gobucardo/gobucardo/pkg/capture"
 	"github.com/gobucardo/gobucardo/pkg/pg"
 	"github.com/gobucardo/gobucardo/pkg/pgtest"
@@ -15,17 +17,27 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // env is a source and targets on the shared cluster, each with schema.
 type env struct {
-	t    *testing.T
-	c    *pgtest.Cluster
-	dbs  map[string]string // name -> database
-	sync Sync
+	t     *testing.T
+	c     *pgtest.Cluster
+	dbs   map[string]string // name -> database
+	conns map[string]*pgx.Conn
+	sync  Sync
+}
+
+// conn returns the env's one connection to db, for reading.
+func (e *env) conn(db string) *pgx.Conn {
+	e.t.Helper()
+	if e.conns[db] == nil {
+		e.conns[db] = e.c.Connect(e.t, e.dbs[db])
+	}
+	return e.conns[db]
 }
 
 // newEnv makes databases for roles ("A:source", "B:target", ...), runs
 // schema on each, and a sync over rels, with capture installed.
 func newEnv(t *testing.T, schema string, roles []string, rels []Relation) *env {
 	t.Helper()
-	e := &env{t: t, c: pgtest.Shared(t), dbs: map[string]string{}}
+	e := &env{t: t, c: pgtest.Shared(t), dbs: map[string]string{}, conns: map[string]*pgx.Conn{}}
 	e.sync = Sync{Name: "s_" + fmt.Sprint(len(t.Name())), Relations: rels}
 	for _, r := range roles {
 		name, role, _ := strings.Cut(r, ":")
@@ -53,7 +65,7 @@ func (e *env) install() {
 		if d.Role != RoleSource || len(cs.Tables) == 0 {
 			continue
 		}
-		if err := capture.Install(context.Background(), e.c.Connect(e.t, e.dbs[d.Name]), cs); err != nil {
+		if err := capture.Install(context.Background(), e.conn(d.Name), cs); err != nil {
 			e.t.Fatalf("install capture on %s: %v", d.Name, err)
 		}
 	}
@@ -73,7 +85,7 @@ func (e *env) keyTypes(r Relation) []string {
 	var types []string
 	for _, k := range r.KeyColumns {
 		var typ string
-		err := e.c.Connect(e.t, e.dbs[e.source()]).QueryRow(context.Background(),
+		err := e.conn(e.source()).QueryRow(context.Background(),
 			"SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2",
 			pg.Ident(r.Schema, r.Name), k).Scan(&typ)
 		if err != nil {
@@ -117,7 +129,7 @@ func (e *env) contents(db string, rel Relation, cols []string) []string {
 		order = strings.Join(sel, ", ")
 	}
 	sql := fmt.Sprintf("SELECT concat_ws(' | ', %s) FROM %s ORDER BY %s", strings.Join(sel, ", "), pg.Ident(rel.Schema, rel.Name), order)
-	rows, err := e.c.Connect(e.t, e.dbs[db]).Query(context.Background(), sql)
+	rows, err := e.conn(db).Query(context.Background(), sql)
 	if err != nil {
 		e.t.Fatalf("read %s on %s: %v", rel.Display(), db, err)
 	}
@@ -139,7 +151,7 @@ func (e *env) contents(db string, rel Relation, cols []string) []string {
 // sourceColumns lists the source's non-generated columns of rel.
 func (e *env) sourceColumns(rel Relation) []string {
 	e.t.Helper()
-	rows, err := e.c.Connect(e.t, e.dbs[e.source()]).Query(context.Background(),
+	rows, err := e.conn(e.source()).Query(context.Background(),
 		"SELECT attname::text FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
 		pg.Ident(rel.Schema, rel.Name))
 	if err != nil {
@@ -188,7 +200,7 @@ func (e *env) assertSame() {
 func (e *env) seq(db string, rel Relation) string {
 	e.t.Helper()
 	var s string
-	if err := e.c.Connect(e.t, e.dbs[db]).QueryRow(context.Background(),
+	if err := e.conn(db).QueryRow(context.Background(),
 		"SELECT last_value::text || ' ' || is_called::text FROM "+pg.Ident(rel.Schema, rel.Name)).Scan(&s); err != nil {
 		e.t.Fatal(err)
 	}

@@ -1,0 +1,521 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/urfave/cli/v2"
+
+	"github.com/gobucardo/gobucardo/pkg/capture"
+	"github.com/gobucardo/gobucardo/pkg/catalog"
+	"github.com/gobucardo/gobucardo/pkg/pg"
+	"github.com/gobucardo/gobucardo/pkg/replicate"
+)
+
+// runSpec is what a run of the sync needs, from the catalog.
+func runSpec(d catalog.SyncDetail) replicate.Sync {
+	s := replicate.Sync{Name: d.Name, OneTimeCopy: d.OneTimeCopy, CommitEvery: d.CommitEvery,
+		IsolationLevel: d.IsolationLevel, DeleteMethod: d.DeleteMethod}
+	for _, m := range d.Members {
+		db := d.DBs[m.DB]
+		s.DBs = append(s.DBs, replicate.DB{Name: m.DB, Role: m.Role, ConnString: db.ConnString()})
+	}
+	for _, r := range d.Relations {
+		s.Relations = append(s.Relations, replicate.Relation{Schema: r.Schema, Name: r.Name,
+			Sequence: r.Kind == catalog.KindSequence, KeyColumns: r.KeyColumns})
+	}
+	return s
+}
+
+// captureSpec is what the sync needs captured on each source.
+func captureSpec(d catalog.SyncDetail) capture.Sync {
+	cs := capture.Sync{Name: d.Name, Autokick: d.Autokick}
+	for _, r := range d.Relations {
+		if r.Kind == catalog.KindTable && len(r.KeyColumns) > 0 {
+			cs.Tables = append(cs.Tables, capture.Table{Schema: r.Schema, Name: r.Name, KeyColumns: r.KeyColumns, KeyTypes: r.KeyTypes})
+		}
+	}
+	return cs
+}
+
+// installCapture installs or refreshes the sync's capture on every source.
+// A source that cannot be reached is an error, or with skipUnreachable a
+// warning printed.
+func installCapture(e *env, ctx context.Context, d catalog.SyncDetail, skipUnreachable bool) error {
+	if !d.HasDeltaRole() {
+		return nil
+	}
+	spec := captureSpec(d)
+	for _, src := range d.Sources() {
+		conn, err := connectDB(ctx, src)
+		if err != nil {
+			if skipUnreachable {
+				e.printf("Warning: %v; capture not installed there: run mcp validate %s once it is reachable\n", err, d.Name)
+				continue
+			}
+			return catalog.Invalidf("%v: sync %s needs its capture installed there (or use --force and run mcp validate later)", err, d.Name)
+		}
+		err = capture.Install(ctx, conn, spec)
+		closeConn(ctx, conn)
+		if err != nil {
+			return fmt.Errorf("install capture of sync %s on db %s: %w", d.Name, src.Name, err)
+		}
+		e.printf("Installed capture of sync %q on db %q (%s)\n", d.Name, src.Name, plural(len(spec.Tables), "table"))
+	}
+	return nil
+}
+
+// refreshCapture reinstalls the capture of the named syncs after a change,
+// warning about sources it cannot reach.
+func refreshCapture(e *env, ctx context.Context, q catalog.Querier, syncs ...string) error {
+	for _, s := range syncs {
+		d, err := catalog.LoadSync(ctx, q, s)
+		if err != nil {
+			return err
+		}
+		if err := installCapture(e, ctx, d, true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// forgetCapture removes a sync from the capture of its sources.
+func forgetCapture(e *env, ctx context.Context, d catalog.SyncDetail) {
+	for _, src := range d.Sources() {
+		conn, err := connectDB(ctx, src)
+		if err != nil {
+			e.printf("Warning: %v; its capture of sync %s stays there until mcp uninstall db %s\n", err, d.Name, src.Name)
+			continue
+		}
+		if err := capture.RemoveSync(ctx, conn, d.Name); err != nil {
+			e.printf("Warning: removing sync %s from the capture on db %s: %v\n", d.Name, src.Name, err)
+		}
+		closeConn(ctx, conn)
+	}
+}
+
+func syncCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "sync",
+		Usage: "work with one sync directly, without the daemon",
+		Action: func(c *cli.Context) error {
+			return usagef("sync what? use mcp sync run SYNC")
+		},
+		Subcommands: []*cli.Command{{
+			Name:      "run",
+			Usage:     "run a sync once in the foreground (cron, debugging)",
+			ArgsUsage: "SYNC",
+			Description: "Copies what changed on the source since the last run to every target, records the run in\n" +
+				"gobucardo.syncrun, and prints rows deleted and inserted and the time. Progress goes to stderr.\n" +
+				"Serialization failures and deadlocks are retried with backoff.",
+			Flags: []cli.Flag{
+				&cli.IntFlag{Name: "attempts", Value: 5, Usage: "tries after serialization failures or deadlocks"},
+				&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress on stderr"},
+			},
+			Action: func(c *cli.Context) error { return syncRun(newEnv(c)) },
+		}},
+	}
+}
+
+func syncRun(e *env) error {
+	if e.c.NArg() != 1 {
+		return usagef("usage: mcp sync run SYNC")
+	}
+	name := e.c.Args().First()
+	ctx := e.ctx()
+	conn, err := e.connectMain()
+	if err != nil {
+		return err
+	}
+	defer closeConn(ctx, conn)
+	if err := catalog.CheckVersion(ctx, conn); err != nil {
+		return err
+	}
+	d, err := catalog.LoadSync(ctx, conn, name)
+	if err != nil {
+		return err
+	}
+	host, _ := os.Hostname()
+	id, err := catalog.StartRun(ctx, conn, name, os.Getpid(), host, "Started (mcp sync run)")
+	if err != nil {
+		return err
+	}
+	stderr := e.c.App.ErrWriter
+	var lastStatus time.Time
+	progress := func(p replicate.Progress) {
+		line := progressLine(p)
+		if !e.c.Bool("quiet") {
+			fmt.Fprintln(stderr, line)
+		}
+		if time.Since(lastStatus) > time.Second {
+			lastStatus = time.Now()
+			_ = catalog.SetRunStatus(ctx, conn, id, line)
+		}
+	}
+	res, runErr := replicate.RunRetrying(ctx, runSpec(d), replicate.Options{Progress: progress, Log: e.log}, e.c.Int("attempts"))
+	bg := context.WithoutCancel(ctx)
+	counts := catalog.RunCounts{Deletes: res.Deletes, Inserts: res.Inserts, Truncates: res.Truncates}
+	if runErr != nil {
+		msg := "Failed: " + pg.RedactError(runErr, passwords(d)...).Error()
+		if err := catalog.EndRun(bg, conn, id, catalog.RunBad, msg, counts); err != nil {
+			return errors.Join(runErr, err)
+		}
+		return fmt.Errorf("run of sync %s failed: %w", name, pg.RedactError(runErr, passwords(d)...))
+	}
+	state := catalog.RunGood
+	if res.Empty() {
+		state = catalog.RunEmpty
+	}
+	summary := fmt.Sprintf("%d deleted, %d inserted, %d truncated in %.3fs", res.Deletes, res.Inserts, res.Truncates, res.Duration.Seconds())
+	if err := catalog.EndRun(bg, conn, id, state, "Complete: "+summary, counts); err != nil {
+		return err
+	}
+	if res.OneTimeCopyDone {
+		if err := catalog.ClearOneTimeCopy(bg, conn, name); err != nil {
+			return err
+		}
+	}
+	if e.json() {
+		return e.printJSON(map[string]any{"sync": name, "state": state, "deletes": res.Deletes, "inserts": res.Inserts,
+			"truncates": res.Truncates, "seconds": res.Duration.Seconds(), "tables": res.Tables})
+	}
+	for _, t := range res.Tables {
+		if t.Mode == "sequence" || t.Keys+t.Deletes+t.Inserts == 0 && !t.Truncated {
+			continue
+		}
+		extra := ""
+		if t.Truncated {
+			extra = ", truncated on the source"
+		}
+		e.printf("  %s: %s, %d keys, %d deleted, %d inserted%s\n", t.Table, t.Mode, t.Keys, t.Deletes, t.Inserts, extra)
+	}
+	e.printf("Run of sync %q: %s\n", name, summary)
+	return nil
+}
+
+func progressLine(p replicate.Progress) string {
+	switch {
+	case p.Table == "":
+		return p.Phase
+	case p.Total > 0:
+		return fmt.Sprintf("%s %s %d/%d", p.Phase, p.Table, p.Rows, p.Total)
+	case p.Rows > 0:
+		return fmt.Sprintf("%s %s %d", p.Phase, p.Table, p.Rows)
+	}
+	return p.Phase + " " + p.Table
+}
+
+func passwords(d catalog.SyncDetail) []string {
+	var out []string
+	for _, db := range d.DBs {
+		out = append(out, db.Password)
+	}
+	return out
+}
+
+func validateCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "validate",
+		Usage:     "check every db of syncs and repair their capture; exit 1 if a problem remains",
+		ArgsUsage: "SYNC...|all",
+		Description: "Lists every problem in one go: unreachable dbs, missing tables, sequences or columns,\n" +
+			"column types that differ, keys that are gone, missing privileges, capture triggers missing\n" +
+			"or stale. It repairs the capture (installing triggers and delta tables) and nothing else.",
+		Action: func(c *cli.Context) error { return validate(newEnv(c)) },
+	}
+}
+
+func syncNames(ctx context.Context, q catalog.Querier, args []string) ([]string, error) {
+	if len(args) == 1 && strings.EqualFold(args[0], "all") {
+		ss, err := catalog.ListSyncs(ctx, q)
+		if err != nil {
+			return nil, err
+		}
+		var names []string
+		for _, s := range ss {
+			names = append(names, s.Name)
+		}
+		return names, nil
+	}
+	for _, a := range args {
+		if _, err := catalog.GetSync(ctx, q, a); err != nil {
+			return nil, err
+		}
+	}
+	return args, nil
+}
+
+func validate(e *env) error {
+	if e.c.NArg() == 0 {
+		return usagef("usage: mcp validate SYNC...|all")
+	}
+	ctx := e.ctx()
+	conn, err := e.connectMain()
+	if err != nil {
+		return err
+	}
+	defer closeConn(ctx, conn)
+	if err := catalog.CheckVersion(ctx, conn); err != nil {
+		return err
+	}
+	names, err := syncNames(ctx, conn, e.c.Args().Slice())
+	if err != nil {
+		return err
+	}
+	total := 0
+	for i, name := range names {
+		d, err := catalog.LoadSync(ctx, conn, name)
+		if err != nil {
+			return err
+		}
+		e.printf("[%d/%d] sync %s: relgroup %s (%s), dbs %s\n", i+1, len(names), name, d.RelGroup,
+			plural(len(d.Relations), "relation"), describeMembers(d.Members))
+		problems, err := catalog.SyncProblems(ctx, conn, name)
+		if err != nil {
+			return err
+		}
+		more, err := replicate.Validate(ctx, runSpec(d))
+		if err != nil {
+			return err
+		}
+		problems = append(problems, more...)
+		if d.HasDeltaRole() {
+			for _, src := range d.Sources() {
+				sconn, err := connectDB(ctx, src)
+				if err != nil {
+					continue // reported by Validate
+				}
+				stale, err := capture.Check(ctx, sconn, captureSpec(d))
+				if err == nil && len(stale) > 0 {
+					err = capture.Install(ctx, sconn, captureSpec(d))
+					if err == nil {
+						for _, s := range stale {
+							e.printf("  repaired on db %s: %s\n", src.Name, s)
+						}
+					}
+				}
+				closeConn(ctx, sconn)
+				if err != nil {
+					problems = append(problems, fmt.Sprintf("db %s: the capture cannot be installed: %v", src.Name, err))
+				}
+			}
+		}
+		for _, p := range problems {
+			e.printf("  problem: %s\n", p)
+		}
+		if len(problems) == 0 {
+			e.printf("  OK\n")
+		}
+		total += len(problems)
+	}
+	if total > 0 {
+		return catalog.Invalidf("validate found %s", plural(total, "problem"))
+	}
+	return nil
+}
+
+func deltaCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "delta",
+		Aliases:   []string{"deltas"},
+		Usage:     "show pending deltas per db, table and sync",
+		ArgsUsage: "[DB...]",
+		Action:    func(c *cli.Context) error { return delta(newEnv(c)) },
+	}
+}
+
+type deltaRow struct {
+	DB      string `json:"db"`
+	Table   string `json:"table"`
+	Sync    string `json:"sync"`
+	Pending int64  `json:"pending"`
+	Total   int64  `json:"total"`
+}
+
+// captureDBs returns the dbs named, or every db that is a source of a
+// delta sync.
+func captureDBs(ctx context.Context, q catalog.Querier, names []string) ([]catalog.DB, error) {
+	var out []catalog.DB
+	if len(names) > 0 && !(len(names) == 1 && strings.EqualFold(names[0], "all")) {
+		for _, n := range names {
+			d, err := catalog.GetDB(ctx, q, n)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, d)
+		}
+		return out, nil
+	}
+	dbs, err := catalog.ListDBs(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range dbs {
+		syncs, _, err := catalog.DBUsers(ctx, q, d.Name)
+		if err != nil {
+			return nil, err
+		}
+		if len(syncs) > 0 {
+			out = append(out, d)
+		}
+	}
+	return out, nil
+}
+
+func delta(e *env) error {
+	return e.inCatalog(func(ctx context.Context, tx pgx.Tx) error {
+		dbs, err := captureDBs(ctx, tx, e.c.Args().Slice())
+		if err != nil {
+			return err
+		}
+		var out []deltaRow
+		var rows [][]string
+		for _, d := range dbs {
+			conn, err := connectDB(ctx, d)
+			if err != nil {
+				return err
+			}
+			ok, err := capture.Installed(ctx, conn)
+			if err != nil || !ok {
+				closeConn(ctx, conn)
+				if err != nil {
+					return err
+				}
+				continue
+			}
+			backlog, err := capture.Backlog(ctx, conn)
+			closeConn(ctx, conn)
+			if err != nil {
+				return err
+			}
+			for _, b := range backlog {
+				r := deltaRow{DB: d.Name, Table: pg.Display(b.Schema, b.Name), Sync: b.Sync, Pending: b.Pending, Total: b.Total}
+				out = append(out, r)
+				rows = append(rows, []string{r.DB, r.Table, orDash(r.Sync), fmt.Sprint(r.Pending), fmt.Sprint(r.Total)})
+			}
+		}
+		if e.json() {
+			if out == nil {
+				out = []deltaRow{}
+			}
+			return e.printJSON(map[string]any{"deltas": out})
+		}
+		if len(rows) == 0 {
+			e.printf("(no captured tables)\n")
+			return nil
+		}
+		e.table([]string{"DB", "TABLE", "SYNC", "PENDING", "KEPT"}, rows)
+		return nil
+	})
+}
+
+func purgeCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "purge",
+		Usage:     "delete deltas every sync has consumed, now",
+		ArgsUsage: "[all|DB...]",
+		Action: func(c *cli.Context) error {
+			e := newEnv(c)
+			return e.inCatalog(func(ctx context.Context, tx pgx.Tx) error {
+				dbs, err := captureDBs(ctx, tx, c.Args().Slice())
+				if err != nil {
+					return err
+				}
+				for _, d := range dbs {
+					conn, err := connectDB(ctx, d)
+					if err != nil {
+						return err
+					}
+					ok, err := capture.Installed(ctx, conn)
+					var n int64
+					if err == nil && ok {
+						err = forgetUnknownSyncs(e, ctx, tx, conn, d.Name)
+					}
+					if err == nil && ok {
+						n, err = capture.Purge(ctx, conn)
+					}
+					closeConn(ctx, conn)
+					if err != nil {
+						return fmt.Errorf("purge db %s: %w", d.Name, err)
+					}
+					if ok {
+						e.printf("Purged %d consumed deltas on db %q\n", n, d.Name)
+					}
+				}
+				return nil
+			})
+		},
+	}
+}
+
+func uninstallCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "uninstall",
+		Usage: "remove gobucardo's triggers and delta tables from a replicated db",
+		Action: func(c *cli.Context) error {
+			return usagef("uninstall what? use mcp uninstall db NAME")
+		},
+		Subcommands: []*cli.Command{{
+			Name:        "db",
+			Usage:       "remove gobucardo's capture (triggers, delta tables, watermarks) from a db",
+			ArgsUsage:   "NAME [--force]",
+			Description: "Refused while a sync reads the db, unless --force; the catalog is not changed.",
+			Flags:       []cli.Flag{forceFlag},
+			Action: func(c *cli.Context) error {
+				e := newEnv(c)
+				if c.NArg() != 1 {
+					return usagef("usage: mcp uninstall db NAME")
+				}
+				return e.inCatalog(func(ctx context.Context, tx pgx.Tx) error {
+					d, err := catalog.GetDB(ctx, tx, c.Args().First())
+					if err != nil {
+						return err
+					}
+					syncs, _, err := catalog.DBUsers(ctx, tx, d.Name)
+					if err != nil {
+						return err
+					}
+					if len(syncs) > 0 && !c.Bool("force") {
+						return catalog.Invalidf("db %q is used by syncs %s, which would stop working: remove them first, or use --force",
+							d.Name, strings.Join(syncs, ", "))
+					}
+					conn, err := connectDB(ctx, d)
+					if err != nil {
+						return err
+					}
+					defer closeConn(ctx, conn)
+					if err := capture.Uninstall(ctx, conn); err != nil {
+						return fmt.Errorf("uninstall db %s: %w", d.Name, err)
+					}
+					e.printf("Removed gobucardo's capture from db %q\n", d.Name)
+					return nil
+				})
+			},
+		}},
+	}
+}
+
+// forgetUnknownSyncs removes from a db's capture the syncs the catalog no
+// longer has, whose old watermarks would otherwise keep every delta forever.
+func forgetUnknownSyncs(e *env, ctx context.Context, q catalog.Querier, conn *pgx.Conn, db string) error {
+	syncs, err := capture.Syncs(ctx, conn)
+	if err != nil {
+		return err
+	}
+	for _, s := range syncs {
+		if _, err := catalog.GetSync(ctx, q, s); err == nil {
+			continue
+		}
+		if err := capture.RemoveSync(ctx, conn, s); err != nil {
+			return err
+		}
+		e.printf("Removed sync %q, which the catalog no longer has, from the capture on db %q\n", s, db)
+	}
+	return nil
+}
