@@ -87,10 +87,10 @@ func (r *run) columns(ctx context.Context, rel Relation) (*columnSet, error) {
 			switch {
 			case generated[c.name]:
 				return nil, fmt.Errorf("column %s of %s is generated on db %s but not on %s: make it a plain column there",
-					pg.Ident(c.name), rel.Display(), t.Name, r.src.Name)
+					pg.Display(c.name), rel.Display(), t.Name, r.src.Name)
 			case !ok:
 				return nil, fmt.Errorf("column %s of %s is missing on db %s: add it there (run mcp validate for every problem)",
-					pg.Ident(c.name), rel.Display(), t.Name)
+					pg.Display(c.name), rel.Display(), t.Name)
 			case tc.typ != c.typ || !tc.builtin:
 				set.binary = false
 			}

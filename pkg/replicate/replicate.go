@@ -77,7 +77,7 @@ type Options struct {
 // TableResult is what a run did to one relation.
 type TableResult struct {
 	Table     string `json:"table"`
-	Mode      string `json:"mode"` // delta, fullcopy, sequence, none
+	Mode      string `json:"mode"` // delta, fullcopy, delta+fullcopy, sequence, none
 	Keys      int64  `json:"keys"` // changed keys read; for a sequence, targets set
 	Deletes   int64  `json:"deletes"`
 	Inserts   int64  `json:"inserts"`
@@ -433,6 +433,8 @@ func (r *run) table(ctx context.Context, rel Relation) (TableResult, error) {
 	if len(delta) > 0 {
 		if tr.Mode == "none" {
 			tr.Mode = "delta"
+		} else {
+			tr.Mode = "delta+fullcopy"
 		}
 		keys, d, n, err := r.deltaCopy(ctx, rel, cols, delta)
 		if err != nil {

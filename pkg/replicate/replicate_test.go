@@ -145,3 +145,32 @@ func TestCommitEvery(t *testing.T) {
 	e.run()
 	e.assertSame()
 }
+
+// TestRetryAfterSerializationFailure: a target fails twice with SQLSTATE
+// 40001 (a trigger enabled ALWAYS fires even under replica mode); the run
+// is retried and succeeds.
+func TestRetryAfterSerializationFailure(t *testing.T) {
+	e := newEnv(t, basicSchema, []string{"A:source", "B:target"}, []Relation{accounts})
+	e.exec("B", `CREATE SEQUENCE fails;
+		CREATE FUNCTION flaky() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF nextval('fails') <= 2 THEN
+				RAISE EXCEPTION 'mock serialization failure' USING ERRCODE = '40001';
+			END IF;
+			RETURN NULL;
+		END $$;
+		CREATE TRIGGER flaky AFTER INSERT ON accounts FOR EACH STATEMENT EXECUTE FUNCTION flaky();
+		ALTER TABLE accounts ENABLE ALWAYS TRIGGER flaky;`)
+	e.exec("A", "INSERT INTO accounts SELECT g, 1, 0, 'x' FROM generate_series(1, 10) g")
+	if _, err := RunRetrying(context.Background(), e.sync, Options{}, 2); err == nil {
+		t.Fatal("two attempts survived two serialization failures")
+	}
+	if _, err := RunRetrying(context.Background(), e.sync, Options{}, 5); err != nil {
+		t.Fatalf("retrying run: %v", err)
+	}
+	e.assertSame()
+	var n int64
+	if err := e.conn("B").QueryRow(context.Background(), "SELECT last_value FROM fails").Scan(&n); err != nil || n != 3 {
+		t.Errorf("the target was written %d times, want 3 (two failures, one success): %v", n, err)
+	}
+}

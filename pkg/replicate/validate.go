@@ -84,17 +84,17 @@ func Validate(ctx context.Context, s Sync) ([]string, error) {
 				tc, ok := cols.byName[c.name]
 				switch {
 				case cols.generated[c.name]:
-					add("db %s: column %s of %s is generated there but not on %s: make it a plain column", d.Name, pg.Ident(c.name), rel.Display(), src.Name)
+					add("db %s: column %s of %s is generated there but not on %s: make it a plain column", d.Name, pg.Display(c.name), rel.Display(), src.Name)
 				case !ok:
-					add("db %s: column %s of %s is missing: ALTER TABLE %s ADD COLUMN %s %s", d.Name, pg.Ident(c.name), rel.Display(),
+					add("db %s: column %s of %s is missing: ALTER TABLE %s ADD COLUMN %s %s", d.Name, pg.Display(c.name), rel.Display(),
 						pg.Ident(rel.Schema, rel.Name), pg.Ident(c.name), c.typ)
 				case !compatible(c.typ, tc.typ):
-					add("db %s: column %s of %s is %s there but %s on %s: make the types the same", d.Name, pg.Ident(c.name), rel.Display(), tc.typ, c.typ, src.Name)
+					add("db %s: column %s of %s is %s there but %s on %s: make the types the same", d.Name, pg.Display(c.name), rel.Display(), tc.typ, c.typ, src.Name)
 				}
 			}
 			for _, tc := range cols.list {
 				if _, ok := srcCols.byName[tc.name]; !ok && tc.notNullNoDefault {
-					add("db %s: column %s of %s is NOT NULL without a default and missing on %s: give it a default or drop it", d.Name, pg.Ident(tc.name), rel.Display(), src.Name)
+					add("db %s: column %s of %s is NOT NULL without a default and missing on %s: give it a default or drop it", d.Name, pg.Display(tc.name), rel.Display(), src.Name)
 				}
 			}
 		}
