@@ -171,7 +171,7 @@ func captureTable(ctx context.Context, tx pgx.Tx, t Table) error {
 		return fmt.Errorf("capture %s: the table has no key", t.Display())
 	}
 	for _, c := range t.KeyColumns {
-		if c == "txid" || c == "changed_at" {
+		if c == "txid" || c == "changed_at" || c == "origin" {
 			return fmt.Errorf("capture %s: key column %q clashes with gobucardo's delta columns: use another key", t.Display(), c)
 		}
 	}
@@ -193,8 +193,10 @@ func captureTable(ctx context.Context, tx pgx.Tx, t Table) error {
 	}
 	stmts := []string{
 		"DROP TABLE IF EXISTS " + delta,
+		// origin is NULL for the application's writes; makedelta sets it to
+		// the sync that applied the row, which then does not read it back.
 		fmt.Sprintf(`CREATE TABLE %s (%s, txid xid8 NOT NULL DEFAULT pg_current_xact_id(),
-			changed_at timestamptz NOT NULL DEFAULT clock_timestamp())`, delta, strings.Join(cols, ", ")),
+			changed_at timestamptz NOT NULL DEFAULT clock_timestamp(), origin text)`, delta, strings.Join(cols, ", ")),
 		fmt.Sprintf("CREATE INDEX %s ON %s (txid)", pg.Ident(DeltaName(t.Schema, t.Name)+"_txid"), delta),
 		// Plans over delta tables must not depend on fresh statistics.
 		fmt.Sprintf("ALTER TABLE %s SET (autovacuum_vacuum_scale_factor = 0.01, autovacuum_analyze_scale_factor = 0.01)", delta),

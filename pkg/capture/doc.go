@@ -2,8 +2,9 @@
 // a replicated database, all in that database's schema gobucardo:
 //
 //   - per captured table, a delta table holding the table's key columns (same
-//     names and types) plus txid (xid8, the writing transaction) and
-//     changed_at, indexed on txid; its name derives from the table's and stays
+//     names and types) plus txid (xid8, the writing transaction),
+//     changed_at and origin (the sync that wrote the row under makedelta,
+//     NULL for the application's writes), indexed on txid; its name derives from the table's and stays
 //     under 63 bytes (DeltaName);
 //   - statement-level AFTER INSERT/UPDATE/DELETE triggers with transition
 //     tables that record the changed keys set-wise (an UPDATE records old and

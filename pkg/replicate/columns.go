@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/gobucardo/gobucardo/pkg/pg"
 )
 
@@ -31,10 +33,10 @@ const columnsSQL = `SELECT a.attname::text, format_type(a.atttypid, a.atttypmod)
 	WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
 	ORDER BY a.attnum`
 
-func readColumns(ctx context.Context, n *node, rel Relation) (cols []column, generated map[string]bool, err error) {
-	rows, err := n.tx.Query(ctx, columnsSQL, pg.Ident(rel.Schema, rel.Name))
+func readColumns(ctx context.Context, q pgx.Tx, name string, rel Relation) (cols []column, generated map[string]bool, err error) {
+	rows, err := q.Query(ctx, columnsSQL, pg.Ident(rel.Schema, rel.Name))
 	if err != nil {
-		return nil, nil, fmt.Errorf("read columns of %s on %s: %w", rel.Display(), n.Name, err)
+		return nil, nil, fmt.Errorf("read columns of %s on %s: %w", rel.Display(), name, err)
 	}
 	defer rows.Close()
 	generated = map[string]bool{}
@@ -54,14 +56,15 @@ func readColumns(ctx context.Context, n *node, rel Relation) (cols []column, gen
 		return nil, nil, err
 	}
 	if len(cols) == 0 && len(generated) == 0 {
-		return nil, nil, fmt.Errorf("table %s does not exist on db %s: create it there, or run mcp validate", rel.Display(), n.Name)
+		return nil, nil, fmt.Errorf("table %s does not exist on db %s: create it there, or run mcp validate", rel.Display(), name)
 	}
 	return cols, generated, nil
 }
 
 // columns matches rel's columns between the source and every target.
 func (r *run) columns(ctx context.Context, rel Relation) (*columnSet, error) {
-	src, _, err := readColumns(ctx, r.src, rel)
+	first := r.sources[0]
+	src, _, err := readColumns(ctx, first.tx, first.Name, rel)
 	if err != nil {
 		return nil, err
 	}
@@ -73,8 +76,8 @@ func (r *run) columns(ctx context.Context, rel Relation) (*columnSet, error) {
 			set.binary = false
 		}
 	}
-	for _, t := range r.targets {
-		cols, generated, err := readColumns(ctx, t, rel)
+	for _, t := range r.writers {
+		cols, generated, err := readColumns(ctx, t.tx, t.Name, rel)
 		if err != nil {
 			return nil, err
 		}
@@ -87,7 +90,7 @@ func (r *run) columns(ctx context.Context, rel Relation) (*columnSet, error) {
 			switch {
 			case generated[c.name]:
 				return nil, fmt.Errorf("column %s of %s is generated on db %s but not on %s: make it a plain column there",
-					pg.Display(c.name), rel.Display(), t.Name, r.src.Name)
+					pg.Display(c.name), rel.Display(), t.Name, first.Name)
 			case !ok:
 				return nil, fmt.Errorf("column %s of %s is missing on db %s: add it there (run mcp validate for every problem)",
 					pg.Display(c.name), rel.Display(), t.Name)
@@ -109,7 +112,7 @@ func (s *columnSet) format() string {
 }
 
 // keyFormat is the COPY format for the key columns alone.
-func (s *columnSet) keyFormat(keys []string) string {
+func (s *columnSet) keyFormat() string {
 	if !s.binary {
 		return ""
 	}

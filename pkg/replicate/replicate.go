@@ -4,15 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/gobucardo/gobucardo/pkg/capture"
 	"github.com/gobucardo/gobucardo/pkg/pg"
 )
 
@@ -28,6 +25,10 @@ type DB struct {
 	Name       string
 	Role       string
 	ConnString string // never logged
+	// MakeDelta records the changes a run applies here as deltas of this
+	// db (with the sync as their origin), so that other syncs reading it
+	// carry them on, and kicks those syncs.
+	MakeDelta bool
 }
 
 // Relation is a table or sequence to replicate, in order.
@@ -35,6 +36,10 @@ type Relation struct {
 	Schema, Name string
 	Sequence     bool
 	KeyColumns   []string // empty: fullcopy targets only
+	// ConflictStrategy overrides the sync's for this table ("" = the sync's).
+	ConflictStrategy string
+	// MakeDelta overrides the dbs' makedelta for this table (nil = as the db says).
+	MakeDelta *bool
 }
 
 // Display is schema.name for messages.
@@ -49,6 +54,10 @@ type Sync struct {
 	CommitEvery    int    // commit the targets after about this many rows; 0: once
 	IsolationLevel string // of the source: "repeatable read" (default) or "serializable"
 	DeleteMethod   string // how fullcopy empties a target: delete (default), truncate, truncate_cascade
+	// ConflictStrategy resolves keys changed on several sources: bucardo_latest
+	// (default), bucardo_latest_all_tables, bucardo_source, bucardo_skip,
+	// bucardo_random, bucardo_abort, or an ordered list of db names "B A C".
+	ConflictStrategy string
 }
 
 // Progress reports what a run is doing.
@@ -72,6 +81,9 @@ type Options struct {
 	// (every target applied, nothing committed) and "targets-committed"
 	// (before the watermark advances). Fault tests break things there.
 	Hook func(point string)
+	// Conflicts, when set, receives every conflict of a table once it is
+	// resolved; an error fails the run.
+	Conflicts func([]Conflict) error
 }
 
 // TableResult is what a run did to one relation.
@@ -82,14 +94,15 @@ type TableResult struct {
 	Deletes   int64  `json:"deletes"`
 	Inserts   int64  `json:"inserts"`
 	Truncated bool   `json:"truncated"`
+	Conflicts int64  `json:"conflicts"`
 }
 
 // Result sums up a run. Deletes and Inserts count rows over all targets.
 type Result struct {
-	Deletes, Inserts, Truncates int64
-	Tables                      []TableResult
-	Duration                    time.Duration
-	OneTimeCopyDone             bool // the run did the sync's onetimecopy
+	Deletes, Inserts, Truncates, Conflicts int64
+	Tables                                 []TableResult
+	Duration                               time.Duration
+	OneTimeCopyDone                        bool // the run did the sync's onetimecopy
 }
 
 // Empty reports whether the run changed nothing.
@@ -119,22 +132,44 @@ func connect(ctx context.Context, d DB) (*pgx.Conn, error) {
 	return conn, nil
 }
 
-// node is one open database of a run.
+// node is a connection that writes: a target, or (with several sources) a
+// source receiving the other sources' changes.
 type node struct {
 	DB
 	conn *pgx.Conn
 	tx   pgx.Tx
+	// source: the db also takes the application's writes, which may race
+	// ours; rows go through a staging table and a keyed ON CONFLICT DO
+	// NOTHING, so that a row written there meanwhile is kept (it is a change
+	// of that db's own, which the next run carries on) instead of failing
+	// the run.
+	source bool
 }
+
+func (n *node) endpoint() endpoint { return endpoint{name: n.Name, conn: n.conn} }
+
+// source is a source's reading side: one snapshot for the whole run.
+type source struct {
+	DB
+	index  int // among the sources, in dbgroup order
+	conn   *pgx.Conn
+	tx     pgx.Tx
+	cur    string // this run's snapshot
+	last   string // the watermark: the snapshot of the last run ("" when none)
+	writer *node  // with several sources: where the others' changes go
+}
+
+func (s *source) endpoint() endpoint { return endpoint{name: s.Name, conn: s.conn} }
 
 type run struct {
 	s       Sync
 	opts    Options
 	log     *zap.Logger
-	src     *node
-	targets []*node
-	cur     string // the source snapshot of this run
-	last    string // the watermark: snapshot of the last run ("" when none)
-	rows    int64  // rows written to targets since their last commit
+	sources []*source
+	targets []*node // role target or fullcopy
+	writers []*node // targets, then the sources' writers
+	rows    int64   // rows written since the writers' last commit
+	latest  []any   // per source, its latest change over all tables (bucardo_latest_all_tables)
 	res     Result
 }
 
@@ -145,11 +180,10 @@ func Run(ctx context.Context, s Sync, opts Options) (Result, error) {
 	if r.log == nil {
 		r.log = zap.NewNop()
 	}
+	defer r.close(ctx)
 	if err := r.open(ctx); err != nil {
-		r.close(ctx)
 		return Result{}, err
 	}
-	defer r.close(ctx)
 	if err := r.apply(ctx); err != nil {
 		return Result{}, err
 	}
@@ -173,29 +207,41 @@ func (r *run) progress(p Progress) {
 	}
 }
 
-// open connects to every db, begins the source's snapshot and the targets'
-// transactions.
+func (r *run) multi() bool { return len(r.sources) > 1 }
+
+// open connects to every db, takes each source's snapshot and begins the
+// writers' transactions.
 func (r *run) open(ctx context.Context) error {
-	var sources []DB
 	for _, d := range r.s.DBs {
 		switch d.Role {
 		case RoleSource:
-			sources = append(sources, d)
+			r.sources = append(r.sources, &source{DB: d, index: len(r.sources)})
 		case RoleTarget, RoleFullcopy:
 			r.targets = append(r.targets, &node{DB: d})
 		default:
 			return fmt.Errorf("db %s: unknown role %q", d.Name, d.Role)
 		}
 	}
-	switch {
-	case len(sources) == 0:
+	if len(r.sources) == 0 {
 		return fmt.Errorf("sync %s has no source", r.s.Name)
-	case len(sources) > 1:
-		return fmt.Errorf("sync %s has %d sources: runs over several sources are not supported yet", r.s.Name, len(sources))
 	}
-	r.src = &node{DB: sources[0]}
+	r.writers = append(r.writers, r.targets...)
+	if r.multi() {
+		for _, s := range r.sources {
+			s.writer = &node{DB: s.DB, source: true}
+			r.writers = append(r.writers, s.writer)
+		}
+	}
 	g, gctx := errgroup.WithContext(ctx)
-	for _, n := range append([]*node{r.src}, r.targets...) {
+	for _, s := range r.sources {
+		s := s
+		g.Go(func() error {
+			conn, err := connect(gctx, s.DB)
+			s.conn = conn
+			return err
+		})
+	}
+	for _, n := range r.writers {
 		n := n
 		g.Go(func() error {
 			conn, err := connect(gctx, n.DB)
@@ -206,49 +252,58 @@ func (r *run) open(ctx context.Context) error {
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	iso := pgx.RepeatableRead
-	if r.s.IsolationLevel == "serializable" {
-		iso = pgx.Serializable
-	}
-	var err error
-	if r.src.tx, err = r.src.conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: iso}); err != nil {
-		return fmt.Errorf("begin on source %s: %w", r.src.Name, err)
-	}
-	var locked bool
-	if err := r.src.tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock(hashtext('gobucardo sync ' || $1))", r.s.Name).Scan(&locked); err != nil {
-		return fmt.Errorf("lock sync %s on %s: %w", r.s.Name, r.src.Name, err)
-	}
-	if !locked {
-		return fmt.Errorf("sync %s: %w", r.s.Name, ErrBusy)
-	}
-	if err := r.src.tx.QueryRow(ctx, "SELECT pg_current_snapshot()::text").Scan(&r.cur); err != nil {
-		return fmt.Errorf("snapshot of %s: %w", r.src.Name, err)
-	}
-	var hasCapture bool
-	if err := r.src.tx.QueryRow(ctx, "SELECT to_regclass('gobucardo.watermark') IS NOT NULL").Scan(&hasCapture); err != nil {
-		return err
-	}
-	if hasCapture {
-		err := r.src.tx.QueryRow(ctx, "SELECT snap::text FROM gobucardo.watermark WHERE sync = $1", r.s.Name).Scan(&r.last)
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("read watermark of sync %s on %s: %w", r.s.Name, r.src.Name, err)
+	for _, s := range r.sources {
+		if err := r.beginSource(ctx, s); err != nil {
+			return err
 		}
 	}
-	for _, t := range r.targets {
-		if err := r.beginTarget(ctx, t); err != nil {
+	for _, n := range r.writers {
+		if err := r.beginWriter(ctx, n); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (r *run) beginTarget(ctx context.Context, t *node) error {
+func (r *run) beginSource(ctx context.Context, s *source) error {
+	iso := pgx.RepeatableRead
+	if r.s.IsolationLevel == "serializable" {
+		iso = pgx.Serializable
+	}
+	var err error
+	if s.tx, err = s.conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: iso}); err != nil {
+		return fmt.Errorf("begin on source %s: %w", s.Name, err)
+	}
+	var locked bool
+	if err := s.tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock(hashtext('gobucardo sync ' || $1))", r.s.Name).Scan(&locked); err != nil {
+		return fmt.Errorf("lock sync %s on %s: %w", r.s.Name, s.Name, err)
+	}
+	if !locked {
+		return fmt.Errorf("sync %s: %w", r.s.Name, ErrBusy)
+	}
+	if err := s.tx.QueryRow(ctx, "SELECT pg_current_snapshot()::text").Scan(&s.cur); err != nil {
+		return fmt.Errorf("snapshot of %s: %w", s.Name, err)
+	}
+	var hasCapture bool
+	if err := s.tx.QueryRow(ctx, "SELECT to_regclass('gobucardo.watermark') IS NOT NULL").Scan(&hasCapture); err != nil {
+		return err
+	}
+	if hasCapture {
+		err := s.tx.QueryRow(ctx, "SELECT snap::text FROM gobucardo.watermark WHERE sync = $1", r.s.Name).Scan(&s.last)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("read watermark of sync %s on %s: %w", r.s.Name, s.Name, err)
+		}
+	}
+	return nil
+}
+
+func (r *run) beginWriter(ctx context.Context, t *node) error {
 	var err error
 	if t.tx, err = t.conn.Begin(ctx); err != nil {
-		return fmt.Errorf("begin on target %s: %w", t.Name, err)
+		return fmt.Errorf("begin on %s: %w", t.Name, err)
 	}
 	if _, err := t.tx.Exec(ctx, "SET LOCAL session_replication_role = replica"); err != nil {
-		return fmt.Errorf("target %s: cannot set session_replication_role (gobucardo's user must be a superuser, "+
+		return fmt.Errorf("db %s: cannot set session_replication_role (gobucardo's user must be a superuser, "+
 			"or on PostgreSQL 15+ hold GRANT SET ON PARAMETER session_replication_role): %w", t.Name, err)
 	}
 	return nil
@@ -256,44 +311,55 @@ func (r *run) beginTarget(ctx context.Context, t *node) error {
 
 func (r *run) close(ctx context.Context) {
 	bg := context.WithoutCancel(ctx)
-	for _, n := range append([]*node{r.src}, r.targets...) {
-		if n == nil || n.conn == nil {
-			continue
+	for _, s := range r.sources {
+		if s.tx != nil {
+			_ = s.tx.Rollback(bg)
 		}
+		if s.conn != nil {
+			_ = s.conn.Close(bg)
+		}
+	}
+	for _, n := range r.writers {
 		if n.tx != nil {
 			_ = n.tx.Rollback(bg)
 		}
-		_ = n.conn.Close(bg)
+		if n.conn != nil {
+			_ = n.conn.Close(bg)
+		}
 	}
 }
 
-// commit commits the targets, then advances the watermark and commits the
-// source. A failure between the two re-applies the same changes next run.
+// commit commits every writer, then advances each source's watermark and
+// commits it. A failure between the two re-applies the same changes next
+// run, which converges: applying is idempotent.
 func (r *run) commit(ctx context.Context) error {
 	r.progress(Progress{Phase: "commit"})
-	for _, t := range r.targets {
+	for _, t := range r.writers {
 		if err := t.tx.Commit(ctx); err != nil {
-			return fmt.Errorf("commit on target %s: %w", t.Name, err)
+			return fmt.Errorf("commit on %s: %w", t.Name, err)
 		}
 		t.tx = nil
 	}
 	r.hook("targets-committed")
-	if r.last != "" || r.needsWatermark() {
-		if _, err := r.src.tx.Exec(ctx, `INSERT INTO gobucardo.watermark (sync, snap, updated) VALUES ($1, $2::pg_snapshot, now())
-			ON CONFLICT (sync) DO UPDATE SET snap = excluded.snap, updated = excluded.updated`, r.s.Name, r.cur); err != nil {
-			return fmt.Errorf("advance watermark of sync %s on %s: %w", r.s.Name, r.src.Name, err)
+	for _, s := range r.sources {
+		if s.last != "" || r.needsWatermark() {
+			if _, err := s.tx.Exec(ctx, `INSERT INTO gobucardo.watermark (sync, snap, updated) VALUES ($1, $2::pg_snapshot, now())
+				ON CONFLICT (sync) DO UPDATE SET snap = excluded.snap, updated = excluded.updated`, r.s.Name, s.cur); err != nil {
+				return fmt.Errorf("advance watermark of sync %s on %s: %w", r.s.Name, s.Name, err)
+			}
 		}
+		if err := s.tx.Commit(ctx); err != nil {
+			return fmt.Errorf("commit on source %s: %w", s.Name, err)
+		}
+		s.tx = nil
 	}
-	if err := r.src.tx.Commit(ctx); err != nil {
-		return fmt.Errorf("commit on source %s: %w", r.src.Name, err)
-	}
-	r.src.tx = nil
 	return nil
 }
 
-// needsWatermark: the sync has delta targets and tables with keys.
+// needsWatermark: the sync replicates by delta (targets, or several
+// sources) and has tables with keys.
 func (r *run) needsWatermark() bool {
-	if !r.hasDeltaTargets() {
+	if !r.hasDeltaTargets() && !r.multi() {
 		return false
 	}
 	for _, rel := range r.s.Relations {
@@ -313,18 +379,18 @@ func (r *run) hasDeltaTargets() bool {
 	return false
 }
 
-// maybeCommitTargets commits the targets' work so far when commit_every is
+// maybeCommitWriters commits the writers' work so far when commit_every is
 // reached, and begins new transactions.
-func (r *run) maybeCommitTargets(ctx context.Context) error {
+func (r *run) maybeCommitWriters(ctx context.Context) error {
 	if r.s.CommitEvery <= 0 || r.rows < int64(r.s.CommitEvery) {
 		return nil
 	}
-	for _, t := range r.targets {
+	for _, t := range r.writers {
 		if err := t.tx.Commit(ctx); err != nil {
-			return fmt.Errorf("commit on target %s: %w", t.Name, err)
+			return fmt.Errorf("commit on %s: %w", t.Name, err)
 		}
 		t.tx = nil
-		if err := r.beginTarget(ctx, t); err != nil {
+		if err := r.beginWriter(ctx, t); err != nil {
 			return err
 		}
 	}
@@ -334,9 +400,18 @@ func (r *run) maybeCommitTargets(ctx context.Context) error {
 }
 
 func (r *run) apply(ctx context.Context) error {
-	if r.needsWatermark() && r.last == "" {
-		return fmt.Errorf("sync %s has no watermark on source %s: its capture is not installed (run mcp validate %s)",
-			r.s.Name, r.src.Name, r.s.Name)
+	if r.needsWatermark() {
+		for _, s := range r.sources {
+			if s.last == "" {
+				return fmt.Errorf("sync %s has no watermark on source %s: its capture is not installed (run mcp validate %s)",
+					r.s.Name, s.Name, r.s.Name)
+			}
+		}
+	}
+	if r.multi() && r.strategy(Relation{}) == StrategyLatestAllTables {
+		if err := r.latestAll(ctx); err != nil {
+			return err
+		}
 	}
 	for _, rel := range r.s.Relations {
 		var tr TableResult
@@ -352,342 +427,11 @@ func (r *run) apply(ctx context.Context) error {
 		r.res.Tables = append(r.res.Tables, tr)
 		r.res.Deletes += tr.Deletes
 		r.res.Inserts += tr.Inserts
+		r.res.Conflicts += tr.Conflicts
 		if tr.Truncated {
 			r.res.Truncates++
 		}
 	}
 	r.res.OneTimeCopyDone = r.s.OneTimeCopy != 0
 	return nil
-}
-
-func (r *run) sequence(ctx context.Context, rel Relation) (TableResult, error) {
-	tr := TableResult{Table: rel.Display(), Mode: "sequence"}
-	r.progress(Progress{Table: tr.Table, Phase: "sequence"})
-	var last int64
-	var called bool
-	if err := r.src.tx.QueryRow(ctx, "SELECT last_value, is_called FROM "+pg.Ident(rel.Schema, rel.Name)).Scan(&last, &called); err != nil {
-		return tr, fmt.Errorf("read sequence %s on %s: %w", tr.Table, r.src.Name, err)
-	}
-	for _, t := range r.targets {
-		var tl int64
-		var tc bool
-		if err := t.tx.QueryRow(ctx, "SELECT last_value, is_called FROM "+pg.Ident(rel.Schema, rel.Name)).Scan(&tl, &tc); err != nil {
-			return tr, fmt.Errorf("read sequence %s on %s: %w", tr.Table, t.Name, err)
-		}
-		if tl == last && tc == called {
-			continue
-		}
-		if _, err := t.tx.Exec(ctx, "SELECT setval($1::regclass, $2, $3)", pg.Ident(rel.Schema, rel.Name), last, called); err != nil {
-			return tr, fmt.Errorf("set sequence %s on %s: %w", tr.Table, t.Name, err)
-		}
-		tr.Keys++ // targets whose value changed
-	}
-	return tr, nil
-}
-
-// table replicates one table to every target, by delta or in full.
-func (r *run) table(ctx context.Context, rel Relation) (TableResult, error) {
-	tr := TableResult{Table: rel.Display(), Mode: "none"}
-	cols, err := r.columns(ctx, rel)
-	if err != nil {
-		return tr, err
-	}
-	truncated := false
-	if r.last != "" && len(rel.KeyColumns) > 0 {
-		if truncated, err = r.truncatedSince(ctx, rel); err != nil {
-			return tr, err
-		}
-	}
-	var full, delta []*node
-	for _, t := range r.targets {
-		switch {
-		case t.Role == RoleFullcopy, truncated, r.s.OneTimeCopy == 1:
-			full = append(full, t)
-		case r.s.OneTimeCopy == 2:
-			var empty bool
-			if err := t.tx.QueryRow(ctx, "SELECT NOT EXISTS (SELECT 1 FROM ONLY "+pg.Ident(rel.Schema, rel.Name)+")").Scan(&empty); err != nil {
-				return tr, fmt.Errorf("look at %s on %s: %w", tr.Table, t.Name, err)
-			}
-			if empty {
-				full = append(full, t)
-			} else {
-				delta = append(delta, t)
-			}
-		default:
-			delta = append(delta, t)
-		}
-	}
-	if len(delta) > 0 && len(rel.KeyColumns) == 0 {
-		return tr, fmt.Errorf("table %s has no key, so it cannot go to target %s by delta: make that db a fullcopy target", tr.Table, delta[0].Name)
-	}
-	tr.Truncated = truncated
-	if len(full) > 0 {
-		tr.Mode = "fullcopy"
-		d, n, err := r.fullCopy(ctx, rel, cols, full)
-		if err != nil {
-			return tr, err
-		}
-		tr.Deletes += d
-		tr.Inserts += n
-	}
-	if len(delta) > 0 {
-		if tr.Mode == "none" {
-			tr.Mode = "delta"
-		} else {
-			tr.Mode = "delta+fullcopy"
-		}
-		keys, d, n, err := r.deltaCopy(ctx, rel, cols, delta)
-		if err != nil {
-			return tr, err
-		}
-		tr.Keys, tr.Deletes, tr.Inserts = keys, tr.Deletes+d, tr.Inserts+n
-	}
-	return tr, nil
-}
-
-// truncatedSince reports whether the source truncated rel since the
-// watermark.
-func (r *run) truncatedSince(ctx context.Context, rel Relation) (bool, error) {
-	var truncated bool
-	err := r.src.tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM gobucardo.truncate_log
-		WHERE schema_name = $1 AND rel_name = $2
-		  AND txid >= pg_snapshot_xmin($3::pg_snapshot) AND NOT pg_visible_in_snapshot(txid, $3::pg_snapshot))`,
-		rel.Schema, rel.Name, r.last).Scan(&truncated)
-	if err != nil {
-		return false, fmt.Errorf("read truncates of %s on %s: %w", rel.Display(), r.src.Name, err)
-	}
-	return truncated, nil
-}
-
-// empty removes every row of rel on t as the sync's deletemethod says.
-func (r *run) empty(ctx context.Context, rel Relation, t *node) (int64, error) {
-	tbl := pg.Ident(rel.Schema, rel.Name)
-	var sql string
-	switch r.s.DeleteMethod {
-	case "truncate":
-		sql = "TRUNCATE ONLY " + tbl
-	case "truncate_cascade":
-		sql = "TRUNCATE ONLY " + tbl + " CASCADE"
-	default:
-		sql = "DELETE FROM ONLY " + tbl
-	}
-	tag, err := t.tx.Exec(ctx, sql)
-	if err != nil {
-		return 0, fmt.Errorf("empty %s on %s: %w", rel.Display(), t.Name, err)
-	}
-	return tag.RowsAffected(), nil
-}
-
-func (r *run) fullCopy(ctx context.Context, rel Relation, cols *columnSet, targets []*node) (deletes, inserts int64, err error) {
-	table := rel.Display()
-	r.progress(Progress{Table: table, Phase: "fullcopy"})
-	for _, t := range targets {
-		n, err := r.empty(ctx, rel, t)
-		if err != nil {
-			return 0, 0, err
-		}
-		deletes += n
-	}
-	var total int64
-	if err := r.src.tx.QueryRow(ctx, "SELECT count(*) FROM ONLY "+pg.Ident(rel.Schema, rel.Name)).Scan(&total); err != nil {
-		return 0, 0, fmt.Errorf("count %s on %s: %w", table, r.src.Name, err)
-	}
-	srcSQL := fmt.Sprintf("COPY (SELECT %s FROM ONLY %s) TO STDOUT%s", cols.selectList("t"), pg.Ident(rel.Schema, rel.Name)+" t", cols.format())
-	n, err := r.fanOut(ctx, table, "copy", total, srcSQL, targets, cols.copyIn(rel))
-	if err != nil {
-		return 0, 0, err
-	}
-	r.rows += n
-	return deletes, n, r.maybeCommitTargets(ctx)
-}
-
-// deltaCopy applies the keys changed since the watermark: staged once on
-// the source, deleted on each target, their current rows copied.
-func (r *run) deltaCopy(ctx context.Context, rel Relation, cols *columnSet, targets []*node) (keys, deletes, inserts int64, err error) {
-	table := rel.Display()
-	r.progress(Progress{Table: table, Phase: "keys"})
-	delta := pg.Ident("gobucardo", capture.DeltaName(rel.Schema, rel.Name))
-	keyList := identList(rel.KeyColumns, "")
-	chunked := r.s.CommitEvery > 0
-	rn := ""
-	if chunked {
-		rn = "row_number() OVER () AS gb_rn, "
-	}
-	// The index range on txid keeps this fast whatever the statistics say.
-	stage := fmt.Sprintf(`CREATE TEMP TABLE gb_keys ON COMMIT DROP AS SELECT %s%s FROM (SELECT DISTINCT %s FROM %s
-		WHERE txid >= pg_snapshot_xmin($1::pg_snapshot) AND NOT pg_visible_in_snapshot(txid, $1::pg_snapshot)) d`,
-		rn, keyList, keyList, delta)
-	if _, err := r.src.tx.Exec(ctx, "DROP TABLE IF EXISTS pg_temp.gb_keys"); err != nil {
-		return 0, 0, 0, err
-	}
-	tag, err := r.src.tx.Exec(ctx, stage, r.last)
-	if err != nil {
-		return 0, 0, 0, fmt.Errorf("read changed keys of %s on %s: %w", table, r.src.Name, err)
-	}
-	keys = tag.RowsAffected()
-	if keys == 0 {
-		return 0, 0, 0, nil
-	}
-	if chunked {
-		if _, err := r.src.tx.Exec(ctx, "CREATE INDEX ON pg_temp.gb_keys (gb_rn)"); err != nil {
-			return 0, 0, 0, err
-		}
-	}
-	if _, err := r.src.tx.Exec(ctx, "ANALYZE pg_temp.gb_keys"); err != nil {
-		return 0, 0, 0, err
-	}
-	piece := keys
-	if chunked && int64(r.s.CommitEvery) < keys {
-		piece = int64(r.s.CommitEvery)
-	}
-	for lo := int64(0); lo < keys; lo += piece {
-		where := ""
-		if chunked {
-			where = fmt.Sprintf(" WHERE k.gb_rn > %d AND k.gb_rn <= %d", lo, lo+piece)
-		}
-		d, n, err := r.applyKeys(ctx, rel, cols, targets, where, min(piece, keys-lo))
-		if err != nil {
-			return 0, 0, 0, err
-		}
-		deletes += d
-		inserts += n
-		r.rows += d + n
-		if err := r.maybeCommitTargets(ctx); err != nil {
-			return 0, 0, 0, err
-		}
-	}
-	return keys, deletes, inserts, nil
-}
-
-// applyKeys copies the staged keys (those where selects) to each target,
-// deletes them there, and copies their current rows from the source.
-func (r *run) applyKeys(ctx context.Context, rel Relation, cols *columnSet, targets []*node, where string, count int64) (deletes, inserts int64, err error) {
-	table := rel.Display()
-	tbl := pg.Ident(rel.Schema, rel.Name)
-	keyList := identList(rel.KeyColumns, "")
-	for _, t := range targets {
-		stmts := []string{
-			"DROP TABLE IF EXISTS pg_temp.gb_keys",
-			fmt.Sprintf("CREATE TEMP TABLE gb_keys ON COMMIT DROP AS SELECT %s FROM ONLY %s WITH NO DATA", keyList, tbl),
-		}
-		for _, s := range stmts {
-			if _, err := t.tx.Exec(ctx, s); err != nil {
-				return 0, 0, fmt.Errorf("stage keys of %s on %s: %w", table, t.Name, err)
-			}
-		}
-	}
-	keyFormat := cols.keyFormat(rel.KeyColumns)
-	srcKeys := fmt.Sprintf("COPY (SELECT %s FROM pg_temp.gb_keys k%s) TO STDOUT%s", identList(rel.KeyColumns, "k"), where, keyFormat)
-	if _, err := r.fanOut(ctx, table, "keys", count, srcKeys, targets, "COPY pg_temp.gb_keys ("+keyList+") FROM STDIN"+keyFormat); err != nil {
-		return 0, 0, err
-	}
-	r.progress(Progress{Table: table, Phase: "delete", Total: count})
-	var join []string
-	for _, k := range rel.KeyColumns {
-		join = append(join, fmt.Sprintf("t.%s = k.%s", pg.Ident(k), pg.Ident(k)))
-	}
-	on := strings.Join(join, " AND ")
-	for _, t := range targets {
-		if count > 1000 {
-			if _, err := t.tx.Exec(ctx, "ANALYZE pg_temp.gb_keys"); err != nil {
-				return 0, 0, err
-			}
-		}
-		tag, err := t.tx.Exec(ctx, fmt.Sprintf("DELETE FROM ONLY %s t USING pg_temp.gb_keys k WHERE %s", tbl, on))
-		if err != nil {
-			return 0, 0, fmt.Errorf("delete changed rows of %s on %s: %w", table, t.Name, err)
-		}
-		deletes += tag.RowsAffected()
-	}
-	srcRows := fmt.Sprintf("COPY (SELECT %s FROM ONLY %s t JOIN pg_temp.gb_keys k ON %s%s) TO STDOUT%s",
-		cols.selectList("t"), tbl, on, where, cols.format())
-	n, err := r.fanOut(ctx, table, "copy", count, srcRows, targets, cols.copyIn(rel))
-	if err != nil {
-		return 0, 0, err
-	}
-	return deletes, n, nil
-}
-
-// fanOut streams one COPY TO of the source into a COPY FROM on each target
-// at once, reporting progress; it returns the rows inserted over all
-// targets. Nothing is held in memory but the copy buffers.
-func (r *run) fanOut(ctx context.Context, table, phase string, total int64, srcSQL string, targets []*node, dstSQL string) (int64, error) {
-	counter := newRowCounter(strings.Contains(srcSQL, "FORMAT binary"))
-	writers := []io.Writer{counter}
-	readers := make([]*io.PipeReader, len(targets))
-	pipes := make([]*io.PipeWriter, len(targets))
-	for i := range targets {
-		readers[i], pipes[i] = io.Pipe()
-		writers = append(writers, pipes[i])
-	}
-	g, gctx := errgroup.WithContext(ctx)
-	counts := make([]int64, len(targets))
-	for i, t := range targets {
-		i, t := i, t
-		g.Go(func() error {
-			tag, err := t.conn.PgConn().CopyFrom(gctx, readers[i], dstSQL)
-			readers[i].CloseWithError(errTargetDone)
-			if err != nil {
-				return fmt.Errorf("copy %s into %s: %w", table, t.Name, err)
-			}
-			counts[i] = tag.RowsAffected()
-			return nil
-		})
-	}
-	done := make(chan struct{})
-	go func() {
-		every := r.opts.ProgressEvery
-		if every <= 0 {
-			every = time.Second
-		}
-		tick := time.NewTicker(every)
-		defer tick.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-				r.progress(Progress{Table: table, Phase: phase, Rows: counter.Rows(), Total: total})
-			}
-		}
-	}()
-	_, srcErr := r.src.conn.PgConn().CopyTo(gctx, io.MultiWriter(writers...), srcSQL)
-	for _, p := range pipes {
-		if srcErr != nil {
-			p.CloseWithError(srcErr)
-		} else {
-			p.Close()
-		}
-	}
-	err := g.Wait()
-	close(done)
-	if srcErr != nil && !errors.Is(srcErr, errTargetDone) {
-		if err != nil {
-			return 0, err // the target's error explains the broken pipe
-		}
-		return 0, fmt.Errorf("copy %s from %s: %w", table, r.src.Name, srcErr)
-	}
-	if err != nil {
-		return 0, err
-	}
-	var sum int64
-	for _, c := range counts {
-		sum += c
-	}
-	r.progress(Progress{Table: table, Phase: phase, Rows: counter.Rows(), Total: total})
-	return sum, nil
-}
-
-var errTargetDone = errors.New("target stopped reading")
-
-func identList(cols []string, alias string) string {
-	out := make([]string, len(cols))
-	for i, c := range cols {
-		if alias != "" {
-			out[i] = alias + "." + pg.Ident(c)
-		} else {
-			out[i] = pg.Ident(c)
-		}
-	}
-	return strings.Join(out, ", ")
 }

@@ -69,7 +69,7 @@ func TestFullcopyAndTruncate(t *testing.T) {
 	e := newEnv(t, basicSchema, []string{"A:source", "B:target", "F:fullcopy"}, []Relation{accounts})
 	e.exec("A", "INSERT INTO accounts SELECT g, 1, 0, 'x' FROM generate_series(1, 100) g")
 	res := e.run()
-	if res.Tables[0].Mode != "fullcopy" || res.Inserts != 200 {
+	if res.Tables[0].Mode != "delta+fullcopy" || res.Inserts != 200 {
 		t.Errorf("first run: %+v", res)
 	}
 	e.exec("F", "INSERT INTO accounts VALUES (5000, 1, 1, 'only on F')") // overwritten by the next full copy

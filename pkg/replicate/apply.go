@@ -1,0 +1,551 @@
+package replicate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/gobucardo/gobucardo/pkg/capture"
+	"github.com/gobucardo/gobucardo/pkg/pg"
+)
+
+// endpoint is a connection a COPY reads from or writes to.
+type endpoint struct {
+	name string
+	conn *pgx.Conn
+}
+
+// othersThan is every writer but the given source's own.
+func (r *run) othersThan(s *source) []*node {
+	var out []*node
+	for _, w := range r.writers {
+		if s == nil || w != s.writer {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// sourceWritersBut is the writers of every source but s (none with one
+// source).
+func (r *run) sourceWritersBut(s *source) []*node {
+	var out []*node
+	for _, o := range r.sources {
+		if o != s && o.writer != nil {
+			out = append(out, o.writer)
+		}
+	}
+	return out
+}
+
+// sequence gives every other db the highest value of the sources.
+func (r *run) sequence(ctx context.Context, rel Relation) (TableResult, error) {
+	tr := TableResult{Table: rel.Display(), Mode: "sequence"}
+	r.progress(Progress{Table: tr.Table, Phase: "sequence"})
+	seq := pg.Ident(rel.Schema, rel.Name)
+	var best *source
+	var last int64
+	var called bool
+	for _, s := range r.sources {
+		var v int64
+		var c bool
+		if err := s.tx.QueryRow(ctx, "SELECT last_value, is_called FROM "+seq).Scan(&v, &c); err != nil {
+			return tr, fmt.Errorf("read sequence %s on %s: %w", tr.Table, s.Name, err)
+		}
+		if best == nil || v > last || v == last && c && !called {
+			best, last, called = s, v, c
+		}
+	}
+	for _, t := range r.othersThan(best) {
+		var tl int64
+		var tc bool
+		if err := t.tx.QueryRow(ctx, "SELECT last_value, is_called FROM "+seq).Scan(&tl, &tc); err != nil {
+			return tr, fmt.Errorf("read sequence %s on %s: %w", tr.Table, t.Name, err)
+		}
+		if tl == last && tc == called {
+			continue
+		}
+		if _, err := t.tx.Exec(ctx, "SELECT setval($1::regclass, $2, $3)", seq, last, called); err != nil {
+			return tr, fmt.Errorf("set sequence %s on %s: %w", tr.Table, t.Name, err)
+		}
+		tr.Keys++ // dbs whose value changed
+	}
+	return tr, nil
+}
+
+// table replicates one table: in full to fullcopy targets (and for
+// onetimecopy, and after a truncate on a source), by delta otherwise.
+func (r *run) table(ctx context.Context, rel Relation) (TableResult, error) {
+	tr := TableResult{Table: rel.Display(), Mode: "none"}
+	cols, err := r.columns(ctx, rel)
+	if err != nil {
+		return tr, err
+	}
+	// The source that truncated last wins: every other db gets its table whole.
+	var truncator *source
+	if len(rel.KeyColumns) > 0 {
+		if truncator, err = r.lastTruncate(ctx, rel); err != nil {
+			return tr, err
+		}
+	}
+	first := r.sources[0]
+	var full, delta []*node
+	for _, t := range r.targets {
+		switch {
+		case t.Role == RoleFullcopy, truncator != nil, r.s.OneTimeCopy == 1:
+			full = append(full, t)
+		case r.s.OneTimeCopy == 2:
+			var empty bool
+			if err := t.tx.QueryRow(ctx, "SELECT NOT EXISTS (SELECT 1 FROM ONLY "+pg.Ident(rel.Schema, rel.Name)+")").Scan(&empty); err != nil {
+				return tr, fmt.Errorf("look at %s on %s: %w", tr.Table, t.Name, err)
+			}
+			if empty {
+				full = append(full, t)
+			} else {
+				delta = append(delta, t)
+			}
+		default:
+			delta = append(delta, t)
+		}
+	}
+	if len(delta) > 0 && len(rel.KeyColumns) == 0 {
+		return tr, fmt.Errorf("table %s has no key, so it cannot go to target %s by delta: make that db a fullcopy target", tr.Table, delta[0].Name)
+	}
+	from := first
+	if truncator != nil {
+		tr.Truncated = true
+		from = truncator
+		if r.multi() {
+			// The other sources take the truncating source's table too;
+			// their changes to it in this run are overruled.
+			full = append(full, r.sourceWritersBut(truncator)...)
+			delta = nil
+		}
+	}
+	if len(full) > 0 {
+		tr.Mode = "fullcopy"
+		d, n, err := r.fullCopy(ctx, rel, cols, from, full)
+		if err != nil {
+			return tr, err
+		}
+		tr.Deletes += d
+		tr.Inserts += n
+	}
+	if len(delta) > 0 || (r.multi() && truncator == nil && len(rel.KeyColumns) > 0) {
+		if tr.Mode == "none" {
+			tr.Mode = "delta"
+		} else {
+			tr.Mode = "delta+fullcopy"
+		}
+		if err := r.deltaCopy(ctx, rel, cols, delta, &tr); err != nil {
+			return tr, err
+		}
+	}
+	return tr, nil
+}
+
+// lastTruncate returns the source that truncated rel last since its
+// watermark, or nil.
+func (r *run) lastTruncate(ctx context.Context, rel Relation) (*source, error) {
+	var winner *source
+	var when time.Time
+	for _, s := range r.sources {
+		if s.last == "" {
+			continue
+		}
+		var at *time.Time
+		err := s.tx.QueryRow(ctx, `SELECT max(at) FROM gobucardo.truncate_log
+			WHERE schema_name = $1 AND rel_name = $2
+			  AND txid >= pg_snapshot_xmin($3::pg_snapshot) AND NOT pg_visible_in_snapshot(txid, $3::pg_snapshot)`,
+			rel.Schema, rel.Name, s.last).Scan(&at)
+		if err != nil {
+			return nil, fmt.Errorf("read truncates of %s on %s: %w", rel.Display(), s.Name, err)
+		}
+		if at != nil && (winner == nil || at.After(when)) {
+			winner, when = s, *at
+		}
+	}
+	return winner, nil
+}
+
+// empty removes every row of rel on t as the sync's deletemethod says.
+func (r *run) empty(ctx context.Context, rel Relation, t *node) (int64, error) {
+	tbl := pg.Ident(rel.Schema, rel.Name)
+	var sql string
+	switch r.s.DeleteMethod {
+	case "truncate":
+		sql = "TRUNCATE ONLY " + tbl
+	case "truncate_cascade":
+		sql = "TRUNCATE ONLY " + tbl + " CASCADE"
+	default:
+		sql = "DELETE FROM ONLY " + tbl
+	}
+	tag, err := t.tx.Exec(ctx, sql)
+	if err != nil {
+		return 0, fmt.Errorf("empty %s on %s: %w", rel.Display(), t.Name, err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+func (r *run) fullCopy(ctx context.Context, rel Relation, cols *columnSet, from *source, targets []*node) (deletes, inserts int64, err error) {
+	table := rel.Display()
+	tbl := pg.Ident(rel.Schema, rel.Name)
+	r.progress(Progress{Table: table, Phase: "fullcopy"})
+	for _, t := range targets {
+		// makedelta: the rows that go away are changes too.
+		if err := r.makeDelta(ctx, rel, t, "SELECT %s FROM ONLY "+tbl); err != nil {
+			return 0, 0, err
+		}
+		n, err := r.empty(ctx, rel, t)
+		if err != nil {
+			return 0, 0, err
+		}
+		deletes += n
+	}
+	var total int64
+	if err := from.tx.QueryRow(ctx, "SELECT count(*) FROM ONLY "+tbl).Scan(&total); err != nil {
+		return 0, 0, fmt.Errorf("count %s on %s: %w", table, from.Name, err)
+	}
+	srcSQL := fmt.Sprintf("COPY (SELECT %s FROM ONLY %s t) TO STDOUT%s", cols.selectList("t"), tbl, cols.format())
+	n, err := r.fanOut(ctx, table, "copy", total, from.endpoint(), srcSQL, targets, cols.copyIn(rel))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, t := range targets {
+		if err := r.makeDelta(ctx, rel, t, "SELECT %s FROM ONLY "+tbl); err != nil {
+			return 0, 0, err
+		}
+	}
+	r.rows += n
+	return deletes, n, r.maybeCommitWriters(ctx)
+}
+
+// deltaCopy applies the keys changed on the sources since their
+// watermarks. Each source's changed keys are staged on it; keys changed on
+// several sources are conflicts, resolved per row; each source's winning
+// keys are deleted on every other db and their current rows copied there.
+// targets are the targets that take this table by delta (with several
+// sources, the other sources always do).
+func (r *run) deltaCopy(ctx context.Context, rel Relation, cols *columnSet, targets []*node, tr *TableResult) error {
+	table := rel.Display()
+	r.progress(Progress{Table: table, Phase: "keys"})
+	var active []*source
+	counts := map[*source]int64{}
+	for _, s := range r.sources {
+		n, err := r.stageKeys(ctx, rel, s)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			active = append(active, s)
+			counts[s] = n
+			tr.Keys += n
+		}
+	}
+	if len(active) == 0 {
+		return nil
+	}
+	won := map[*source]int64{active[0]: counts[active[0]]}
+	table0 := "gb_keys"
+	if len(active) > 1 {
+		var err error
+		if won, err = r.resolve(ctx, rel, cols, active, tr); err != nil {
+			return err
+		}
+		table0 = "gb_won"
+	}
+	for _, s := range active {
+		n := won[s]
+		if n == 0 {
+			continue
+		}
+		dests := targets
+		if r.multi() {
+			dests = append(append([]*node{}, targets...), r.sourceWritersBut(s)...)
+		}
+		if len(dests) == 0 {
+			continue
+		}
+		if err := r.applyFrom(ctx, rel, cols, s, table0, n, dests, tr); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// stageKeys creates pg_temp.gb_keys on s: the keys changed since the
+// watermark (not those this sync wrote there itself), with their latest
+// change time. The index range on txid keeps it fast whatever the
+// statistics say.
+func (r *run) stageKeys(ctx context.Context, rel Relation, s *source) (int64, error) {
+	if s.last == "" {
+		return 0, nil
+	}
+	delta := pg.Ident("gobucardo", capture.DeltaName(rel.Schema, rel.Name))
+	keyList := identList(rel.KeyColumns, "")
+	if _, err := s.tx.Exec(ctx, "DROP TABLE IF EXISTS pg_temp.gb_keys"); err != nil {
+		return 0, err
+	}
+	tag, err := s.tx.Exec(ctx, fmt.Sprintf(`CREATE TEMP TABLE gb_keys ON COMMIT DROP AS
+		SELECT %s, max(changed_at) AS changed_at FROM %s
+		WHERE txid >= pg_snapshot_xmin($1::pg_snapshot) AND NOT pg_visible_in_snapshot(txid, $1::pg_snapshot)
+		  AND (origin IS NULL OR origin <> $2)
+		GROUP BY %s`, keyList, delta, keyList), s.last, r.s.Name)
+	if err != nil {
+		return 0, fmt.Errorf("read changed keys of %s on %s: %w", rel.Display(), s.Name, err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// applyFrom applies count keys of keyTable on s to dests, in pieces of
+// commit_every rows when set.
+func (r *run) applyFrom(ctx context.Context, rel Relation, cols *columnSet, s *source, keyTable string, count int64, dests []*node, tr *TableResult) error {
+	piece := count
+	chunked := r.s.CommitEvery > 0 && int64(r.s.CommitEvery) < count
+	if chunked {
+		piece = int64(r.s.CommitEvery)
+		stmts := []string{
+			"ALTER TABLE pg_temp." + keyTable + " ADD COLUMN gb_rn bigint GENERATED ALWAYS AS IDENTITY",
+			"CREATE INDEX ON pg_temp." + keyTable + " (gb_rn)",
+		}
+		for _, st := range stmts {
+			if _, err := s.tx.Exec(ctx, st); err != nil {
+				return fmt.Errorf("number keys of %s on %s: %w", rel.Display(), s.Name, err)
+			}
+		}
+	}
+	if _, err := s.tx.Exec(ctx, "ANALYZE pg_temp."+keyTable); err != nil {
+		return err
+	}
+	for lo := int64(0); lo < count; lo += piece {
+		where := ""
+		if chunked {
+			where = fmt.Sprintf(" WHERE k.gb_rn > %d AND k.gb_rn <= %d", lo, lo+piece)
+		}
+		d, n, err := r.applyKeys(ctx, rel, cols, s, keyTable, dests, where, min(piece, count-lo))
+		if err != nil {
+			return err
+		}
+		tr.Deletes += d
+		tr.Inserts += n
+		r.rows += d + n
+		if err := r.maybeCommitWriters(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// applyKeys copies keys (those where selects) of keyTable on s to each
+// dest, deletes them there, and copies their current rows from s.
+func (r *run) applyKeys(ctx context.Context, rel Relation, cols *columnSet, s *source, keyTable string, dests []*node, where string, count int64) (deletes, inserts int64, err error) {
+	table := rel.Display()
+	tbl := pg.Ident(rel.Schema, rel.Name)
+	keyList := identList(rel.KeyColumns, "")
+	for _, t := range dests {
+		stmts := []string{
+			"DROP TABLE IF EXISTS pg_temp.gb_keys",
+			fmt.Sprintf("CREATE TEMP TABLE gb_keys ON COMMIT DROP AS SELECT %s FROM ONLY %s WITH NO DATA", keyList, tbl),
+		}
+		for _, st := range stmts {
+			if _, err := t.tx.Exec(ctx, st); err != nil {
+				return 0, 0, fmt.Errorf("stage keys of %s on %s: %w", table, t.Name, err)
+			}
+		}
+	}
+	keyFormat := cols.keyFormat()
+	srcKeys := fmt.Sprintf("COPY (SELECT %s FROM pg_temp.%s k%s) TO STDOUT%s", identList(rel.KeyColumns, "k"), keyTable, where, keyFormat)
+	if _, err := r.fanOut(ctx, table, "keys", count, s.endpoint(), srcKeys, dests, "COPY pg_temp.gb_keys ("+keyList+") FROM STDIN"+keyFormat); err != nil {
+		return 0, 0, err
+	}
+	r.progress(Progress{Table: table, Phase: "delete", Total: count})
+	on := keyJoin(rel.KeyColumns, "t", "k")
+	for _, t := range dests {
+		if count > 1000 {
+			if _, err := t.tx.Exec(ctx, "ANALYZE pg_temp.gb_keys"); err != nil {
+				return 0, 0, err
+			}
+		}
+		tag, err := t.tx.Exec(ctx, fmt.Sprintf("DELETE FROM ONLY %s t USING pg_temp.gb_keys k WHERE %s", tbl, on))
+		if err != nil {
+			return 0, 0, fmt.Errorf("delete changed rows of %s on %s: %w", table, t.Name, err)
+		}
+		deletes += tag.RowsAffected()
+	}
+	srcRows := fmt.Sprintf("COPY (SELECT %s FROM ONLY %s t JOIN pg_temp.%s k ON %s%s) TO STDOUT%s",
+		cols.selectList("t"), tbl, keyTable, on, where, cols.format())
+	for _, t := range dests {
+		if !t.source {
+			continue
+		}
+		for _, st := range []string{"DROP TABLE IF EXISTS pg_temp.gb_rows",
+			fmt.Sprintf("CREATE TEMP TABLE gb_rows ON COMMIT DROP AS SELECT %s FROM ONLY %s WITH NO DATA", cols.selectList(""), tbl)} {
+			if _, err := t.tx.Exec(ctx, st); err != nil {
+				return 0, 0, fmt.Errorf("stage rows of %s on %s: %w", table, t.Name, err)
+			}
+		}
+	}
+	counts, err := r.fanOutTo(ctx, table, "copy", count, s.endpoint(), srcRows, dests, func(t *node) string {
+		if t.source {
+			return fmt.Sprintf("COPY pg_temp.gb_rows (%s) FROM STDIN%s", cols.selectList(""), cols.format())
+		}
+		return cols.copyIn(rel)
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	var n int64
+	for i, t := range dests {
+		if !t.source {
+			n += counts[i]
+			continue
+		}
+		tag, err := t.tx.Exec(ctx, fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM pg_temp.gb_rows ON CONFLICT (%s) DO NOTHING",
+			tbl, cols.selectList(""), cols.selectList(""), keyList))
+		if err != nil {
+			return 0, 0, fmt.Errorf("insert changed rows of %s on %s: %w", table, t.Name, err)
+		}
+		n += tag.RowsAffected()
+	}
+	for _, t := range dests {
+		if err := r.makeDelta(ctx, rel, t, "SELECT %s FROM pg_temp.gb_keys"); err != nil {
+			return 0, 0, err
+		}
+	}
+	return deletes, n, nil
+}
+
+// makeDelta records, on a db with makedelta, the keys that keysSQL (with
+// %s for the key column list) selects as deltas of this sync, so that other
+// syncs reading the db carry them on, and kicks those syncs. A db without
+// capture of the table has nothing to record into.
+func (r *run) makeDelta(ctx context.Context, rel Relation, t *node, keysSQL string) error {
+	on := t.MakeDelta
+	if rel.MakeDelta != nil {
+		on = *rel.MakeDelta
+	}
+	if !on || len(rel.KeyColumns) == 0 {
+		return nil
+	}
+	delta := pg.Ident("gobucardo", capture.DeltaName(rel.Schema, rel.Name))
+	var exists bool
+	if err := t.tx.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", delta).Scan(&exists); err != nil || !exists {
+		return err
+	}
+	keyList := identList(rel.KeyColumns, "")
+	if _, err := t.tx.Exec(ctx, fmt.Sprintf("INSERT INTO %s (%s, origin) SELECT %s, $1 FROM (%s) k", delta, keyList, keyList,
+		fmt.Sprintf(keysSQL, keyList)), r.s.Name); err != nil {
+		return fmt.Errorf("makedelta of %s on %s: %w", rel.Display(), t.Name, err)
+	}
+	_, err := t.tx.Exec(ctx, `SELECT gobucardo.kick(array(SELECT sync FROM gobucardo.subscription
+		WHERE schema_name = $1 AND rel_name = $2 AND autokick AND sync <> $3 ORDER BY sync))`, rel.Schema, rel.Name, r.s.Name)
+	if err != nil {
+		return fmt.Errorf("kick the syncs reading %s on %s: %w", rel.Display(), t.Name, err)
+	}
+	return nil
+}
+
+func keyJoin(keys []string, a, b string) string {
+	var join []string
+	for _, k := range keys {
+		join = append(join, fmt.Sprintf("%s.%s = %s.%s", a, pg.Ident(k), b, pg.Ident(k)))
+	}
+	return strings.Join(join, " AND ")
+}
+
+// fanOut streams one COPY TO from one database into a COPY FROM on each
+// dest at once, reporting progress; it returns the rows inserted over all
+// dests. Nothing is held in memory but the copy buffers.
+func (r *run) fanOut(ctx context.Context, table, phase string, total int64, from endpoint, srcSQL string, dests []*node, dstSQL string) (int64, error) {
+	counts, err := r.fanOutTo(ctx, table, phase, total, from, srcSQL, dests, func(*node) string { return dstSQL })
+	var sum int64
+	for _, c := range counts {
+		sum += c
+	}
+	return sum, err
+}
+
+// fanOutTo is fanOut with a COPY FROM statement per dest; it returns the
+// rows each dest took.
+func (r *run) fanOutTo(ctx context.Context, table, phase string, total int64, from endpoint, srcSQL string, dests []*node, dstSQL func(*node) string) ([]int64, error) {
+	counter := newRowCounter(strings.Contains(srcSQL, "FORMAT binary"))
+	writers := []io.Writer{counter}
+	readers := make([]*io.PipeReader, len(dests))
+	pipes := make([]*io.PipeWriter, len(dests))
+	for i := range dests {
+		readers[i], pipes[i] = io.Pipe()
+		writers = append(writers, pipes[i])
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	counts := make([]int64, len(dests))
+	for i, t := range dests {
+		i, t := i, t
+		g.Go(func() error {
+			tag, err := t.conn.PgConn().CopyFrom(gctx, readers[i], dstSQL(t))
+			readers[i].CloseWithError(errTargetDone)
+			if err != nil {
+				return fmt.Errorf("copy %s into %s: %w", table, t.Name, err)
+			}
+			counts[i] = tag.RowsAffected()
+			return nil
+		})
+	}
+	done := make(chan struct{})
+	go func() {
+		every := r.opts.ProgressEvery
+		if every <= 0 {
+			every = time.Second
+		}
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				r.progress(Progress{Table: table, Phase: phase, Rows: counter.Rows(), Total: total})
+			}
+		}
+	}()
+	_, srcErr := from.conn.PgConn().CopyTo(gctx, io.MultiWriter(writers...), srcSQL)
+	for _, p := range pipes {
+		if srcErr != nil {
+			p.CloseWithError(srcErr)
+		} else {
+			p.Close()
+		}
+	}
+	err := g.Wait()
+	close(done)
+	if srcErr != nil && !errors.Is(srcErr, errTargetDone) {
+		if err != nil {
+			return nil, err // the dest's error explains the broken pipe
+		}
+		return nil, fmt.Errorf("copy %s from %s: %w", table, from.name, srcErr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	r.progress(Progress{Table: table, Phase: phase, Rows: counter.Rows(), Total: total})
+	return counts, nil
+}
+
+var errTargetDone = errors.New("target stopped reading")
+
+func identList(cols []string, alias string) string {
+	out := make([]string, len(cols))
+	for i, c := range cols {
+		if alias != "" {
+			out[i] = alias + "." + pg.Ident(c)
+		} else {
+			out[i] = pg.Ident(c)
+		}
+	}
+	return strings.Join(out, ", ")
+}
