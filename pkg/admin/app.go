@@ -98,6 +98,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			deltaCommand(),
 			purgeCommand(),
 			uninstallCommand(),
+			conflictsCommand(),
 		},
 	}
 	setUsageErrors(app.Commands, app.OnUsageError)

@@ -20,14 +20,16 @@ import (
 // runSpec is what a run of the sync needs, from the catalog.
 func runSpec(d catalog.SyncDetail) replicate.Sync {
 	s := replicate.Sync{Name: d.Name, OneTimeCopy: d.OneTimeCopy, CommitEvery: d.CommitEvery,
-		IsolationLevel: d.IsolationLevel, DeleteMethod: d.DeleteMethod}
+		IsolationLevel: d.IsolationLevel, DeleteMethod: d.DeleteMethod, ConflictStrategy: d.ConflictStrategy}
 	for _, m := range d.Members {
 		db := d.DBs[m.DB]
-		s.DBs = append(s.DBs, replicate.DB{Name: m.DB, Role: m.Role, ConnString: db.ConnString()})
+		s.DBs = append(s.DBs, replicate.DB{Name: m.DB, Role: m.Role, ConnString: db.ConnString(),
+			MakeDelta: db.MakeDelta || d.MakeDelta})
 	}
 	for _, r := range d.Relations {
 		s.Relations = append(s.Relations, replicate.Relation{Schema: r.Schema, Name: r.Name,
-			Sequence: r.Kind == catalog.KindSequence, KeyColumns: r.KeyColumns})
+			Sequence: r.Kind == catalog.KindSequence, KeyColumns: r.KeyColumns,
+			ConflictStrategy: r.ConflictStrategy, MakeDelta: r.MakeDelta})
 	}
 	return s
 }
@@ -158,21 +160,36 @@ func syncRun(e *env) error {
 			_ = catalog.SetRunStatus(ctx, conn, id, line)
 		}
 	}
-	res, runErr := replicate.RunRetrying(ctx, runSpec(d), replicate.Options{Progress: progress, Log: e.log}, e.c.Int("attempts"))
+	var conflicts []replicate.Conflict
+	opts := replicate.Options{Progress: progress, Log: e.log, Conflicts: func(cs []replicate.Conflict) error {
+		conflicts = append(conflicts, cs...)
+		return nil
+	}}
+	res, runErr := replicate.RunRetrying(ctx, runSpec(d), opts, e.c.Int("attempts"))
 	bg := context.WithoutCancel(ctx)
-	counts := catalog.RunCounts{Deletes: res.Deletes, Inserts: res.Inserts, Truncates: res.Truncates}
+	counts := catalog.RunCounts{Deletes: res.Deletes, Inserts: res.Inserts, Truncates: res.Truncates, Conflicts: res.Conflicts}
 	if runErr != nil {
 		msg := "Failed: " + pg.RedactError(runErr, passwords(d)...).Error()
 		if err := catalog.EndRun(bg, conn, id, catalog.RunBad, msg, counts); err != nil {
 			return errors.Join(runErr, err)
 		}
+		if errors.Is(runErr, replicate.ErrConflictAbort) {
+			if err := catalog.Pause(bg, conn, name, msg); err != nil {
+				return errors.Join(runErr, err)
+			}
+			return fmt.Errorf("run of sync %s found conflicts under bucardo_abort, changed nothing and paused the sync: %w", name, runErr)
+		}
 		return fmt.Errorf("run of sync %s failed: %w", name, pg.RedactError(runErr, passwords(d)...))
+	}
+	if err := catalog.LogConflicts(bg, conn, id, name, conflictRecords(conflicts)); err != nil {
+		return err
 	}
 	state := catalog.RunGood
 	if res.Empty() {
 		state = catalog.RunEmpty
 	}
-	summary := fmt.Sprintf("%d deleted, %d inserted, %d truncated in %.3fs", res.Deletes, res.Inserts, res.Truncates, res.Duration.Seconds())
+	summary := fmt.Sprintf("%d deleted, %d inserted, %d truncated, %d conflicts in %.3fs", res.Deletes, res.Inserts, res.Truncates,
+		res.Conflicts, res.Duration.Seconds())
 	if err := catalog.EndRun(bg, conn, id, state, "Complete: "+summary, counts); err != nil {
 		return err
 	}
@@ -183,7 +200,7 @@ func syncRun(e *env) error {
 	}
 	if e.json() {
 		return e.printJSON(map[string]any{"sync": name, "state": state, "deletes": res.Deletes, "inserts": res.Inserts,
-			"truncates": res.Truncates, "seconds": res.Duration.Seconds(), "tables": res.Tables})
+			"truncates": res.Truncates, "conflicts": res.Conflicts, "seconds": res.Duration.Seconds(), "tables": res.Tables})
 	}
 	for _, t := range res.Tables {
 		if t.Mode == "sequence" || t.Keys+t.Deletes+t.Inserts == 0 && !t.Truncated {
@@ -192,6 +209,9 @@ func syncRun(e *env) error {
 		extra := ""
 		if t.Truncated {
 			extra = ", truncated on the source"
+		}
+		if t.Conflicts > 0 {
+			extra += fmt.Sprintf(", %d conflicts", t.Conflicts)
 		}
 		e.printf("  %s: %s, %d keys, %d deleted, %d inserted%s\n", t.Table, t.Mode, t.Keys, t.Deletes, t.Inserts, extra)
 	}
@@ -518,4 +538,83 @@ func forgetUnknownSyncs(e *env, ctx context.Context, q catalog.Querier, conn *pg
 		e.printf("Removed sync %q, which the catalog no longer has, from the capture on db %q\n", s, db)
 	}
 	return nil
+}
+
+func conflictRecords(cs []replicate.Conflict) []catalog.ConflictRecord {
+	out := make([]catalog.ConflictRecord, len(cs))
+	for i, c := range cs {
+		losers := make([]catalog.Loser, len(c.Losers))
+		for j, l := range c.Losers {
+			losers[j] = catalog.Loser{DB: l.DB, ChangedAt: l.ChangedAt, Row: l.Row}
+		}
+		out[i] = catalog.ConflictRecord{Schema: c.Schema, Name: c.Name, Key: c.Key, Strategy: c.Strategy, Winner: c.Winner, Losers: losers}
+	}
+	return out
+}
+
+func conflictsCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "conflicts",
+		Usage:     "show recorded conflicts: when, table, key, winner, losing values",
+		ArgsUsage: "[SYNC]",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "since", Usage: "only the last `DURATION` (e.g. 1h, 30m)"},
+			&cli.IntFlag{Name: "limit", Value: 100, Usage: "at most N conflicts, newest first (0: all)"},
+		},
+		Action: func(c *cli.Context) error {
+			e := newEnv(c)
+			if c.NArg() > 1 {
+				return usagef("usage: mcp conflicts [SYNC] [--since DURATION]")
+			}
+			var since time.Time
+			if v := c.String("since"); v != "" {
+				d, err := catalog.ParseDuration(v)
+				if err != nil {
+					return catalog.Invalidf("--since %q is not valid: %v", v, err)
+				}
+				since = time.Now().Add(-d)
+			}
+			return e.inCatalog(func(ctx context.Context, tx pgx.Tx) error {
+				sync := c.Args().First()
+				if sync != "" {
+					if _, err := catalog.GetSync(ctx, tx, sync); err != nil {
+						return err
+					}
+				}
+				cs, err := catalog.ListConflicts(ctx, tx, sync, since, c.Int("limit"))
+				if err != nil {
+					return err
+				}
+				if e.json() {
+					if cs == nil {
+						cs = []catalog.ConflictRecord{}
+					}
+					return e.printJSON(map[string]any{"conflicts": cs})
+				}
+				if len(cs) == 0 {
+					e.printf("(no conflicts)\n")
+					return nil
+				}
+				var rows [][]string
+				for _, k := range cs {
+					var losing []string
+					for _, l := range k.Losers {
+						row := "deleted"
+						if len(l.Row) > 0 && string(l.Row) != "null" {
+							row = string(l.Row)
+						}
+						losing = append(losing, fmt.Sprintf("%s@%s: %s", l.DB, l.ChangedAt.UTC().Format("15:04:05.000"), row))
+					}
+					winner := k.Winner
+					if winner == "" {
+						winner = "(skipped)"
+					}
+					rows = append(rows, []string{k.ResolvedAt.Local().Format("2006-01-02 15:04:05"), k.Sync,
+						pg.Display(k.Schema, k.Name), string(k.Key), winner, strings.Join(losing, "; ")})
+				}
+				e.table([]string{"WHEN", "SYNC", "TABLE", "KEY", "WINNER", "LOSING VALUES"}, rows)
+				return nil
+			})
+		},
+	}
 }

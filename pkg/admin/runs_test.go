@@ -139,3 +139,65 @@ func TestSyncRunThroughMCP(t *testing.T) {
 	f.fail(1, []string{"capture is not installed", "mcp validate s"}, "sync", "run", "s")
 	f.ok("remove", "sync", "s")
 }
+
+// TestThreeMastersThroughMCP: three sources and a target configured and run
+// with mcp only; designed conflicts go as the strategy says and show in mcp
+// conflicts.
+func TestThreeMastersThroughMCP(t *testing.T) {
+	f := newFixture(t, true)
+	f.addDBs()
+	d := f.c.NewDB(t)
+	f.c.Exec(t, d, replicaSchema)
+	f.ok("add", "db", "D", "dsn="+f.c.DSN(d))
+	f.ok("add", "table", "public.accounts", "db=A", "relgroup=r")
+	f.ok("add", "sync", "m", "relgroup=r", "dbs=A:source,B:source,C:source,D:target", "conflict_strategy=C B A")
+	for _, db := range []string{f.db["A"], f.db["B"], f.db["C"], d} {
+		f.c.Exec(t, db, "SET session_replication_role = replica; INSERT INTO accounts VALUES (1, 1, 0, 'start'), (2, 2, 0, 'start')")
+	}
+	f.c.Exec(t, f.db["A"], "UPDATE accounts SET filler = 'A' WHERE aid = 1; INSERT INTO accounts VALUES (10, 1, 1, 'new on A')")
+	f.c.Exec(t, f.db["B"], "UPDATE accounts SET filler = 'B' WHERE aid = 1; DELETE FROM accounts WHERE aid = 2")
+	f.c.Exec(t, f.db["C"], "UPDATE accounts SET abalance = 5 WHERE aid = 2")
+	out := f.ok("sync", "run", "m")
+	if !strings.Contains(out, "2 conflicts") {
+		t.Errorf("run said %q", out)
+	}
+	want := f.query(f.db["A"], contentsSQL)
+	for _, db := range []string{f.db["B"], f.db["C"], d} {
+		if got := f.query(db, contentsSQL); got != want {
+			t.Errorf("dbs differ: %q vs %q", got, want)
+		}
+	}
+	// "C B A": key 1 changed on A and B goes to B; key 2 (deleted on B, updated on C) to C.
+	if want != "(1,1,0,B);(2,2,5,start);(10,1,1,\"new on A\")" {
+		t.Errorf("contents = %s", want)
+	}
+	human := f.ok("conflicts", "m")
+	for _, w := range []string{"WINNER", `{"aid": 1}`, "B@", `A@`, `"filler": "A"`, `{"aid": 2}`, "B@", "deleted"} {
+		if !strings.Contains(human, w) {
+			t.Errorf("mcp conflicts lacks %q:\n%s", w, human)
+		}
+	}
+	var doc struct {
+		Conflicts []struct {
+			Winner string
+			Losers []struct{ DB string }
+		}
+	}
+	if err := json.Unmarshal([]byte(f.ok("conflicts", "--json", "--since", "1h")), &doc); err != nil || len(doc.Conflicts) != 2 {
+		t.Fatalf("conflicts --json: %v %+v", err, doc)
+	}
+	// bucardo_abort: nothing changes and the sync is paused.
+	f.ok("update", "sync", "m", "conflict_strategy=bucardo_abort")
+	f.c.Exec(t, f.db["A"], "UPDATE accounts SET filler = 'A again' WHERE aid = 10")
+	f.c.Exec(t, f.db["C"], "UPDATE accounts SET filler = 'C again' WHERE aid = 10")
+	r := f.run("sync", "run", "m", "--quiet")
+	if r.code != 1 || !strings.Contains(r.err, "paused the sync") {
+		t.Errorf("abort: exit %d %q", r.code, r.err)
+	}
+	if got := f.query(d, "SELECT filler FROM accounts WHERE aid = 10"); got != "new on A" {
+		t.Errorf("abort changed D: %q", got)
+	}
+	if got := f.query(f.main, "SELECT paused::text || ' ' || reason FROM gobucardo.sync_state WHERE sync = 'm'"); !strings.HasPrefix(got, "true Failed: ") {
+		t.Errorf("sync_state = %q", got)
+	}
+}
