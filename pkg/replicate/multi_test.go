@@ -2,7 +2,6 @@ package replicate
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand"
@@ -11,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/gobucardo/gobucardo/pkg/pgtest"
 )
 
 const kvSchema = `CREATE TABLE public.kv (k int PRIMARY KEY, v text, src text);
@@ -297,5 +298,72 @@ func TestMakeDelta(t *testing.T) {
 	if got := down.value("C", 1); got != "<absent>" {
 		t.Errorf("delete did not cascade: %q", got)
 	}
-	_ = json.Valid
+}
+
+// TestStar: a hub with makedelta and four leaves, one two-source sync per
+// leaf; writes anywhere reach every db.
+func TestStar(t *testing.T) {
+	c := envCluster(t)
+	hub := c.NewDB(t)
+	c.Exec(t, hub, kvSchema)
+	var leaves []*env
+	for i := 0; i < 4; i++ {
+		leaf := c.NewDB(t)
+		c.Exec(t, leaf, kvSchema)
+		e := &env{t: t, c: c, dbs: map[string]string{"H": hub, "L": leaf}, conns: map[string]*pgx.Conn{}}
+		e.sync = Sync{Name: fmt.Sprintf("leaf%d", i), Relations: []Relation{kv}, DBs: []DB{
+			{Name: "H", Role: RoleSource, ConnString: c.DSN(hub), MakeDelta: true},
+			{Name: "L", Role: RoleSource, ConnString: c.DSN(leaf)}}}
+		e.install()
+		leaves = append(leaves, e)
+	}
+	for i, e := range leaves {
+		e.exec("L", fmt.Sprintf("INSERT INTO kv VALUES (%d, 'leaf %d', 'L')", i, i))
+	}
+	leaves[0].exec("H", "INSERT INTO kv VALUES (100, 'hub', 'H')")
+	leaves[2].exec("L", "UPDATE kv SET v = 'leaf 2 again' WHERE k = 2")
+	for round := 0; round < 3; round++ {
+		for _, e := range leaves {
+			e.run()
+		}
+	}
+	for _, e := range leaves {
+		e.assertSame()
+	}
+	if got := leaves[3].value("L", 2); got != "leaf 2 again" {
+		t.Errorf("leaf 3 has k=2 %q", got)
+	}
+	// Quiet now: nothing circulates.
+	for _, e := range leaves {
+		if res := e.run(); res.Inserts+res.Deletes != 0 {
+			t.Errorf("%s still moves rows: %+v", e.sync.Name, res)
+		}
+	}
+}
+
+func envCluster(t *testing.T) *pgtest.Cluster { return pgtest.Shared(t) }
+
+// TestMultiSourceCrashBetweenCommits: every db committed, then the
+// sources' connections die before their watermarks advance; the next run
+// re-applies and converges.
+func TestMultiSourceCrashBetweenCommits(t *testing.T) {
+	e := newEnv(t, kvSchema, []string{"A:source", "B:source", "T:target"}, []Relation{kv})
+	e.exec("A", "INSERT INTO kv SELECT g, 'A', 'A' FROM generate_series(1, 500) g")
+	e.exec("B", "INSERT INTO kv SELECT g, 'B', 'B' FROM generate_series(400, 900) g") // 400..500 conflict
+	_, err := Run(context.Background(), e.sync, Options{Hook: func(p string) {
+		if p == "targets-committed" {
+			for _, db := range []string{"A", "B"} {
+				e.c.Exec(t, "postgres", `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+					WHERE datname = $1 AND application_name = 'gobucardo' AND state = 'idle in transaction'`, e.dbs[db])
+			}
+		}
+	}})
+	if err == nil {
+		t.Fatal("the run survived its sources' connections dying")
+	}
+	e.run()
+	e.assertSame()
+	if res := e.run(); res.Inserts+res.Deletes != 0 {
+		t.Errorf("not converged: %+v", res)
+	}
 }
