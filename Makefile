@@ -6,14 +6,17 @@ TOOLS     := $(BIN)/tools
 STATICCHECK_VERSION := v0.8.2
 GOFLAGS_TEST ?=
 TEST_TIMEOUT ?= 20m
+BENCH_TIMEOUT ?= 60m
 
-.PHONY: all help build test test-short lint fmt demo clean tools
+.PHONY: all help build test test-short bench lint fmt demo clean tools
 
 all: build
 
 help:
 	@echo "make demo   - start local PostgreSQL clusters, install the catalog, configure a sync, show it"
 	@echo "make test   - every test: unit and integration against real PostgreSQL, with -race"
+	@echo "make bench  - measure bulk replication against raw COPY, pgbench TPS with capture, mcp RSS; print a table"
+	@echo "              (BENCH_ROWS=100000,1000000 and BENCH_PGBENCH_SECONDS=30 size it)"
 	@echo "make build  - build bin/mcp, bin/controller, bin/kid"
 	@echo "make lint   - gofmt, go vet, staticcheck"
 	@echo "make clean  - remove bin/"
@@ -26,6 +29,10 @@ test:
 
 test-short:
 	$(GO) test -count=1 -short ./...
+
+# Benchmarks, not timed tests: see scripts/bench/doc.go.
+bench:
+	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout $(BENCH_TIMEOUT) ./scripts/bench/
 
 $(TOOLS)/staticcheck:
 	GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)

@@ -1,0 +1,56 @@
+// Package bench is `make bench`: it measures gobucardo against references
+// taken in the same run, on the same machine, and prints a table of the
+// figures and their ratios. It is a set of Go benchmarks, not a timed test:
+// nothing here asserts a speed, but a figure whose result is wrong (a target
+// that is not in step with its source afterwards) fails the benchmark.
+//
+// Every figure uses throw-away local PostgreSQL clusters from pkg/pgtest,
+// tuned to PostgreSQL's default shared_buffers (128MB); the source and the
+// target are separate clusters, as they are separate servers in production,
+// and the main database lives on the source's cluster.
+//
+//  1. Bulk UPDATE propagation. A pgbench_accounts-shaped table of N rows,
+//     identical on the source and the target, replicated by a sync
+//     (A:source, B:target) configured with the real mcp binary. One
+//     `UPDATE accounts SET abalance = abalance + 1` on the source is timed
+//     with and without capture triggers (the latter on a twin table that is
+//     not captured), then `mcp sync run s --quiet` is timed: from the
+//     source's commit until the target is in step. The target is then checked
+//     against the source (row count, sums and a checksum of every row).
+//  2. The raw reference for the same rows: a binary COPY of the whole table
+//     from the source piped (io.Pipe) straight into an empty table with its
+//     primary key on the target (the TRUNCATE before it is not timed). The
+//     ratio is gobucardo's time over this one. pgconn's CopyTo hands over a
+//     row per write, which the pipe passes on to the target's socket as is;
+//     the same copy with 64 KiB writes (a bufio.Writer before the pipe) is
+//     reported beside it, with its ratio, and so is the same buffered copy
+//     into the target table still full, after a DELETE of every row in the
+//     same transaction (the inherent cost of a delta run's delete-and-copy
+//     apply, without gobucardo's key staging).
+//  3. pgbench TPS on the source (scale 10, the default TPC-B-like script)
+//     without gobucardo's capture and with it (autokick on) on
+//     pgbench_accounts, pgbench_tellers and pgbench_branches, in the order
+//     without, with, with, without so that a drift over time does not favour
+//     either side; every run is reported.
+//  4. The max RSS (and CPU time) of the `mcp sync run` process for each
+//     backlog, the largest one repeated at the end.
+//
+// Run it with
+//
+//	make bench
+//	BENCH_ROWS=100000 BENCH_PGBENCH_SECONDS=10 make bench   # shorter
+//
+// or directly with `go test -run '^$' -bench . -benchtime 1x -timeout 60m
+// ./scripts/bench/` (-bench BulkUpdate or -bench Pgbench for one figure).
+// Environment:
+//
+//	BENCH_ROWS             comma-separated table sizes of figures 1, 2 and 4 (default 100000,1000000)
+//	BENCH_PGBENCH_SECONDS  length of each pgbench run (default 30)
+//	BENCH_PHASES           when 1, `mcp sync run` runs without --quiet and its progress lines are
+//	                       printed to stderr with the time since the run started, to see where the
+//	                       time goes
+//
+// Progress goes to stderr as the benchmarks run; the table is printed to
+// stdout once every benchmark has finished. Without -bench (as in `make
+// test`) the package runs nothing and starts no server.
+package bench

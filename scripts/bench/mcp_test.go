@@ -1,0 +1,123 @@
+package bench
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// build is the mcp binary built once per test binary, in a directory that
+// TestMain removes.
+var build struct {
+	once sync.Once
+	dir  string
+	bin  string
+	err  error
+}
+
+// mcpBinary builds cmd/mcp of this module (found with go env GOMOD) once
+// and returns its path.
+func mcpBinary(b *testing.B) string {
+	b.Helper()
+	build.once.Do(func() {
+		gomod, err := exec.Command("go", "env", "GOMOD").Output()
+		if err != nil {
+			build.err = fmt.Errorf("go env GOMOD: %w", err)
+			return
+		}
+		root := filepath.Dir(strings.TrimSpace(string(gomod)))
+		if build.dir, build.err = os.MkdirTemp("", "gobucardo-bench-"); build.err != nil {
+			return
+		}
+		build.bin = filepath.Join(build.dir, "mcp")
+		cmd := exec.Command("go", "build", "-o", build.bin, "./cmd/mcp")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			build.err = fmt.Errorf("go build ./cmd/mcp in %s: %w\n%s", root, err, out)
+		}
+	})
+	if build.err != nil {
+		b.Fatal(build.err)
+	}
+	return build.bin
+}
+
+// removeBuildDir removes the directory of the mcp binary, if one was built.
+func removeBuildDir() {
+	if build.dir != "" {
+		_ = os.RemoveAll(build.dir)
+	}
+}
+
+// mcp runs the mcp binary against one main database.
+type mcp struct {
+	bin string
+	dsn string // of the main database
+}
+
+// procRun is what one mcp process did and cost.
+type procRun struct {
+	stdout  string
+	elapsed time.Duration // wall time from start to exit
+	maxRSS  int64         // bytes
+	cpu     time.Duration // user + system
+}
+
+// run runs mcp with args and fails b unless it exits 0.
+func (m mcp) run(b *testing.B, args ...string) procRun {
+	b.Helper()
+	return m.runWithStderr(b, nil, args...)
+}
+
+// runWithStderr is run, copying the child's stderr to w as well when w is
+// not nil.
+func (m mcp) runWithStderr(b *testing.B, w io.Writer, args ...string) procRun {
+	b.Helper()
+	cmd := exec.Command(m.bin, append([]string{"--dsn", m.dsn}, args...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout = &stdout
+	cmd.Stderr = &stderr
+	if w != nil {
+		cmd.Stderr = io.MultiWriter(&stderr, w)
+	}
+	start := time.Now()
+	err := cmd.Run()
+	elapsed := time.Since(start)
+	if err != nil {
+		b.Fatalf("mcp %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
+	}
+	r := procRun{stdout: stdout.String(), elapsed: elapsed}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		r.maxRSS = ru.Maxrss * 1024 // KiB on Linux
+		r.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	return r
+}
+
+// stampedLines is a writer that prints each line written to it on stderr,
+// prefixed with the time since start: the phases of a run as they happen.
+type stampedLines struct {
+	start time.Time
+	buf   bytes.Buffer
+}
+
+func (s *stampedLines) Write(p []byte) (int, error) {
+	s.buf.Write(p)
+	for {
+		line, err := s.buf.ReadString('\n')
+		if err != nil { // no full line yet: keep it for the next write
+			s.buf.Reset()
+			s.buf.WriteString(line)
+			return len(p), nil
+		}
+		fmt.Fprintf(os.Stderr, "    %7.3fs  %s", time.Since(s.start).Seconds(), line)
+	}
+}

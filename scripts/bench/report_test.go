@@ -1,0 +1,171 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+)
+
+// bulkResult is what one size of the bulk benchmark measured.
+type bulkResult struct {
+	rows           int
+	updatePlain    time.Duration // the UPDATE on the twin table without capture
+	updateCaptured time.Duration // the UPDATE on the captured table
+	sync           time.Duration // wall time of `mcp sync run`
+	raw            time.Duration // the raw binary COPY of the same rows, a row per write
+	rawBuffered    time.Duration // the same, 64 KiB per write
+	rawDelete      time.Duration // DELETE of every row of a filled table, then the buffered COPY
+	maxRSS         int64         // of the mcp process, bytes
+	cpu            time.Duration // of the mcp process, user + system
+}
+
+// ratio is gobucardo's time over the raw COPY's.
+func (r bulkResult) ratio() float64 { return r.over(r.raw) }
+
+// over is gobucardo's time over a reference's.
+func (r bulkResult) over(ref time.Duration) float64 { return r.sync.Seconds() / ref.Seconds() }
+
+// triggerCost is the captured UPDATE's time over the plain one's.
+func (r bulkResult) triggerCost() float64 {
+	return r.updateCaptured.Seconds() / r.updatePlain.Seconds()
+}
+
+// pgbenchRun is one pgbench run.
+type pgbenchRun struct {
+	capture bool
+	tps     float64
+}
+
+// pgbenchResult is what the pgbench benchmark measured.
+type pgbenchResult struct {
+	scale, clients, threads, seconds int
+	runs                             []pgbenchRun // in the order run
+}
+
+// mean is the mean TPS of the runs with (or without) capture.
+func (r pgbenchResult) mean(withCapture bool) float64 {
+	var sum float64
+	n := 0
+	for _, run := range r.runs {
+		if run.capture == withCapture {
+			sum += run.tps
+			n++
+		}
+	}
+	if n == 0 {
+		return 0
+	}
+	return sum / float64(n)
+}
+
+// report collects the results of every benchmark for the table printed at
+// the end.
+type report struct {
+	mu      sync.Mutex
+	server  string
+	bulk    []bulkResult
+	pgbench *pgbenchResult
+}
+
+var results report
+
+func (r *report) addBulk(server string, res bulkResult) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.server = server
+	r.bulk = append(r.bulk, res)
+}
+
+func (r *report) setPgbench(res pgbenchResult) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.pgbench = &res
+}
+
+// print writes the table of results to w; nothing when nothing was
+// measured.
+func (r *report) print(w io.Writer) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.bulk) == 0 && r.pgbench == nil {
+		return
+	}
+	fmt.Fprintf(w, "\ngobucardo bench (%d cores, %s/%s)\n", runtime.NumCPU(), runtime.GOOS, runtime.GOARCH)
+	if r.server != "" {
+		fmt.Fprintf(w, "servers: %s; source and target on separate local clusters, main db on the source's\n", r.server)
+	}
+	if len(r.bulk) > 0 {
+		r.printBulk(w)
+	}
+	if r.pgbench != nil {
+		r.printPgbench(w)
+	}
+	if len(r.bulk) > 0 {
+		big := r.bulk[len(r.bulk)-1]
+		fmt.Fprintf(w, "max RSS of `mcp sync run` over the %d-row backlog: %s (CPU %.2f s)\n", big.rows, megabytes(big.maxRSS), big.cpu.Seconds())
+	}
+}
+
+func (r *report) printBulk(w io.Writer) {
+	sort.Slice(r.bulk, func(i, j int) bool { return r.bulk[i].rows < r.bulk[j].rows })
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "case\trows\tgobucardo\traw COPY\tratio\traw COPY 64k\tratio\traw DELETE+COPY 64k\tratio\trows/s\tmcp RSS\tmcp CPU")
+	for _, res := range r.bulk {
+		fmt.Fprintf(tw, "bulk UPDATE\t%d\t%s\t%s\t%.2fx\t%s\t%.2fx\t%s\t%.2fx\t%s\t%s\t%s\n", res.rows,
+			seconds(res.sync), seconds(res.raw), res.ratio(), seconds(res.rawBuffered), res.over(res.rawBuffered),
+			seconds(res.rawDelete), res.over(res.rawDelete),
+			thousands(float64(res.rows)/res.sync.Seconds()), megabytes(res.maxRSS), seconds(res.cpu))
+	}
+	_ = tw.Flush()
+	fmt.Fprintln(w, "  gobucardo: wall time of `mcp sync run s --quiet`, from the source's commit until the target is in step (checked);")
+	fmt.Fprintln(w, "    rows/s, RSS and CPU (user + system) are its")
+	fmt.Fprintln(w, "  raw COPY: binary COPY of the same rows from the source, through an io.Pipe, into an emptied table with its")
+	fmt.Fprintln(w, "    primary key on the target, a row per write (as pgconn's CopyTo gives them); 64k: 64 KiB per write;")
+	fmt.Fprintln(w, "    DELETE+COPY: DELETE of every row of the filled table, then the COPY, in one transaction")
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "source statement\trows\twithout capture\twith capture\ttrigger cost")
+	for _, res := range r.bulk {
+		fmt.Fprintf(tw, "UPDATE accounts SET abalance = abalance + 1\t%d\t%s\t%s\t%.2fx\n", res.rows,
+			seconds(res.updatePlain), seconds(res.updateCaptured), res.triggerCost())
+	}
+	_ = tw.Flush()
+	fmt.Fprintln(w, "  without capture: on a twin table in the same state that no sync captures")
+	fmt.Fprintln(w)
+}
+
+func (r *report) printPgbench(w io.Writer) {
+	p := r.pgbench
+	var runs []string
+	for _, run := range p.runs {
+		label := "without"
+		if run.capture {
+			label = "with"
+		}
+		runs = append(runs, fmt.Sprintf("%s %.0f", label, run.tps))
+	}
+	without, with := p.mean(false), p.mean(true)
+	fmt.Fprintf(w, "pgbench TPS (scale %d, %d clients, %d threads, %ds each, TPC-B-like) in the order run: %s\n",
+		p.scale, p.clients, p.threads, p.seconds, strings.Join(runs, ", "))
+	fmt.Fprintf(w, "  mean without capture %.0f, with capture %.0f: %.2fx\n", without, with, with/without)
+	fmt.Fprintln(w, "  with capture: gobucardo's triggers on pgbench_accounts, _tellers and _branches for a sync with autokick")
+	fmt.Fprintln(w, "    (no sync consumes the deltas meanwhile); pgbench_history has no key and is not captured")
+}
+
+func seconds(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
+
+func megabytes(n int64) string { return fmt.Sprintf("%.0f MB", float64(n)/(1<<20)) }
+
+// thousands formats a rate as 110k.
+func thousands(v float64) string {
+	if v >= 10000 {
+		return fmt.Sprintf("%.0fk", v/1000)
+	}
+	return fmt.Sprintf("%.0f", v)
+}
