@@ -1,6 +1,7 @@
 package replicate
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -513,7 +514,13 @@ func (r *run) fanOutTo(ctx context.Context, table, phase string, total int64, fr
 			}
 		}
 	}()
-	_, srcErr := from.conn.PgConn().CopyTo(gctx, io.MultiWriter(writers...), srcSQL)
+	// pgconn hands CopyTo's writer one row at a time; batching them keeps
+	// the goroutine hand-offs and the targets' socket writes per 64 KiB.
+	buf := bufio.NewWriterSize(io.MultiWriter(writers...), 64<<10)
+	_, srcErr := from.conn.PgConn().CopyTo(gctx, buf, srcSQL)
+	if srcErr == nil {
+		srcErr = buf.Flush()
+	}
 	for _, p := range pipes {
 		if srcErr != nil {
 			p.CloseWithError(srcErr)
