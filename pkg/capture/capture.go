@@ -286,28 +286,30 @@ func functionBody(t Table, kick []string) string {
 	fmt.Fprintf(&b, "    ELSE\n        INSERT INTO %s (%s) SELECT %s FROM old_rows;\n    END IF;\n", delta, list, list)
 	b.WriteString("    GET DIAGNOSTICS n = ROW_COUNT;\n")
 	if len(kick) > 0 {
-		fmt.Fprintf(&b, "    IF n > 0 THEN\n        PERFORM gobucardo.kick(%s);\n    END IF;\n", textArray(kick))
+		// gobucardo.kick inlined: one nextval, then per sync a read of its
+		// mark (regclass constants are resolved once per session).
+		b.WriteString("    IF n > 0 THEN\n        n := nextval('gobucardo.activity');\n")
+		for _, s := range kick {
+			mark := quoteLiteral(pg.Ident("gobucardo", "kick_"+s)) + "::regclass"
+			fmt.Fprintf(&b, "        IF n >= coalesce(pg_sequence_last_value(%s), 0) THEN\n", mark)
+			fmt.Fprintf(&b, "            PERFORM setval(%s, 9223372036854775807);\n", mark)
+			fmt.Fprintf(&b, "            PERFORM pg_notify('%s', %s);\n        END IF;\n", KickChannel, quoteLiteral(s))
+		}
+		b.WriteString("    END IF;\n")
 	}
 	b.WriteString("    RETURN NULL;\nEND\n")
 	return b.String()
 }
 
-// textArray is an ARRAY[...]::text[] literal of sync names (which the
-// catalog restricts to letters, digits, _ and -), quoted all the same.
-func textArray(ss []string) string {
-	q := make([]string, len(ss))
-	for i, s := range ss {
-		q[i] = "'" + strings.ReplaceAll(s, "'", "''") + "'"
-	}
-	return "ARRAY[" + strings.Join(q, ", ") + "]::text[]"
-}
+// quoteLiteral quotes s as an SQL string literal.
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 func triggerSQL(t Table, kick []string) []string {
 	tbl := pg.Ident(t.Schema, t.Name)
 	fn := pg.Ident("gobucardo", functionName(t))
 	args := make([]string, len(kick))
 	for i, s := range kick {
-		args[i] = "'" + strings.ReplaceAll(s, "'", "''") + "'"
+		args[i] = quoteLiteral(s)
 	}
 	return []string{
 		fmt.Sprintf("CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql AS %s", fn, dollarQuote(functionBody(t, kick))),
