@@ -16,7 +16,7 @@ help:
 	@echo "make demo   - start local PostgreSQL clusters, install the catalog, configure a sync, show it"
 	@echo "make test   - every test: unit and integration against real PostgreSQL, with -race"
 	@echo "make bench  - measure bulk replication against raw COPY, pgbench TPS with capture, mcp RSS; print a table"
-	@echo "              (BENCH_ROWS=100000,1000000 and BENCH_PGBENCH_SECONDS=30 size it)"
+	@echo "              (BENCH_ROWS=100000,1000000, BENCH_PGBENCH_SECONDS=30 and BENCH_TWO_ROWS=200000 size it)"
 	@echo "make build  - build bin/mcp, bin/controller, bin/kid"
 	@echo "make lint   - gofmt, go vet, staticcheck"
 	@echo "make clean  - remove bin/"

@@ -34,18 +34,33 @@
 //     either side; every run is reported.
 //  4. The max RSS (and CPU time) of the `mcp sync run` process for each
 //     backlog, the largest one repeated at the end.
+//  5. Two sources. The same table of N rows, identical on two sources A and
+//     B (clusters of their own, the main database on A's), loaded before a
+//     sync (A:source, B:source) is configured with the real mcp, so that
+//     nothing of the load is captured. Two scenarios, each with one UPDATE
+//     on A and one on B run concurrently (a goroutine and a connection
+//     each), then `mcp sync run s2 --quiet` timed until it exits: disjoint
+//     (+1 on aid <= N/2 on A, on aid > N/2 on B) and overlapping (+10 on
+//     aid <= 3N/4 on A, +100 on aid > N/4 on B: N/2 keys conflict). After
+//     each, A and B must be identical (count, sum and an md5 of every row in
+//     key order), every row must hold the change of the UPDATE that touched
+//     it (for a conflict, one of the two), the run must report the keys and
+//     the conflicts expected, gobucardo.conflict_log must have grown by the
+//     conflicts, and a second run must find nothing to do (no echo).
 //
 // Run it with
 //
 //	make bench
-//	BENCH_ROWS=100000 BENCH_PGBENCH_SECONDS=10 make bench   # shorter
+//	BENCH_ROWS=100000 BENCH_PGBENCH_SECONDS=10 BENCH_TWO_ROWS=50000 make bench   # shorter
 //
 // or directly with `go test -run '^$' -bench . -benchtime 1x -timeout 60m
-// ./scripts/bench/` (-bench BulkUpdate or -bench Pgbench for one figure).
+// ./scripts/bench/` (-bench BulkUpdate, -bench Pgbench or -bench TwoSource for
+// one figure).
 // Environment:
 //
 //	BENCH_ROWS             comma-separated table sizes of figures 1, 2 and 4 (default 100000,1000000)
 //	BENCH_PGBENCH_SECONDS  length of each pgbench run (default 30)
+//	BENCH_TWO_ROWS         table size N of figure 5 (default 200000)
 //	BENCH_PHASES           when 1, `mcp sync run` runs without --quiet and its progress lines are
 //	                       printed to stderr with the time since the run started, to see where the
 //	                       time goes

@@ -69,6 +69,7 @@ type report struct {
 	mu      sync.Mutex
 	server  string
 	bulk    []bulkResult
+	two     []twoResult
 	pgbench *pgbenchResult
 }
 
@@ -79,6 +80,15 @@ func (r *report) addBulk(server string, res bulkResult) {
 	defer r.mu.Unlock()
 	r.server = server
 	r.bulk = append(r.bulk, res)
+}
+
+func (r *report) addTwo(server string, res []twoResult) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.server == "" {
+		r.server = server
+	}
+	r.two = append(r.two, res...)
 }
 
 func (r *report) setPgbench(res pgbenchResult) {
@@ -92,7 +102,7 @@ func (r *report) setPgbench(res pgbenchResult) {
 func (r *report) print(w io.Writer) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.bulk) == 0 && r.pgbench == nil {
+	if len(r.bulk) == 0 && len(r.two) == 0 && r.pgbench == nil {
 		return
 	}
 	fmt.Fprintf(w, "\ngobucardo bench (%d cores, %s/%s)\n", runtime.NumCPU(), runtime.GOOS, runtime.GOARCH)
@@ -101,6 +111,9 @@ func (r *report) print(w io.Writer) {
 	}
 	if len(r.bulk) > 0 {
 		r.printBulk(w)
+	}
+	if len(r.two) > 0 {
+		r.printTwo(w)
 	}
 	if r.pgbench != nil {
 		r.printPgbench(w)
@@ -137,6 +150,27 @@ func (r *report) printBulk(w io.Writer) {
 	}
 	_ = tw.Flush()
 	fmt.Fprintln(w, "  without capture: on a twin table in the same state that no sync captures")
+	fmt.Fprintln(w)
+}
+
+func (r *report) printTwo(w io.Writer) {
+	if len(r.bulk) == 0 { // printBulk ends with a blank line
+		fmt.Fprintln(w)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "two sources\trows\tkeys changed (A + B)\tconflicts (A won, B won)\tconvergence\trows/s\tmcp RSS\tmcp CPU")
+	for _, res := range r.two {
+		fmt.Fprintf(tw, "%s\t%d\t%d (%d + %d)\t%d (%d, %d)\t%s\t%s\t%s\t%s\n", res.name, res.rows,
+			res.keys, res.keysA, res.keysB, res.conflicts, res.winsA, res.winsB, seconds(res.sync),
+			thousands(float64(res.keys)/res.sync.Seconds()), megabytes(res.maxRSS), seconds(res.cpu))
+	}
+	_ = tw.Flush()
+	fmt.Fprintln(w, "  a sync dbs=A:source,B:source (default conflict strategy) on two local clusters, main db on A's; the UPDATEs")
+	fmt.Fprintln(w, "    run concurrently, one connection each: disjoint: +1 WHERE aid <= N/2 on A, aid > N/2 on B; overlapping:")
+	fmt.Fprintln(w, "    +10 WHERE aid <= 3N/4 on A, +100 WHERE aid > N/4 on B")
+	fmt.Fprintln(w, "  convergence: wall time of `mcp sync run s2 --quiet` after both commit, until A and B are identical (checked:")
+	fmt.Fprintln(w, "    count, sum, md5 of every row; conflict_log grew by the conflicts; a second run changes nothing);")
+	fmt.Fprintln(w, "    rows/s is distinct keys changed over it, RSS and CPU (user + system) are the mcp process's")
 	fmt.Fprintln(w)
 }
 
