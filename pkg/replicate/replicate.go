@@ -146,8 +146,6 @@ type node struct {
 	source bool
 }
 
-func (n *node) endpoint() endpoint { return endpoint{name: n.Name, conn: n.conn} }
-
 // source is a source's reading side: one snapshot for the whole run.
 type source struct {
 	DB
