@@ -189,12 +189,3 @@ func IsRetryable(err error) bool {
 	}
 	return false
 }
-
-// Code returns the SQLSTATE of err, or "" when err is not a server error.
-func Code(err error) string {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		return pgErr.Code
-	}
-	return ""
-}

@@ -497,8 +497,12 @@ func (r *run) fanOutTo(ctx context.Context, table, phase string, total int64, fr
 			return nil
 		})
 	}
+	// The progress goroutine is waited for before fanOut returns, so that
+	// Options.Progress is never called from two goroutines at once.
 	done := make(chan struct{})
+	ticker := make(chan struct{})
 	go func() {
+		defer close(ticker)
 		every := r.opts.ProgressEvery
 		if every <= 0 {
 			every = time.Second
@@ -530,6 +534,7 @@ func (r *run) fanOutTo(ctx context.Context, table, phase string, total int64, fr
 	}
 	err := g.Wait()
 	close(done)
+	<-ticker
 	if srcErr != nil && !errors.Is(srcErr, errTargetDone) {
 		if err != nil {
 			return nil, err // the dest's error explains the broken pipe

@@ -165,12 +165,11 @@ func TestRandomized(t *testing.T) {
 	}
 	e.run()
 	e.assertSame()
-	if res := e.run(); !res.Empty() && t.Failed() == false {
-		// Only sequences and fullcopy targets may change on a quiet run.
-		for _, tr := range res.Tables {
-			if tr.Mode == "delta" && tr.Keys > 0 {
-				t.Errorf("a quiet run found changed keys: %+v", tr)
-			}
+	// A quiet run finds no changed key (sequences and fullcopy targets are
+	// copied again, which is not a change of the data).
+	for _, tr := range e.run().Tables {
+		if tr.Mode != "sequence" && tr.Keys > 0 {
+			t.Errorf("a quiet run found changed keys: %+v", tr)
 		}
 	}
 }
