@@ -175,18 +175,29 @@ func hostPort(cfg *pgx.ConnConfig) string {
 	return fmt.Sprintf("%s port %d", cfg.Host, cfg.Port)
 }
 
+// connectCatalog connects to the main database and checks that the catalog
+// is installed at the version this mcp needs.
+func (e *env) connectCatalog() (*pgx.Conn, error) {
+	conn, err := e.connectMain()
+	if err != nil {
+		return nil, err
+	}
+	if err := catalog.CheckVersion(e.ctx(), conn); err != nil {
+		conn.Close(context.WithoutCancel(e.ctx()))
+		return nil, err
+	}
+	return conn, nil
+}
+
 // inCatalog runs fn in one transaction on the main database, after checking
 // that the catalog is installed at the right version. fn's error rolls
 // everything back, and then nothing fn printed is shown.
 func (e *env) inCatalog(fn func(ctx context.Context, tx pgx.Tx) error) error {
-	conn, err := e.connectMain()
+	conn, err := e.connectCatalog()
 	if err != nil {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(e.ctx()))
-	if err := catalog.CheckVersion(e.ctx(), conn); err != nil {
-		return err
-	}
 	// What the command prints is held back until its transaction commits:
 	// a refused command must not claim to have added anything.
 	real := e.out

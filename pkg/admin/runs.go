@@ -131,14 +131,11 @@ func syncRun(e *env) error {
 	}
 	name := e.c.Args().First()
 	ctx := e.ctx()
-	conn, err := e.connectMain()
+	conn, err := e.connectCatalog()
 	if err != nil {
 		return err
 	}
 	defer closeConn(ctx, conn)
-	if err := catalog.CheckVersion(ctx, conn); err != nil {
-		return err
-	}
 	d, err := catalog.LoadSync(ctx, conn, name)
 	if err != nil {
 		return err
@@ -276,14 +273,11 @@ func validate(e *env) error {
 		return usagef("usage: mcp validate SYNC...|all")
 	}
 	ctx := e.ctx()
-	conn, err := e.connectMain()
+	conn, err := e.connectCatalog()
 	if err != nil {
 		return err
 	}
 	defer closeConn(ctx, conn)
-	if err := catalog.CheckVersion(ctx, conn); err != nil {
-		return err
-	}
 	names, err := syncNames(ctx, conn, e.c.Args().Slice())
 	if err != nil {
 		return err
