@@ -157,16 +157,20 @@ func syncRun(e *env) error {
 			_ = catalog.SetRunStatus(ctx, conn, id, line)
 		}
 	}
-	var conflicts []replicate.Conflict
+	// Conflicts are logged table by table as the run resolves them, so that a
+	// run with many holds only one table's in memory; a failed run's are
+	// forgotten again below.
 	opts := replicate.Options{Progress: progress, Log: e.log, Conflicts: func(cs []replicate.Conflict) error {
-		conflicts = append(conflicts, cs...)
-		return nil
+		return catalog.LogConflicts(ctx, conn, id, name, conflictRecords(cs))
 	}}
 	res, runErr := replicate.RunRetrying(ctx, runSpec(d), opts, e.c.Int("attempts"))
 	bg := context.WithoutCancel(ctx)
 	counts := catalog.RunCounts{Deletes: res.Deletes, Inserts: res.Inserts, Truncates: res.Truncates, Conflicts: res.Conflicts}
 	if runErr != nil {
 		msg := "Failed: " + pg.RedactError(runErr, passwords(d)...).Error()
+		if err := catalog.ForgetConflicts(bg, conn, id); err != nil {
+			return errors.Join(runErr, err)
+		}
 		if err := catalog.EndRun(bg, conn, id, catalog.RunBad, msg, counts); err != nil {
 			return errors.Join(runErr, err)
 		}
@@ -177,9 +181,6 @@ func syncRun(e *env) error {
 			return fmt.Errorf("run of sync %s found conflicts under bucardo_abort, changed nothing and paused the sync: %w", name, runErr)
 		}
 		return fmt.Errorf("run of sync %s failed: %w", name, pg.RedactError(runErr, passwords(d)...))
-	}
-	if err := catalog.LogConflicts(bg, conn, id, name, conflictRecords(conflicts)); err != nil {
-		return err
 	}
 	state := catalog.RunGood
 	if res.Empty() {

@@ -58,6 +58,15 @@ func LogConflicts(ctx context.Context, conn *pgx.Conn, run int64, sync string, c
 	return nil
 }
 
+// ForgetConflicts removes the conflicts logged by run id, whose changes were
+// rolled back.
+func ForgetConflicts(ctx context.Context, q Querier, run int64) error {
+	if _, err := q.Exec(ctx, "DELETE FROM gobucardo.conflict_log WHERE syncrun_id = $1", run); err != nil {
+		return fmt.Errorf("forget conflicts of run %d: %w", run, err)
+	}
+	return nil
+}
+
 // ListConflicts returns the conflicts recorded since the given time (zero:
 // all), of sync when not "", newest first, at most limit (0: all).
 func ListConflicts(ctx context.Context, q Querier, sync string, since time.Time, limit int) ([]ConflictRecord, error) {
