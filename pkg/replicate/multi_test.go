@@ -367,3 +367,34 @@ func TestMultiSourceCrashBetweenCommits(t *testing.T) {
 		t.Errorf("not converged: %+v", res)
 	}
 }
+
+// TestManyConflictsInBatches: more conflicts than one batch; every one is
+// reported once, with its losing row.
+func TestManyConflictsInBatches(t *testing.T) {
+	n := 2*conflictBatch + 123
+	e := newEnv(t, kvSchema, []string{"A:source", "B:source"}, []Relation{kv})
+	for _, db := range []string{"A", "B"} {
+		e.exec(db, fmt.Sprintf("SET session_replication_role = replica; INSERT INTO kv SELECT g, 'start', 'all' FROM generate_series(1, %d) g", n))
+	}
+	e.exec("A", "UPDATE kv SET v = 'A'")
+	e.exec("B", "UPDATE kv SET v = 'B'")
+	seen := map[string]bool{}
+	batches := 0
+	res, err := Run(context.Background(), e.sync, Options{Conflicts: func(cs []Conflict) error {
+		batches++
+		for _, c := range cs {
+			if seen[string(c.Key)] || c.Winner != "B" || len(c.Losers) != 1 || !strings.Contains(string(c.Losers[0].Row), `"v": "A"`) {
+				t.Errorf("conflict %s reported twice or wrong: %+v", c.Key, c)
+			}
+			seen[string(c.Key)] = true
+		}
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != n || res.Conflicts != int64(n) || batches != 3 {
+		t.Errorf("%d conflicts reported in %d batches, result %d; want %d in 3", len(seen), batches, res.Conflicts, n)
+	}
+	e.assertSame()
+}

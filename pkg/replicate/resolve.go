@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -206,85 +205,112 @@ func (r *run) copyOne(ctx context.Context, table string, from endpoint, fromSQL 
 	return r.fanOut(ctx, table, "conflicts", 0, from, fromSQL, []*node{{DB: DB{Name: to.name}, conn: to.conn}}, toSQL)
 }
 
+// conflictBatch is how many conflicts reportConflicts gathers at once.
+const conflictBatch = 5000
+
 // reportConflicts gathers, for every conflicting key, the winner and each
-// loser's row as of its snapshot, and hands them to Options.Conflicts.
+// loser's row as of its snapshot, and hands them to Options.Conflicts in
+// batches, so that memory does not grow with the number of conflicts.
 func (r *run) reportConflicts(ctx context.Context, rel Relation, strategy string, active []*source) error {
 	coord := active[0]
 	keyList := identList(rel.KeyColumns, "")
+	tbl := pg.Ident(rel.Schema, rel.Name)
 	keyJSON := func(alias string) string {
 		return fmt.Sprintf("(SELECT to_jsonb(x) FROM (SELECT %s) x)::text", identList(rel.KeyColumns, alias))
 	}
-	rows, err := coord.tx.Query(ctx, fmt.Sprintf(`SELECT %s, w.winner, a.gb_src, a.changed_at
-		FROM pg_temp.gb_win w JOIN pg_temp.gb_all a USING (%s)
-		WHERE w.gb_n > 1 AND a.gb_src IS DISTINCT FROM w.winner ORDER BY 1, 3`, keyJSON("w"), keyList))
-	if err != nil {
-		return fmt.Errorf("read conflicts of %s: %w", rel.Display(), err)
-	}
-	byKey := map[string]*Conflict{}
-	var keys []string
-	lost := map[int][]string{} // source -> keys it lost
-	for rows.Next() {
-		var key string
-		var winner *int32
-		var src int32
-		var at time.Time
-		if err := rows.Scan(&key, &winner, &src, &at); err != nil {
-			rows.Close()
-			return err
+	for _, st := range []string{
+		"DROP TABLE IF EXISTS pg_temp.gb_conf",
+		fmt.Sprintf(`CREATE TEMP TABLE gb_conf ON COMMIT DROP AS SELECT row_number() OVER (ORDER BY %s) AS gb_rn, %s, winner
+			FROM pg_temp.gb_win WHERE gb_n > 1`, keyList, keyList),
+		"CREATE INDEX ON pg_temp.gb_conf (gb_rn)",
+		fmt.Sprintf("CREATE INDEX ON pg_temp.gb_all (%s)", keyList),
+		"ANALYZE pg_temp.gb_conf, pg_temp.gb_all",
+	} {
+		if _, err := coord.tx.Exec(ctx, st); err != nil {
+			return fmt.Errorf("number conflicts of %s: %w", rel.Display(), err)
 		}
-		c := byKey[key]
-		if c == nil {
-			c = &Conflict{Schema: rel.Schema, Name: rel.Name, Key: json.RawMessage(key), Strategy: strategy}
-			if winner != nil {
-				c.Winner = active[*winner].Name
-			}
-			byKey[key] = c
-			keys = append(keys, key)
-		}
-		c.Losers = append(c.Losers, Loser{DB: active[src].Name, ChangedAt: at})
-		lost[int(src)] = append(lost[int(src)], key)
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	// Each loser's current row, as it saw it.
-	for src, ks := range lost {
-		s := active[src]
-		got := map[string]json.RawMessage{}
-		rs, err := s.tx.Query(ctx, fmt.Sprintf(`SELECT %s, to_jsonb(t)::text FROM pg_temp.gb_keys k
-			LEFT JOIN ONLY %s t ON %s WHERE %s = ANY($1)`, keyJSON("k"), pg.Ident(rel.Schema, rel.Name), keyJoin(rel.KeyColumns, "t", "k"), keyJSON("k")), ks)
+	for lo := 0; ; lo += conflictBatch {
+		rows, err := coord.tx.Query(ctx, fmt.Sprintf(`SELECT %s, c.winner, a.gb_src, a.changed_at
+			FROM pg_temp.gb_conf c JOIN pg_temp.gb_all a USING (%s)
+			WHERE c.gb_rn > $1 AND c.gb_rn <= $2 AND a.gb_src IS DISTINCT FROM c.winner ORDER BY c.gb_rn, a.gb_src`, keyJSON("c"), keyList),
+			lo, lo+conflictBatch)
 		if err != nil {
-			return fmt.Errorf("read losing rows of %s on %s: %w", rel.Display(), s.Name, err)
+			return fmt.Errorf("read conflicts of %s: %w", rel.Display(), err)
 		}
-		for rs.Next() {
-			var k string
-			var row *string
-			if err := rs.Scan(&k, &row); err != nil {
-				rs.Close()
+		byKey := map[string]*Conflict{}
+		var keys []string
+		lost := map[int][]string{} // source -> keys it lost
+		for rows.Next() {
+			var key string
+			var winner *int64
+			var src int32
+			var at time.Time
+			if err := rows.Scan(&key, &winner, &src, &at); err != nil {
+				rows.Close()
 				return err
 			}
-			if row != nil {
-				got[k] = json.RawMessage(*row)
+			c := byKey[key]
+			if c == nil {
+				c = &Conflict{Schema: rel.Schema, Name: rel.Name, Key: json.RawMessage(key), Strategy: strategy}
+				if winner != nil {
+					c.Winner = active[*winner].Name
+				}
+				byKey[key] = c
+				keys = append(keys, key)
 			}
+			c.Losers = append(c.Losers, Loser{DB: active[src].Name, ChangedAt: at})
+			lost[int(src)] = append(lost[int(src)], key)
 		}
-		rs.Close()
-		if err := rs.Err(); err != nil {
+		rows.Close()
+		if err := rows.Err(); err != nil {
 			return err
 		}
-		for _, k := range ks {
-			c := byKey[k]
-			for i := range c.Losers {
-				if c.Losers[i].DB == s.Name {
-					c.Losers[i].Row = got[k]
+		if len(keys) == 0 {
+			return nil
+		}
+		// Each loser's current row, as it saw it: the keys go as a JSON
+		// array, turned back into the table's types by jsonb_populate_record.
+		for src, ks := range lost {
+			s := active[src]
+			rs, err := s.tx.Query(ctx, fmt.Sprintf(`SELECT %s, to_jsonb(t)::text
+				FROM jsonb_array_elements($1::jsonb) j CROSS JOIN LATERAL jsonb_populate_record(NULL::%s, j) k
+				LEFT JOIN ONLY %s t ON %s`, keyJSON("k"), tbl, tbl, keyJoin(rel.KeyColumns, "t", "k")),
+				"["+strings.Join(ks, ",")+"]")
+			if err != nil {
+				return fmt.Errorf("read losing rows of %s on %s: %w", rel.Display(), s.Name, err)
+			}
+			got := map[string]json.RawMessage{}
+			for rs.Next() {
+				var k string
+				var row *string
+				if err := rs.Scan(&k, &row); err != nil {
+					rs.Close()
+					return err
+				}
+				if row != nil {
+					got[k] = json.RawMessage(*row)
+				}
+			}
+			rs.Close()
+			if err := rs.Err(); err != nil {
+				return err
+			}
+			for _, k := range ks {
+				c := byKey[k]
+				for i := range c.Losers {
+					if c.Losers[i].DB == s.Name {
+						c.Losers[i].Row = got[k]
+					}
 				}
 			}
 		}
+		out := make([]Conflict, 0, len(keys))
+		for _, k := range keys {
+			out = append(out, *byKey[k])
+		}
+		if err := r.opts.Conflicts(out); err != nil {
+			return err
+		}
 	}
-	sort.Strings(keys)
-	out := make([]Conflict, 0, len(keys))
-	for _, k := range keys {
-		out = append(out, *byKey[k])
-	}
-	return r.opts.Conflicts(out)
 }
