@@ -61,7 +61,8 @@ func (w *writer) op(ctx context.Context, tx pgx.Tx) error {
 	case r < 70:
 		sql, args = "INSERT INTO t_comp VALUES ($1, $2, $3, $4) ON CONFLICT (a, b) DO UPDATE SET v = excluded.v + t_comp.v", []any{a, id % 5, r, fmt.Sprintf(`{"r": %d}`, r)}
 	case r < 76:
-		sql, args = "UPDATE t_comp SET b = b + 100 WHERE a = $1 AND b < 100", []any{a} // composite key change
+		sql, args = `UPDATE t_comp SET b = b + 100 WHERE a = $1 AND b < 100
+			AND NOT EXISTS (SELECT 1 FROM t_comp x WHERE x.a = t_comp.a AND x.b = t_comp.b + 100)`, []any{a} // composite key change
 	case r < 80:
 		sql, args = "DELETE FROM t_comp WHERE a = $1", []any{a}
 	case r < 90:
