@@ -8,7 +8,7 @@ GOFLAGS_TEST ?=
 TEST_TIMEOUT ?= 20m
 BENCH_TIMEOUT ?= 60m
 
-.PHONY: all help build test test-short bench lint fmt demo clean tools
+.PHONY: all help build test test-short bench lint fmt demo clean tools proto
 
 all: build
 
@@ -19,6 +19,7 @@ help:
 	@echo "              (BENCH_ROWS=100000,1000000, BENCH_PGBENCH_SECONDS=30 and BENCH_TWO_ROWS=200000 size it)"
 	@echo "make build  - build bin/mcp, bin/controller, bin/kid"
 	@echo "make lint   - gofmt, go vet, staticcheck"
+	@echo "make proto  - regenerate the gRPC code of pkg/ipc and pkg/sdk from their .proto files"
 	@echo "make clean  - remove bin/"
 
 build:
@@ -36,6 +37,21 @@ bench:
 
 $(TOOLS)/staticcheck:
 	GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+PROTOC_GEN_GO_VERSION      := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+PROTOS := pkg/ipc/ctlpb/ctl.proto pkg/ipc/kidpb/kid.proto pkg/sdk/internal/handlerpb/handler.proto
+
+$(TOOLS)/protoc-gen-go:
+	GOBIN=$(TOOLS) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+
+$(TOOLS)/protoc-gen-go-grpc:
+	GOBIN=$(TOOLS) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+
+# Regenerate the committed gRPC code (needs protoc: apt-get install protobuf-compiler).
+proto: $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc
+	PATH=$(TOOLS):$$PATH protoc --go_out=. --go_opt=paths=source_relative \
+		--go-grpc_out=. --go-grpc_opt=paths=source_relative $(PROTOS)
 
 tools: $(TOOLS)/staticcheck
 

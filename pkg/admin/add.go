@@ -230,7 +230,7 @@ func addDB(e *env) error {
 	if _, err := applyDBSettings(&d, kv); err != nil {
 		return err
 	}
-	return e.inCatalog(func(ctx context.Context, tx pgx.Tx) error {
+	return e.changeCatalog(func(ctx context.Context, tx pgx.Tx) error {
 		if _, err := catalog.GetDB(ctx, tx, d.Name); err == nil {
 			return &catalog.ExistsError{Kind: catalog.KindDB, Name: d.Name}
 		}
@@ -291,7 +291,7 @@ func addDBGroup(e *env) error {
 	if err != nil {
 		return err
 	}
-	return e.inCatalog(func(ctx context.Context, tx pgx.Tx) error {
+	return e.changeCatalog(func(ctx context.Context, tx pgx.Tx) error {
 		if err := catalog.AddDBGroup(ctx, tx, args[0], ms); err != nil {
 			return err
 		}
@@ -456,7 +456,7 @@ func addRelations(e *env, kind string) error {
 	if len(kv.pos) == 0 {
 		return usagef("name the %ss to add: mcp add %s [SCHEMA.]NAME|PATTERN ... db=DB", kind, kind)
 	}
-	return e.inCatalog(func(ctx context.Context, tx pgx.Tx) error {
+	return e.changeCatalog(func(ctx context.Context, tx pgx.Tx) error {
 		dbName, _ := kv.get("db")
 		d, err := pickDB(ctx, tx, dbName, kind+"s")
 		if err != nil {
@@ -488,7 +488,7 @@ func addAll(e *env, kind string) error {
 		Schemas: e.c.StringSlice("schema"), ExcludeSchemas: e.c.StringSlice("exclude-schema"),
 		Tables: e.c.StringSlice("table"), ExcludeTables: e.c.StringSlice("exclude-table"),
 	}
-	return e.inCatalog(func(ctx context.Context, tx pgx.Tx) error {
+	return e.changeCatalog(func(ctx context.Context, tx pgx.Tx) error {
 		dbName, _ := kv.get("db")
 		d, err := pickDB(ctx, tx, dbName, kind+"s")
 		if err != nil {
@@ -521,7 +521,7 @@ func addRelGroup(e *env) error {
 		return usagef("usage: mcp add relgroup NAME [RELATION ...] [db=DB]")
 	}
 	name := kv.pos[0]
-	return e.inCatalog(func(ctx context.Context, tx pgx.Tx) error {
+	return e.changeCatalog(func(ctx context.Context, tx pgx.Tx) error {
 		if err := catalog.AddRelGroup(ctx, tx, name); err != nil {
 			return err
 		}
@@ -606,7 +606,7 @@ func addSync(e *env) error {
 	case hasDBs == hasDG:
 		return usagef("sync %s: give dbs=A:source,B:target or dbgroup=G (one of them)", s.Name)
 	}
-	return e.inCatalog(func(ctx context.Context, tx pgx.Tx) error {
+	return e.changeCatalog(func(ctx context.Context, tx pgx.Tx) error {
 		if _, err := catalog.GetSync(ctx, tx, s.Name); err == nil {
 			return &catalog.ExistsError{Kind: catalog.KindSync, Name: s.Name}
 		}
@@ -847,7 +847,7 @@ func addCustomCode(e *env) error {
 	if hasSync == hasTable {
 		return usagef("customcode %s: attach it to sync=S or to table=SCHEMA.T (one of them)", cc.Name)
 	}
-	return e.inCatalog(func(ctx context.Context, tx pgx.Tx) error {
+	return e.changeCatalog(func(ctx context.Context, tx pgx.Tx) error {
 		var relID int64
 		if hasSync {
 			if _, err := catalog.GetSync(ctx, tx, sync); err != nil {

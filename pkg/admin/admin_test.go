@@ -5,10 +5,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gobucardo/gobucardo/schema"
 )
 
 func TestInstall(t *testing.T) {
@@ -18,7 +21,7 @@ func TestInstall(t *testing.T) {
 	f.dsn = f.c.DSN(missing)
 	f.fail(1, []string{`database "` + missing + `" does not exist`, "--create-db"}, "install")
 	out := f.ok("install", "--create-db")
-	if !strings.Contains(out, "Created database") || !strings.Contains(out, "Installed the gobucardo catalog (version 1)") {
+	if !strings.Contains(out, "Created database") || !strings.Contains(out, fmt.Sprintf("Installed the gobucardo catalog (version %d)", schema.Latest())) {
 		t.Errorf("install --create-db said %q", out)
 	}
 	t.Cleanup(func() {

@@ -87,7 +87,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		},
 		HideHelpCommand:      false,
 		EnableBashCompletion: false,
-		Commands: []*cli.Command{
+		Commands: append([]*cli.Command{
 			installCommand(),
 			addCommand(),
 			listCommand(),
@@ -99,7 +99,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			purgeCommand(),
 			uninstallCommand(),
 			conflictsCommand(),
-		},
+		}, daemonCommands()...),
 	}
 	setUsageErrors(app.Commands, app.OnUsageError)
 	return app

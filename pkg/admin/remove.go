@@ -58,7 +58,7 @@ func remove(e *env, kind string) error {
 		return usagef("db= applies to remove table and remove sequence only")
 	}
 	force := e.c.Bool("force")
-	return e.inCatalog(func(ctx context.Context, tx pgx.Tx) error {
+	return e.changeCatalog(func(ctx context.Context, tx pgx.Tx) error {
 		for _, name := range kv.pos {
 			var also []string
 			var err error

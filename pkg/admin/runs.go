@@ -17,34 +17,6 @@ import (
 	"github.com/gobucardo/gobucardo/pkg/replicate"
 )
 
-// runSpec is what a run of the sync needs, from the catalog.
-func runSpec(d catalog.SyncDetail) replicate.Sync {
-	s := replicate.Sync{Name: d.Name, OneTimeCopy: d.OneTimeCopy, CommitEvery: d.CommitEvery,
-		IsolationLevel: d.IsolationLevel, DeleteMethod: d.DeleteMethod, ConflictStrategy: d.ConflictStrategy}
-	for _, m := range d.Members {
-		db := d.DBs[m.DB]
-		s.DBs = append(s.DBs, replicate.DB{Name: m.DB, Role: m.Role, ConnString: db.ConnString(),
-			MakeDelta: db.MakeDelta || d.MakeDelta})
-	}
-	for _, r := range d.Relations {
-		s.Relations = append(s.Relations, replicate.Relation{Schema: r.Schema, Name: r.Name,
-			Sequence: r.Kind == catalog.KindSequence, KeyColumns: r.KeyColumns,
-			ConflictStrategy: r.ConflictStrategy, MakeDelta: r.MakeDelta})
-	}
-	return s
-}
-
-// captureSpec is what the sync needs captured on each source.
-func captureSpec(d catalog.SyncDetail) capture.Sync {
-	cs := capture.Sync{Name: d.Name, Autokick: d.Autokick}
-	for _, r := range d.Relations {
-		if r.Kind == catalog.KindTable && len(r.KeyColumns) > 0 {
-			cs.Tables = append(cs.Tables, capture.Table{Schema: r.Schema, Name: r.Name, KeyColumns: r.KeyColumns, KeyTypes: r.KeyTypes})
-		}
-	}
-	return cs
-}
-
 // installCapture installs or refreshes the sync's capture on every source.
 // A source that cannot be reached is an error, or with skipUnreachable a
 // warning printed.
@@ -52,7 +24,7 @@ func installCapture(e *env, ctx context.Context, d catalog.SyncDetail, skipUnrea
 	if !d.HasDeltaRole() {
 		return nil
 	}
-	spec := captureSpec(d)
+	spec := capture.SyncFrom(d)
 	for _, src := range d.Sources() {
 		conn, err := connectDB(ctx, src)
 		if err != nil {
@@ -148,7 +120,7 @@ func syncRun(e *env) error {
 	stderr := e.c.App.ErrWriter
 	var lastStatus time.Time
 	progress := func(p replicate.Progress) {
-		line := progressLine(p)
+		line := p.String()
 		if !e.c.Bool("quiet") {
 			fmt.Fprintln(stderr, line)
 		}
@@ -161,9 +133,9 @@ func syncRun(e *env) error {
 	// run with many holds only one table's in memory; a failed run's are
 	// forgotten again below.
 	opts := replicate.Options{Progress: progress, Log: e.log, Conflicts: func(cs []replicate.Conflict) error {
-		return catalog.LogConflicts(ctx, conn, id, name, conflictRecords(cs))
+		return catalog.LogConflicts(ctx, conn, id, name, replicate.ConflictRecords(cs))
 	}}
-	res, runErr := replicate.RunRetrying(ctx, runSpec(d), opts, e.c.Int("attempts"))
+	res, runErr := replicate.RunRetrying(ctx, replicate.SyncFrom(d), opts, e.c.Int("attempts"))
 	bg := context.WithoutCancel(ctx)
 	counts := catalog.RunCounts{Deletes: res.Deletes, Inserts: res.Inserts, Truncates: res.Truncates, Conflicts: res.Conflicts}
 	if runErr != nil {
@@ -186,8 +158,7 @@ func syncRun(e *env) error {
 	if res.Empty() {
 		state = catalog.RunEmpty
 	}
-	summary := fmt.Sprintf("%d deleted, %d inserted, %d truncated, %d conflicts in %.3fs", res.Deletes, res.Inserts, res.Truncates,
-		res.Conflicts, res.Duration.Seconds())
+	summary := res.Summary()
 	if err := catalog.EndRun(bg, conn, id, state, "Complete: "+summary, counts); err != nil {
 		return err
 	}
@@ -215,18 +186,6 @@ func syncRun(e *env) error {
 	}
 	e.printf("Run of sync %q: %s\n", name, summary)
 	return nil
-}
-
-func progressLine(p replicate.Progress) string {
-	switch {
-	case p.Table == "":
-		return p.Phase
-	case p.Total > 0:
-		return fmt.Sprintf("%s %s %d/%d", p.Phase, p.Table, p.Rows, p.Total)
-	case p.Rows > 0:
-		return fmt.Sprintf("%s %s %d", p.Phase, p.Table, p.Rows)
-	}
-	return p.Phase + " " + p.Table
 }
 
 func passwords(d catalog.SyncDetail) []string {
@@ -295,7 +254,7 @@ func validate(e *env) error {
 		if err != nil {
 			return err
 		}
-		more, err := replicate.Validate(ctx, runSpec(d))
+		more, err := replicate.Validate(ctx, replicate.SyncFrom(d))
 		if err != nil {
 			return err
 		}
@@ -306,9 +265,9 @@ func validate(e *env) error {
 				if err != nil {
 					continue // reported by Validate
 				}
-				stale, err := capture.Check(ctx, sconn, captureSpec(d))
+				stale, err := capture.Check(ctx, sconn, capture.SyncFrom(d))
 				if err == nil && len(stale) > 0 {
-					err = capture.Install(ctx, sconn, captureSpec(d))
+					err = capture.Install(ctx, sconn, capture.SyncFrom(d))
 					if err == nil {
 						for _, s := range stale {
 							e.printf("  repaired on db %s: %s\n", src.Name, s)
@@ -533,18 +492,6 @@ func forgetUnknownSyncs(e *env, ctx context.Context, q catalog.Querier, conn *pg
 		e.printf("Removed sync %q, which the catalog no longer has, from the capture on db %q\n", s, db)
 	}
 	return nil
-}
-
-func conflictRecords(cs []replicate.Conflict) []catalog.ConflictRecord {
-	out := make([]catalog.ConflictRecord, len(cs))
-	for i, c := range cs {
-		losers := make([]catalog.Loser, len(c.Losers))
-		for j, l := range c.Losers {
-			losers[j] = catalog.Loser{DB: l.DB, ChangedAt: l.ChangedAt, Row: l.Row}
-		}
-		out[i] = catalog.ConflictRecord{Schema: c.Schema, Name: c.Name, Key: c.Key, Strategy: c.Strategy, Winner: c.Winner, Losers: losers}
-	}
-	return out
 }
 
 func conflictsCommand() *cli.Command {

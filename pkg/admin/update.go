@@ -71,7 +71,7 @@ func updateDB(e *env) error {
 	if len(kv.pos) != 1 || len(kv.vals) == 0 {
 		return usagef("usage: mcp update db NAME key=value ...")
 	}
-	return e.inCatalog(func(ctx context.Context, tx pgx.Tx) error {
+	return e.changeCatalog(func(ctx context.Context, tx pgx.Tx) error {
 		d, err := catalog.GetDB(ctx, tx, kv.pos[0])
 		if err != nil {
 			return err
@@ -118,7 +118,7 @@ func updateDBGroup(e *env) error {
 			set = append(set, a)
 		}
 	}
-	return e.inCatalog(func(ctx context.Context, tx pgx.Tx) error {
+	return e.changeCatalog(func(ctx context.Context, tx pgx.Tx) error {
 		g, err := catalog.GetDBGroup(ctx, tx, name)
 		if err != nil {
 			return err
@@ -197,7 +197,7 @@ func updateTable(e *env) error {
 	if len(kv.pos) != 1 || len(kv.vals) == 0 {
 		return usagef("usage: mcp update table [SCHEMA.]NAME [db=DB] conflict_strategy=S makedelta=on|off")
 	}
-	return e.inCatalog(func(ctx context.Context, tx pgx.Tx) error {
+	return e.changeCatalog(func(ctx context.Context, tx pgx.Tx) error {
 		db, _ := kv.get("db")
 		r, err := catalog.LookupRelation(ctx, tx, catalog.KindTable, db, kv.pos[0])
 		if err != nil {
@@ -229,7 +229,7 @@ func updateRelGroup(e *env) error {
 		return usagef("usage: mcp update relgroup NAME add|remove RELATION ...")
 	}
 	name, verb, rels := kv.pos[0], strings.ToLower(kv.pos[1]), kv.pos[2:]
-	return e.inCatalog(func(ctx context.Context, tx pgx.Tx) error {
+	return e.changeCatalog(func(ctx context.Context, tx pgx.Tx) error {
 		if _, err := catalog.GetRelGroup(ctx, tx, name); err != nil {
 			return err
 		}
@@ -297,7 +297,7 @@ func updateSync(e *env) error {
 	if _, ok := kv.get("dbs"); ok {
 		return usagef("to change a sync's dbs use dbgroup=G, or mcp update dbgroup")
 	}
-	return e.inCatalog(func(ctx context.Context, tx pgx.Tx) error {
+	return e.changeCatalog(func(ctx context.Context, tx pgx.Tx) error {
 		s, err := catalog.GetSync(ctx, tx, kv.pos[0])
 		if err != nil {
 			return err
@@ -345,7 +345,7 @@ func updateSyncTables(e *env, args []string) error {
 	if len(rest) == 0 {
 		return usagef("usage: mcp update sync NAME %s table T ...", verb)
 	}
-	return e.inCatalog(func(ctx context.Context, tx pgx.Tx) error {
+	return e.changeCatalog(func(ctx context.Context, tx pgx.Tx) error {
 		s, err := catalog.GetSync(ctx, tx, name)
 		if err != nil {
 			return err
@@ -397,7 +397,7 @@ func updateCustomCode(e *env) error {
 	if len(kv.pos) != 1 || len(kv.vals) == 0 {
 		return usagef("usage: mcp update customcode NAME key=value ...")
 	}
-	return e.inCatalog(func(ctx context.Context, tx pgx.Tx) error {
+	return e.changeCatalog(func(ctx context.Context, tx pgx.Tx) error {
 		cc, err := catalog.GetCustomCode(ctx, tx, kv.pos[0])
 		if err != nil {
 			return err

@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/gobucardo/gobucardo/pkg/catalog"
 	"github.com/gobucardo/gobucardo/pkg/pg"
 )
 
@@ -440,4 +441,39 @@ func Uninstall(ctx context.Context, conn *pgx.Conn) error {
 		}
 		return nil
 	})
+}
+
+// SyncFrom is what the sync needs captured on each source, from its catalog
+// entry.
+func SyncFrom(d catalog.SyncDetail) Sync {
+	cs := Sync{Name: d.Name, Autokick: d.Autokick}
+	for _, r := range d.Relations {
+		if r.Kind == catalog.KindTable && len(r.KeyColumns) > 0 {
+			cs.Tables = append(cs.Tables, Table{Schema: r.Schema, Name: r.Name, KeyColumns: r.KeyColumns, KeyTypes: r.KeyTypes})
+		}
+	}
+	return cs
+}
+
+// Arm sets the sync's autokick mark on this source so that the next change
+// notifies again, and returns the snapshot taken at that moment. Writers in
+// progress then may have passed the disarmed mark without notifying: the
+// controller runs once more when Settled says they have all ended.
+func Arm(ctx context.Context, conn *pgx.Conn, sync string) (snapshot string, err error) {
+	mark := pg.Ident("gobucardo", "kick_"+sync)
+	err = conn.QueryRow(ctx, "SELECT setval("+quoteLiteral(mark)+"::regclass, nextval('gobucardo.activity') + 1), pg_current_snapshot()::text").
+		Scan(nil, &snapshot)
+	if err != nil {
+		return "", fmt.Errorf("arm autokick of sync %s: %w", sync, err)
+	}
+	return snapshot, nil
+}
+
+// Settled reports whether every transaction in progress at snapshot has
+// ended.
+func Settled(ctx context.Context, conn *pgx.Conn, snapshot string) (bool, error) {
+	var ok bool
+	err := conn.QueryRow(ctx, `SELECT NOT EXISTS (SELECT FROM pg_snapshot_xip($1::pg_snapshot) x
+		WHERE pg_xact_status(x) = 'in progress')`, snapshot).Scan(&ok)
+	return ok, err
 }

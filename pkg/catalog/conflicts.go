@@ -98,3 +98,21 @@ func Pause(ctx context.Context, q Querier, sync, reason string) error {
 	}
 	return nil
 }
+
+// Resume clears a sync's pause.
+func Resume(ctx context.Context, q Querier, sync string) error {
+	_, err := q.Exec(ctx, `UPDATE gobucardo.sync_state SET paused = false, reason = NULL, updated = now() WHERE sync = $1`, sync)
+	return err
+}
+
+// Paused reports whether the sync is paused, and why.
+func Paused(ctx context.Context, q Querier, sync string) (bool, string, error) {
+	var paused bool
+	var reason *string
+	err := q.QueryRow(ctx, `SELECT coalesce(bool_or(paused), false), max(reason) FROM gobucardo.sync_state WHERE sync = $1`, sync).
+		Scan(&paused, &reason)
+	if reason == nil {
+		return paused, "", err
+	}
+	return paused, *reason, err
+}

@@ -3,6 +3,9 @@ package catalog
 import (
 	"context"
 	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // SyncDetail is a sync with everything a run needs from the catalog: its
@@ -111,4 +114,88 @@ func EndRun(ctx context.Context, q Querier, id int64, state, status string, c Ru
 func ClearOneTimeCopy(ctx context.Context, q Querier, sync string) error {
 	_, err := q.Exec(ctx, "UPDATE gobucardo.sync SET onetimecopy = 0, updated = now() WHERE name = $1", sync)
 	return err
+}
+
+// ForgetRun deletes the record of a run that is not worth keeping (an empty
+// run the controller made for its own bookkeeping).
+func ForgetRun(ctx context.Context, q Querier, id int64) error {
+	_, err := q.Exec(ctx, "DELETE FROM gobucardo.syncrun WHERE id = $1", id)
+	return err
+}
+
+// AdminChannel is the NOTIFY channel on the main database through which admin
+// commands talk to the running MCP. Payloads: "reload [SYNC...]",
+// "kick SYNC...", "stop [REASON]", "message TEXT".
+const AdminChannel = "gobucardo_admin"
+
+// MCPLockKey is the session advisory lock the running MCP holds on the main
+// database: at most one MCP per catalog.
+const MCPLockKey int64 = 0x6762_4d43_50 // "gbMCP"
+
+// MCPRunning reports whether some session holds the MCP lock on the main
+// database q is connected to.
+func MCPRunning(ctx context.Context, q Querier) (bool, error) {
+	var held bool
+	err := q.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND granted
+		AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+		AND classid = ($1::bigint >> 32)::oid AND objid = ($1::bigint & 4294967295)::oid AND objsubid = 1)`, MCPLockKey).Scan(&held)
+	return held, err
+}
+
+// Process is a row of gobucardo.process.
+type Process struct {
+	Host       string        `json:"host"`
+	PID        int           `json:"pid"`
+	PPID       int           `json:"ppid"`
+	Role       string        `json:"role"`
+	Sync       string        `json:"sync,omitempty"`
+	State      string        `json:"state"`
+	Detail     string        `json:"detail"`
+	Started    time.Time     `json:"started"`
+	StateSince time.Time     `json:"state_since"`
+	CPU        time.Duration `json:"cpu_ns"`
+	RSS        int64         `json:"rss_bytes"`
+	Updated    time.Time     `json:"updated"`
+}
+
+// SetProcesses replaces the process rows of host with procs, in one
+// transaction.
+func SetProcesses(ctx context.Context, conn *pgx.Conn, host string, procs []Process) error {
+	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		pids := make([]int32, len(procs))
+		for i, p := range procs {
+			pids[i] = int32(p.PID)
+		}
+		if _, err := tx.Exec(ctx, "DELETE FROM gobucardo.process WHERE host = $1 AND pid <> ALL($2)", host, pids); err != nil {
+			return err
+		}
+		b := &pgx.Batch{}
+		for _, p := range procs {
+			b.Queue(`INSERT INTO gobucardo.process (host, pid, ppid, role, sync, state, detail, started, state_since, cpu_ms, rss_bytes, updated)
+				VALUES ($1, $2, $3, $4, nullif($5, ''), $6, $7, $8, $9, $10, $11, now())
+				ON CONFLICT (host, pid) DO UPDATE SET ppid = excluded.ppid, role = excluded.role, sync = excluded.sync,
+					state = excluded.state, detail = excluded.detail, started = excluded.started, state_since = excluded.state_since,
+					cpu_ms = excluded.cpu_ms, rss_bytes = excluded.rss_bytes, updated = now()`,
+				host, p.PID, p.PPID, p.Role, p.Sync, p.State, p.Detail, p.Started, p.StateSince, p.CPU.Milliseconds(), p.RSS)
+		}
+		return tx.SendBatch(ctx, b).Close()
+	})
+}
+
+// ListProcesses returns every process row, the MCP first, then by sync.
+func ListProcesses(ctx context.Context, q Querier) ([]Process, error) {
+	rows, err := q.Query(ctx, `SELECT host, pid, coalesce(ppid, 0), role, coalesce(sync, ''), state, detail, started,
+			state_since, cpu_ms, rss_bytes, updated
+		FROM gobucardo.process
+		ORDER BY role <> 'mcp', sync NULLS FIRST, array_position(ARRAY['controller', 'kid', 'plugin'], role), pid`)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Process, error) {
+		var p Process
+		var cpu int64
+		err := r.Scan(&p.Host, &p.PID, &p.PPID, &p.Role, &p.Sync, &p.State, &p.Detail, &p.Started, &p.StateSince, &cpu, &p.RSS, &p.Updated)
+		p.CPU = time.Duration(cpu) * time.Millisecond
+		return p, err
+	})
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"regexp"
 	"sort"
@@ -188,4 +190,21 @@ func IsRetryable(err error) bool {
 		return pgErr.Code == SerializationFailure || pgErr.Code == DeadlockDetected
 	}
 	return false
+}
+
+// IsConnectionError reports whether err means the session is gone or could
+// not be opened: a network error, a failed connect, or the server shutting
+// down or refusing connections (SQLSTATE class 08, 57P01-57P03).
+func IsConnectionError(err error) bool {
+	if err == nil {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return strings.HasPrefix(pgErr.Code, "08") || pgErr.Code == "57P01" || pgErr.Code == "57P02" || pgErr.Code == "57P03"
+	}
+	var connectErr *pgconn.ConnectError
+	var netErr net.Error
+	return errors.As(err, &connectErr) || errors.As(err, &netErr) || errors.Is(err, io.EOF) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || pgconn.Timeout(err)
 }

@@ -6,35 +6,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
-	"sync"
 	"syscall"
 	"time"
+
+	"github.com/gobucardo/gobucardo/pkg/proc"
 )
-
-// spawnRequest asks the spawner thread to start cmd.
-type spawnRequest struct {
-	cmd  *exec.Cmd
-	done chan<- error
-}
-
-var spawnRequests = sync.OnceValue(func() chan<- spawnRequest {
-	reqs := make(chan spawnRequest)
-	go spawner(reqs)
-	return reqs
-})
-
-// spawner starts every child process. Pdeathsig is sent when the thread that forked the child exits,
-// so spawner locks itself to its OS thread and never returns (the channel is never closed): the
-// children are signalled exactly when the test binary exits. It is the one goroutine of the package
-// nobody waits for.
-func spawner(reqs <-chan spawnRequest) {
-	runtime.LockOSThread() // never unlocked, see above
-	for r := range reqs {
-		r.done <- r.cmd.Start()
-	}
-}
 
 // process is a started child; its one goroutine owns cmd.Wait.
 type process struct {
@@ -51,9 +28,7 @@ func spawn(cmd *exec.Cmd, cred *syscall.Credential) (*process, error) {
 		Pdeathsig:  syscall.SIGQUIT,
 		Credential: cred,
 	}
-	done := make(chan error, 1)
-	spawnRequests() <- spawnRequest{cmd: cmd, done: done}
-	if err := <-done; err != nil {
+	if err := proc.StartLocked(cmd); err != nil { // so that Pdeathsig follows the test binary, not a thread
 		return nil, fmt.Errorf("start %s: %w", cmd.Path, err)
 	}
 	p := &process{cmd: cmd, done: make(chan struct{})}

@@ -1,0 +1,349 @@
+package admin
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/urfave/cli/v2"
+
+	"github.com/gobucardo/gobucardo/pkg/catalog"
+)
+
+// changeCatalog is inCatalog for commands that change what the daemon
+// runs: the running MCP is told to reload when the transaction commits.
+func (e *env) changeCatalog(fn func(ctx context.Context, tx pgx.Tx) error) error {
+	return e.inCatalog(func(ctx context.Context, tx pgx.Tx) error {
+		if err := fn(ctx, tx); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, "SELECT pg_notify($1, 'reload *')", catalog.AdminChannel)
+		return err
+	})
+}
+
+// runInfo is one recorded run, for status.
+type runInfo struct {
+	Started   time.Time     `json:"started"`
+	Ended     *time.Time    `json:"ended,omitempty"`
+	Duration  time.Duration `json:"duration_ns"`
+	State     string        `json:"state"`
+	Status    string        `json:"status"`
+	Inserts   int64         `json:"inserts"`
+	Deletes   int64         `json:"deletes"`
+	Conflicts int64         `json:"conflicts"`
+}
+
+// syncStatus is what mcp status shows of a sync.
+type syncStatus struct {
+	Name        string              `json:"name"`
+	State       string              `json:"state"`
+	Status      string              `json:"status"` // active or inactive
+	Paused      bool                `json:"paused"`
+	PauseReason string              `json:"pause_reason,omitempty"`
+	LastGood    *runInfo            `json:"last_good,omitempty"`
+	LastBad     *runInfo            `json:"last_bad,omitempty"`
+	Current     *runInfo            `json:"current,omitempty"`
+	Processes   []catalog.Process   `json:"processes,omitempty"`
+	Sync        *catalog.SyncDetail `json:"-"`
+}
+
+func statusCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "status",
+		Usage:     "state of every sync (or the detail of the named ones)",
+		ArgsUsage: "[SYNC...]",
+		Description: "Without arguments: one line per sync with its state, its last good run (how long ago, how\n" +
+			"long it took, rows inserted/deleted and conflicts) and its last failed run. With sync names:\n" +
+			"everything about each, including its current run and its processes.",
+		Action: func(c *cli.Context) error { return status(newEnv(c)) },
+	}
+}
+
+func status(e *env) error {
+	ctx := e.ctx()
+	conn, err := e.connectCatalog()
+	if err != nil {
+		return err
+	}
+	defer closeConn(ctx, conn)
+	names := e.c.Args().Slice()
+	for _, n := range names {
+		if _, err := catalog.GetSync(ctx, conn, n); err != nil {
+			return err
+		}
+	}
+	sts, err := loadStatus(ctx, conn, names)
+	if err != nil {
+		return err
+	}
+	running, err := catalog.MCPRunning(ctx, conn)
+	if err != nil {
+		return err
+	}
+	if e.json() {
+		return e.printJSON(map[string]any{"mcp_running": running, "syncs": sts})
+	}
+	if !running {
+		e.printf("No MCP is running on this catalog (mcp start): nothing runs by itself.\n")
+	}
+	if len(names) == 0 {
+		var rows [][]string
+		for _, s := range sts {
+			rows = append(rows, []string{s.Name, s.State, ago(s.LastGood), took(s.LastGood), counts(s.LastGood), ago(s.LastBad), took(s.LastBad)})
+		}
+		if len(rows) == 0 {
+			e.printf("No syncs: mcp add sync NAME ... adds one.\n")
+			return nil
+		}
+		e.table([]string{"Name", "State", "Last good", "Time", "Last I/D/C", "Last bad", "Time"}, rows)
+		return nil
+	}
+	for i, s := range sts {
+		if i > 0 {
+			e.printf("\n")
+		}
+		e.statusDetail(s)
+	}
+	return nil
+}
+
+func (e *env) statusDetail(s syncStatus) {
+	d := s.Sync
+	line := func(k, v string) { e.printf("%-14s %s\n", k+":", v) }
+	line("Sync", s.Name)
+	line("State", s.State)
+	if s.Paused {
+		line("Paused", s.PauseReason)
+	}
+	var members []string
+	for _, m := range d.Members {
+		members = append(members, m.DB+":"+m.Role)
+	}
+	line("Dbgroup", d.DBGroup+" ("+strings.Join(members, " ")+")")
+	line("Relgroup", fmt.Sprintf("%s (%d relations)", d.RelGroup, len(d.Relations)))
+	opts := fmt.Sprintf("status=%s autokick=%t conflict_strategy=%q onetimecopy=%d stayalive=%t kidsalive=%t",
+		d.Status, d.Autokick, d.ConflictStrategy, d.OneTimeCopy, d.Stayalive, d.Kidsalive)
+	if d.Checktime > 0 {
+		opts += " checktime=" + d.Checktime.String()
+	}
+	line("Options", opts)
+	run := func(k string, r *runInfo) {
+		if r == nil {
+			line(k, "none")
+			return
+		}
+		end := "running for " + time.Since(r.Started).Round(time.Millisecond).String()
+		if r.Ended != nil {
+			end = fmt.Sprintf("%s (%s ago), took %s", r.Ended.Local().Format("2006-01-02 15:04:05"),
+				time.Since(*r.Ended).Round(time.Second), r.Duration.Round(time.Millisecond))
+		}
+		line(k, end+": "+r.Status)
+	}
+	run("Last good", s.LastGood)
+	run("Last bad", s.LastBad)
+	if s.Current != nil {
+		run("Current run", s.Current)
+	}
+	for _, p := range s.Processes {
+		detail := p.State
+		if p.Detail != "" {
+			detail += ": " + p.Detail
+		}
+		line(strings.ToUpper(p.Role[:1])+p.Role[1:], fmt.Sprintf("pid %d on %s, %s for %s", p.PID, p.Host, detail,
+			time.Since(p.StateSince).Round(time.Second)))
+	}
+}
+
+func ago(r *runInfo) string {
+	if r == nil || r.Ended == nil {
+		return "none"
+	}
+	return short(time.Since(*r.Ended)) + " ago"
+}
+
+func took(r *runInfo) string {
+	if r == nil {
+		return ""
+	}
+	return short(r.Duration)
+}
+
+func counts(r *runInfo) string {
+	if r == nil {
+		return ""
+	}
+	return fmt.Sprintf("%d/%d/%d", r.Inserts, r.Deletes, r.Conflicts)
+}
+
+// short formats a duration for a table column: 850ms, 12s, 3m12s, 2h5m, 3d4h.
+func short(d time.Duration) string {
+	switch {
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	case d < 10*time.Second:
+		return d.Round(10 * time.Millisecond).String()
+	case d < time.Hour:
+		return d.Round(time.Second).String()
+	case d < 48*time.Hour:
+		return strings.TrimSuffix(d.Round(time.Minute).String(), "0s")
+	}
+	days := int(d / (24 * time.Hour))
+	return fmt.Sprintf("%dd%dh", days, int((d-time.Duration(days)*24*time.Hour)/time.Hour))
+}
+
+// loadStatus reads the state of the named syncs (all when none).
+func loadStatus(ctx context.Context, conn *pgx.Conn, names []string) ([]syncStatus, error) {
+	syncs, err := catalog.ListSyncs(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
+	procs, err := catalog.ListProcesses(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
+	running, err := catalog.MCPRunning(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	var out []syncStatus
+	for _, s := range syncs {
+		if len(names) > 0 && !want[s.Name] {
+			continue
+		}
+		st := syncStatus{Name: s.Name, Status: s.Status}
+		if st.Paused, st.PauseReason, err = catalog.Paused(ctx, conn, s.Name); err != nil {
+			return nil, err
+		}
+		if st.LastGood, err = lastRun(ctx, conn, s.Name, "state IN ('good', 'empty')", "ended"); err != nil {
+			return nil, err
+		}
+		if st.LastBad, err = lastRun(ctx, conn, s.Name, "state = 'bad'", "ended"); err != nil {
+			return nil, err
+		}
+		if running {
+			if st.Current, err = lastRun(ctx, conn, s.Name, "state = 'running'", "started"); err != nil {
+				return nil, err
+			}
+			for _, p := range procs {
+				if p.Sync == s.Name {
+					st.Processes = append(st.Processes, p)
+				}
+			}
+		}
+		if len(names) > 0 {
+			d, err := catalog.LoadSync(ctx, conn, s.Name)
+			if err != nil {
+				return nil, err
+			}
+			st.Sync = &d
+		}
+		st.State = stateOf(st, running)
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// stateOf is the one word of the summary's State column.
+func stateOf(s syncStatus, mcpRunning bool) string {
+	switch {
+	case s.Status != catalog.StatusActive:
+		return "inactive"
+	case s.Paused:
+		return "paused"
+	case s.Current != nil:
+		return "running"
+	}
+	word := "unknown"
+	switch {
+	case s.LastBad != nil && (s.LastGood == nil || s.LastBad.Ended.After(*s.LastGood.Ended)):
+		word = "bad"
+	case s.LastGood != nil:
+		word = "good"
+	}
+	if mcpRunning {
+		for _, p := range s.Processes {
+			if p.Role == "controller" && p.State != "idle" && p.State != "running" {
+				return word + " (" + p.State + ")"
+			}
+		}
+	}
+	return word
+}
+
+// lastRun returns the latest run of sync matching where (a constant
+// condition of this file), by order column.
+func lastRun(ctx context.Context, conn *pgx.Conn, sync, where, order string) (*runInfo, error) {
+	var r runInfo
+	err := conn.QueryRow(ctx, `SELECT started, ended, coalesce(ended, clock_timestamp()) - started, state, status,
+			inserts, deletes, conflicts
+		FROM gobucardo.syncrun WHERE sync_name = $1 AND `+where+` ORDER BY `+order+` DESC LIMIT 1`, sync).
+		Scan(&r.Started, &r.Ended, &r.Duration, &r.State, &r.Status, &r.Inserts, &r.Deletes, &r.Conflicts)
+	if err == pgx.ErrNoRows {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+func psCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "ps",
+		Usage: "every process of the running daemon: MCP, controllers, kids, plugins",
+		Description: "PID PPID ROLE SYNC STATE SINCE CPU RSS DETAIL, as the MCP last published them (every second)\n" +
+			"in gobucardo.process, so it works from any host that reaches the main database.",
+		Action: func(c *cli.Context) error {
+			e := newEnv(c)
+			ctx := e.ctx()
+			conn, err := e.connectCatalog()
+			if err != nil {
+				return err
+			}
+			defer closeConn(ctx, conn)
+			running, err := catalog.MCPRunning(ctx, conn)
+			if err != nil {
+				return err
+			}
+			var procs []catalog.Process
+			if running {
+				if procs, err = catalog.ListProcesses(ctx, conn); err != nil {
+					return err
+				}
+			}
+			if e.json() {
+				if procs == nil {
+					procs = []catalog.Process{}
+				}
+				return e.printJSON(map[string]any{"mcp_running": running, "processes": procs})
+			}
+			if !running {
+				e.printf("No MCP is running on this catalog\n")
+				return nil
+			}
+			var rows [][]string
+			for _, p := range procs {
+				rows = append(rows, []string{fmt.Sprint(p.PID), fmt.Sprint(p.PPID), p.Role, dash(p.Sync), p.State,
+					short(time.Since(p.StateSince)), short(p.CPU), megabytes(p.RSS), p.Detail})
+			}
+			e.table([]string{"PID", "PPID", "ROLE", "SYNC", "STATE", "SINCE", "CPU", "RSS", "DETAIL"}, rows)
+			return nil
+		},
+	}
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func megabytes(b int64) string { return fmt.Sprintf("%.1fM", float64(b)/(1<<20)) }

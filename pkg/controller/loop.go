@@ -1,0 +1,585 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
+
+	"github.com/gobucardo/gobucardo/pkg/capture"
+	"github.com/gobucardo/gobucardo/pkg/catalog"
+	"github.com/gobucardo/gobucardo/pkg/ipc"
+	"github.com/gobucardo/gobucardo/pkg/ipc/ctlpb"
+	"github.com/gobucardo/gobucardo/pkg/ipc/kidpb"
+	"github.com/gobucardo/gobucardo/pkg/pg"
+	"github.com/gobucardo/gobucardo/pkg/proc"
+	"github.com/gobucardo/gobucardo/pkg/replicate"
+)
+
+// Run reasons the loop makes up itself. Empty runs for these are not kept in
+// syncrun: they are the bookkeeping of autokick, not news.
+const (
+	reasonStartup  = "startup"
+	reasonMore     = "more changes"
+	reasonSettle   = "settle"
+	reasonRetry    = "retry"
+	reasonChecking = "checktime"
+)
+
+// retryPolicy spaces the retries of failed runs.
+var retryPolicy = proc.Policy{Initial: 500 * time.Millisecond, Max: 30 * time.Second, Multiplier: 2}
+
+// armed is a source whose mark was set, with the snapshot of that moment.
+type armed struct {
+	db       string
+	snapshot string
+}
+
+// loop is the controller's scheduler; only its goroutine touches it.
+type loop struct {
+	*Server
+	cfg    *ctlpb.Config
+	kidOut func([]byte)
+	host   string
+
+	main    *pgx.Conn
+	sources map[string]*pgx.Conn
+	detail  catalog.SyncDetail
+	loaded  bool
+	paused  string // the reason, when paused
+
+	kid       *ipc.Child
+	kidClient kidpb.KidClient
+
+	started    time.Time
+	kick       string // reason of the pending kick, if any
+	kickedRuns int
+	busy       bool // the last run changed rows: run again
+	failures   int
+	retryAt    time.Time
+	settling   []armed
+	settleWait time.Duration
+	settleAt   time.Time
+	checkAt    time.Time
+	ranOnce    bool
+}
+
+func (l *loop) run(ctx context.Context) error {
+	l.started = time.Now()
+	l.host, _ = os.Hostname()
+	l.sources = map[string]*pgx.Conn{}
+	l.kick = reasonStartup // catch up with whatever happened while no controller ran
+	defer l.shutdown()
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err := l.load(ctx); err != nil {
+			l.failures++
+			wait := retryPolicy.Delay(l.failures)
+			l.board.set(0, "waiting", fmt.Sprintf("catalog unreachable, retry in %s: %s", wait, oneLine(err.Error())))
+			l.log.Warn("cannot read the catalog", zap.Error(err), zap.Duration("retry_in", wait))
+			if stop, reason := l.wait(ctx, time.Now().Add(wait)); stop {
+				return l.stopped(reason)
+			}
+			continue
+		}
+		switch {
+		case l.detail.Status != catalog.StatusActive:
+			l.board.set(0, "inactive", "")
+			if stop, reason := l.wait(ctx, time.Time{}); stop {
+				return l.stopped(reason)
+			}
+			continue
+		case l.paused != "":
+			l.board.set(0, "paused", l.paused)
+			l.kick = ""
+			if stop, reason := l.wait(ctx, time.Time{}); stop {
+				return l.stopped(reason)
+			}
+			continue
+		}
+		if reason := l.due(ctx); reason != "" {
+			l.runOnce(ctx, reason)
+			continue
+		}
+		if l.idle() {
+			if exit := l.plannedExit(); exit != "" {
+				l.log.Info("exiting: " + exit)
+				return fmt.Errorf("%w: %s", errExit, exit)
+			}
+			l.board.set(0, "idle", l.idleDetail())
+		}
+		if stop, reason := l.wait(ctx, l.nextTimer()); stop {
+			return l.stopped(reason)
+		}
+	}
+}
+
+func (l *loop) stopped(reason string) error {
+	if reason != "" {
+		l.log.Info("stopping", zap.String("reason", reason))
+	}
+	return nil
+}
+
+func (l *loop) idle() bool {
+	return !l.busy && len(l.settling) == 0 && l.kick == "" && l.retryAt.IsZero()
+}
+
+func (l *loop) idleDetail() string {
+	if l.detail.Checktime > 0 && !l.checkAt.IsZero() {
+		return "next checktime run in " + time.Until(l.checkAt).Round(time.Second).String()
+	}
+	return ""
+}
+
+// plannedExit says why the controller should exit now that it is idle.
+func (l *loop) plannedExit() string {
+	switch {
+	case l.detail.Lifetime > 0 && time.Since(l.started) >= l.detail.Lifetime:
+		return "lifetime " + l.detail.Lifetime.String() + " reached"
+	case l.detail.MaxKicks > 0 && l.kickedRuns >= l.detail.MaxKicks:
+		return fmt.Sprintf("maxkicks %d reached", l.detail.MaxKicks)
+	case !l.detail.Stayalive && l.ranOnce:
+		return "stayalive is off"
+	}
+	return ""
+}
+
+// due returns why to run now, or "".
+func (l *loop) due(ctx context.Context) string {
+	now := time.Now()
+	switch {
+	case l.kick != "":
+		r := l.kick
+		l.kick = ""
+		if r != reasonStartup {
+			l.kickedRuns++
+		}
+		return r
+	case l.busy:
+		return reasonMore
+	case !l.retryAt.IsZero() && !now.Before(l.retryAt):
+		return reasonRetry
+	case len(l.settling) > 0 && !now.Before(l.settleAt):
+		if l.checkSettled(ctx) {
+			return reasonSettle
+		}
+	case l.detail.Checktime > 0 && !l.checkAt.IsZero() && !now.Before(l.checkAt):
+		return reasonChecking
+	}
+	return ""
+}
+
+// nextTimer is when the loop must look again without an event (zero: never).
+func (l *loop) nextTimer() time.Time {
+	var next time.Time
+	earliest := func(t time.Time) {
+		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
+	earliest(l.retryAt)
+	if len(l.settling) > 0 {
+		earliest(l.settleAt)
+	}
+	if l.detail.Checktime > 0 {
+		earliest(l.checkAt)
+	}
+	if l.detail.Lifetime > 0 {
+		earliest(l.started.Add(l.detail.Lifetime))
+	}
+	return next
+}
+
+// wait blocks until an event or until (when not zero); it reports a stop.
+func (l *loop) wait(ctx context.Context, until time.Time) (stop bool, reason string) {
+	var timer <-chan time.Time
+	if !until.IsZero() {
+		t := time.NewTimer(time.Until(until))
+		defer t.Stop()
+		timer = t.C
+	}
+	select {
+	case <-ctx.Done():
+		return true, "the MCP went away"
+	case reason := <-l.stops:
+		return true, reason
+	case r := <-l.kicks:
+		if l.kick == "" || l.kick == reasonStartup {
+			l.kick = r
+		}
+	case <-l.reloads:
+		l.loaded = false
+	case <-timer:
+	}
+	return false, ""
+}
+
+// load reads the sync from the catalog unless it is current.
+func (l *loop) load(ctx context.Context) error {
+	if l.loaded {
+		return nil
+	}
+	conn, err := l.catalog(ctx)
+	if err != nil {
+		return err
+	}
+	d, err := catalog.LoadSync(ctx, conn, l.sync)
+	if err != nil {
+		l.dropCatalog(err)
+		return err
+	}
+	paused, reason, err := catalog.Paused(ctx, conn, l.sync)
+	if err != nil {
+		l.dropCatalog(err)
+		return err
+	}
+	if paused && reason == "" {
+		reason = "paused"
+	}
+	held := l.paused != "" || l.detail.Status == catalog.StatusInactive
+	l.detail, l.paused, l.loaded = d, reason, true
+	if held && l.paused == "" && l.detail.Status == catalog.StatusActive && l.kick == "" {
+		// Kicks were dropped while it was held, and the mark is disarmed.
+		l.kick = "resumed"
+	}
+	if l.detail.Checktime > 0 && l.checkAt.IsZero() {
+		l.checkAt = time.Now().Add(l.detail.Checktime)
+	}
+	return nil
+}
+
+func (l *loop) catalog(ctx context.Context) (*pgx.Conn, error) {
+	if l.main != nil && !l.main.IsClosed() {
+		return l.main, nil
+	}
+	conn, err := pg.Connect(ctx, l.cfg.GetMainDsn())
+	if err != nil {
+		return nil, fmt.Errorf("main database: %w", err)
+	}
+	l.main = conn
+	return conn, nil
+}
+
+// dropCatalog forgets the catalog connection after an error that broke it.
+func (l *loop) dropCatalog(err error) {
+	if l.main != nil && (l.main.IsClosed() || pg.IsConnectionError(err)) {
+		closeQuietly(l.main)
+		l.main = nil
+	}
+}
+
+// runOnce does one run through the kid and records it.
+func (l *loop) runOnce(ctx context.Context, reason string) {
+	l.ranOnce = true
+	l.log.Debug("run", zap.String("reason", reason))
+	l.board.set(0, "running", reason)
+	res, kind, runErr := l.execute(ctx, reason)
+	now := time.Now()
+	if l.detail.Checktime > 0 {
+		l.checkAt = now.Add(l.detail.Checktime)
+	}
+	if !l.detail.Kidsalive {
+		l.stopKid("kidsalive is off")
+	}
+	if runErr != nil {
+		l.busy, l.settling = false, nil
+		l.failures++
+		wait := retryPolicy.Delay(l.failures)
+		l.retryAt = now.Add(wait)
+		msg := oneLine(runErr.Error())
+		if kind == kidpb.Failure_KIND_CONFLICT_ABORT {
+			l.retryAt = time.Time{}
+			l.paused = msg
+			l.board.set(0, "paused", msg)
+			return
+		}
+		l.board.set(0, "retrying", fmt.Sprintf("run failed, retry in %s: %s", wait, msg))
+		l.log.Warn("run failed", zap.String("reason", reason), zap.String("error", msg), zap.Duration("retry_in", wait))
+		return
+	}
+	l.failures, l.retryAt = 0, time.Time{}
+	switch {
+	case !res.Empty():
+		l.busy, l.settling = true, nil
+	case reason == reasonSettle:
+		l.busy, l.settling = false, nil
+	default:
+		l.busy = false
+		if l.detail.Autokick {
+			l.arm(ctx)
+		}
+	}
+}
+
+// execute runs the sync once in the kid and records the run in syncrun.
+func (l *loop) execute(ctx context.Context, reason string) (replicate.Result, kidpb.Failure_Kind, error) {
+	conn, err := l.catalog(ctx)
+	if err != nil {
+		return replicate.Result{}, kidpb.Failure_KIND_ERROR, err
+	}
+	if err := l.ensureKid(ctx); err != nil {
+		return replicate.Result{}, kidpb.Failure_KIND_ERROR, err
+	}
+	id, err := catalog.StartRun(ctx, conn, l.sync, l.kid.Pid(), l.host, "Started ("+reason+")")
+	if err != nil {
+		l.dropCatalog(err)
+		return replicate.Result{}, kidpb.Failure_KIND_ERROR, err
+	}
+	l.board.set(1, "running", reason)
+	res, kind, runErr := l.stream(ctx, conn, id)
+	l.board.set(1, "idle", "")
+	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	counts := catalog.RunCounts{Deletes: res.Deletes, Inserts: res.Inserts, Truncates: res.Truncates, Conflicts: res.Conflicts}
+	var recErr error
+	switch {
+	case runErr != nil:
+		msg := "Failed: " + runErr.Error()
+		recErr = errors.Join(catalog.ForgetConflicts(bg, conn, id), catalog.EndRun(bg, conn, id, catalog.RunBad, msg, counts))
+		if kind == kidpb.Failure_KIND_CONFLICT_ABORT {
+			recErr = errors.Join(recErr, catalog.Pause(bg, conn, l.sync, msg))
+		}
+	case res.Empty() && (reason == reasonMore || reason == reasonSettle):
+		recErr = catalog.ForgetRun(bg, conn, id)
+	default:
+		state := catalog.RunGood
+		if res.Empty() {
+			state = catalog.RunEmpty
+		}
+		recErr = catalog.EndRun(bg, conn, id, state, "Complete: "+res.Summary(), counts)
+		if res.OneTimeCopyDone {
+			recErr = errors.Join(recErr, catalog.ClearOneTimeCopy(bg, conn, l.sync))
+			l.loaded = false
+		}
+	}
+	if recErr != nil {
+		l.log.Warn("cannot record the run", zap.Int64("run", id), zap.Error(recErr))
+		l.dropCatalog(recErr)
+	}
+	if runErr == nil {
+		l.log.Info("run done", zap.Int64("run", id), zap.String("reason", reason), zap.String("result", res.Summary()))
+	}
+	return res, kind, runErr
+}
+
+// stream asks the kid for the run and follows it to its outcome.
+func (l *loop) stream(ctx context.Context, conn *pgx.Conn, id int64) (replicate.Result, kidpb.Failure_Kind, error) {
+	spec := SyncToProto(replicate.SyncFrom(l.detail))
+	st, err := l.kidClient.Run(ctx, &kidpb.RunRequest{Sync: spec, RunId: id, Attempts: 5})
+	if err != nil {
+		return replicate.Result{}, kidpb.Failure_KIND_ERROR, l.kidFailed(err)
+	}
+	var lastStatus time.Time
+	for {
+		ev, err := st.Recv()
+		if err != nil {
+			if ctx.Err() != nil {
+				return replicate.Result{}, kidpb.Failure_KIND_ERROR, errors.New("cancelled: the controller is stopping")
+			}
+			if errors.Is(err, io.EOF) {
+				err = errors.New("no outcome")
+			}
+			return replicate.Result{}, kidpb.Failure_KIND_ERROR, l.kidFailed(err)
+		}
+		switch e := ev.GetEvent().(type) {
+		case *kidpb.RunEvent_Progress:
+			p := e.Progress
+			line := replicate.Progress{Table: p.GetTable(), Phase: p.GetPhase(), Rows: p.GetRows(), Total: p.GetTotal()}.String()
+			l.board.set(1, "running", line)
+			if time.Since(lastStatus) >= time.Second {
+				lastStatus = time.Now()
+				if err := catalog.SetRunStatus(ctx, conn, id, line); err != nil {
+					l.dropCatalog(err)
+				}
+			}
+		case *kidpb.RunEvent_Result:
+			return resultFromProto(e.Result), 0, nil
+		case *kidpb.RunEvent_Failure:
+			return resultFromProto(e.Failure.GetPartial()), e.Failure.GetKind(), errors.New(e.Failure.GetMessage())
+		}
+	}
+}
+
+// kidFailed turns a broken RPC into the run's error, after making sure the
+// kid is gone (it is restarted for the next run).
+func (l *loop) kidFailed(rpcErr error) error {
+	k := l.kid
+	l.kid, l.kidClient = nil, nil
+	l.board.setKid(0)
+	if k == nil {
+		return rpcErr
+	}
+	select {
+	case <-k.Done():
+	case <-time.After(2 * time.Second):
+		k.Stop(nil, time.Second)
+	}
+	if k.Err() != nil {
+		return fmt.Errorf("kid %d exited during the run: %v", k.Pid(), k.Err())
+	}
+	return fmt.Errorf("kid %d stopped answering: %v", k.Pid(), rpcErr)
+}
+
+func (l *loop) ensureKid(ctx context.Context) error {
+	if l.kid != nil {
+		select {
+		case <-l.kid.Done():
+			l.log.Warn("kid exited between runs", zap.Int("kid", l.kid.Pid()), zap.Error(l.kid.Err()))
+			l.kid, l.kidClient = nil, nil
+			l.board.setKid(0)
+		default:
+			return nil
+		}
+	}
+	child, err := ipc.Start(proc.Spec{Path: l.cfg.GetKidPath(), Args: []string{"--sync", l.sync}, Stderr: l.kidOut})
+	if err != nil {
+		return fmt.Errorf("start kid: %w", err)
+	}
+	client := kidpb.NewKidClient(child.Conn)
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := client.Configure(cctx, &kidpb.Config{Sync: l.sync, MainDsn: l.cfg.GetMainDsn(), LogLevel: l.level.String()}); err != nil {
+		child.Stop(func() error { return child.Close() }, time.Second)
+		return fmt.Errorf("configure kid: %w", err)
+	}
+	l.kid, l.kidClient = child, client
+	l.board.setKid(child.Pid())
+	return nil
+}
+
+func (l *loop) stopKid(reason string) {
+	k, client := l.kid, l.kidClient
+	if k == nil {
+		return
+	}
+	l.kid, l.kidClient = nil, nil
+	how := k.Stop(func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_, err := client.Stop(ctx, &kidpb.StopRequest{Reason: reason})
+		return errors.Join(err, k.Close())
+	}, 5*time.Second)
+	l.board.setKid(0)
+	l.log.Debug("kid stopped", zap.Int("kid", k.Pid()), zap.String("how", how))
+}
+
+// arm sets the autokick marks on every source, so that the next change
+// notifies, and starts waiting for the writers in progress at that moment.
+func (l *loop) arm(ctx context.Context) {
+	l.settling = nil
+	for _, db := range l.detail.Sources() {
+		conn, err := l.source(ctx, db)
+		var snap string
+		if err == nil {
+			snap, err = capture.Arm(ctx, conn, l.sync)
+		}
+		if err != nil {
+			// Without the mark, changes there may not kick: poll by retrying.
+			l.dropSource(db.Name)
+			l.failures++
+			l.retryAt = time.Now().Add(retryPolicy.Delay(l.failures))
+			l.log.Warn("cannot arm autokick", zap.String("db", db.Name), zap.Error(err))
+			continue
+		}
+		l.settling = append(l.settling, armed{db: db.Name, snapshot: snap})
+	}
+	l.settleWait = 5 * time.Millisecond
+	l.settleAt = time.Now()
+}
+
+// checkSettled drops the sources whose writers of the arming moment have
+// ended; it reports whether none is left.
+func (l *loop) checkSettled(ctx context.Context) bool {
+	var left []armed
+	for _, a := range l.settling {
+		db, ok := l.detail.DBs[a.db]
+		if !ok {
+			continue
+		}
+		conn, err := l.source(ctx, db)
+		done := false
+		if err == nil {
+			done, err = capture.Settled(ctx, conn, a.snapshot)
+		}
+		if err != nil {
+			l.dropSource(a.db)
+			done = true // run anyway: a failure there is the run's to report
+		}
+		if !done {
+			left = append(left, a)
+		}
+	}
+	l.settling = left
+	if len(left) == 0 {
+		return true
+	}
+	l.settleWait = min(l.settleWait*2, time.Second)
+	l.settleAt = time.Now().Add(l.settleWait)
+	l.board.set(0, "settling", fmt.Sprintf("waiting for transactions in progress on %d db(s)", len(left)))
+	return false
+}
+
+func (l *loop) source(ctx context.Context, db catalog.DB) (*pgx.Conn, error) {
+	if c := l.sources[db.Name]; c != nil && !c.IsClosed() {
+		return c, nil
+	}
+	c, err := pg.Connect(ctx, db.ConnString())
+	if err != nil {
+		return nil, fmt.Errorf("db %s: %w", db.Name, err)
+	}
+	l.sources[db.Name] = c
+	return c, nil
+}
+
+func (l *loop) dropSource(name string) {
+	if c := l.sources[name]; c != nil {
+		closeQuietly(c)
+		delete(l.sources, name)
+	}
+}
+
+func (l *loop) shutdown() {
+	l.stopKid("controller stopping")
+	for name := range l.sources {
+		l.dropSource(name)
+	}
+	if l.main != nil {
+		closeQuietly(l.main)
+		l.main = nil
+	}
+	l.board.set(0, "stopping", "")
+}
+
+func closeQuietly(c *pgx.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = c.Close(ctx)
+}
+
+func resultFromProto(r *kidpb.Result) replicate.Result {
+	return replicate.Result{Deletes: r.GetDeletes(), Inserts: r.GetInserts(), Truncates: r.GetTruncates(),
+		Conflicts: r.GetConflicts(), Duration: time.Duration(r.GetDurationUs()) * time.Microsecond,
+		OneTimeCopyDone: r.GetOneTimeCopyDone()}
+}
+
+// SyncToProto is the run's specification for the kid.
+func SyncToProto(s replicate.Sync) *kidpb.Sync {
+	p := &kidpb.Sync{Name: s.Name, OneTimeCopy: int32(s.OneTimeCopy), CommitEvery: int32(s.CommitEvery),
+		IsolationLevel: s.IsolationLevel, DeleteMethod: s.DeleteMethod, ConflictStrategy: s.ConflictStrategy}
+	for _, d := range s.DBs {
+		p.Dbs = append(p.Dbs, &kidpb.DB{Name: d.Name, Role: d.Role, ConnString: d.ConnString, MakeDelta: d.MakeDelta})
+	}
+	for _, r := range s.Relations {
+		p.Relations = append(p.Relations, &kidpb.Relation{Schema: r.Schema, Name: r.Name, Sequence: r.Sequence,
+			KeyColumns: r.KeyColumns, ConflictStrategy: r.ConflictStrategy, MakeDelta: r.MakeDelta})
+	}
+	return p
+}

@@ -1,0 +1,72 @@
+package controller
+
+import (
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/gobucardo/gobucardo/pkg/ipc/ctlpb"
+)
+
+// board holds what the controller and its kid are doing, for Watch.
+type board struct {
+	mu      sync.Mutex
+	procs   []*ctlpb.Process // [0] the controller, [1] the kid if any
+	changed chan struct{}    // closed and replaced at every change
+}
+
+func newBoard(pid, ppid int) *board {
+	return &board{
+		procs:   []*ctlpb.Process{{Pid: int32(pid), Ppid: int32(ppid), Role: "controller", State: "starting", SinceUnixMs: time.Now().UnixMilli()}},
+		changed: make(chan struct{}),
+	}
+}
+
+// snapshot returns a copy of the processes and the channel closed at the
+// next change.
+func (b *board) snapshot() ([]*ctlpb.Process, <-chan struct{}) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]*ctlpb.Process, len(b.procs))
+	for i, p := range b.procs {
+		out[i] = proto.Clone(p).(*ctlpb.Process)
+	}
+	return out, b.changed
+}
+
+func (b *board) notify() {
+	close(b.changed)
+	b.changed = make(chan struct{})
+}
+
+// set changes the state of the controller (i = 0) or the kid (i = 1);
+// since moves only when the state changes.
+func (b *board) set(i int, state, detail string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if i >= len(b.procs) {
+		return
+	}
+	p := b.procs[i]
+	if p.State == state && p.Detail == detail {
+		return
+	}
+	if p.State != state {
+		p.SinceUnixMs = time.Now().UnixMilli()
+	}
+	p.State, p.Detail = state, detail
+	b.notify()
+}
+
+// setKid records the kid's pid (0: no kid).
+func (b *board) setKid(pid int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.procs = b.procs[:1]
+	if pid > 0 {
+		b.procs = append(b.procs, &ctlpb.Process{Pid: int32(pid), Ppid: b.procs[0].Pid, Role: "kid", State: "idle",
+			SinceUnixMs: time.Now().UnixMilli()})
+	}
+	b.notify()
+}

@@ -1,0 +1,434 @@
+// Package mcp is the daemon behind `mcp run`: it holds the catalog's lock so
+// that only one MCP runs, LISTENs on the main database for admin requests and
+// on every source db of an autokick sync, keeps one controller process per
+// active sync, forwards kicks to them, reconnects to any database that goes
+// away, and publishes its process tree in gobucardo.process for `mcp ps`.
+package mcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/gobucardo/gobucardo/pkg/capture"
+	"github.com/gobucardo/gobucardo/pkg/catalog"
+	"github.com/gobucardo/gobucardo/pkg/logging"
+	"github.com/gobucardo/gobucardo/pkg/pg"
+	"github.com/gobucardo/gobucardo/pkg/pgnotify"
+)
+
+// Options configure the daemon.
+type Options struct {
+	MainDSN        string // never logged
+	ControllerPath string
+	KidPath        string
+	Log            *zap.Logger
+	LogLevel       string              // passed to the children
+	LogOut         zapcore.WriteSyncer // where the children's log lines go
+	StopGrace      time.Duration       // how long a controller may take to stop; 0: 15s
+	// Reload, when set, delivers reload requests (SIGHUP).
+	Reload <-chan struct{}
+}
+
+// ErrAlreadyRunning is returned (wrapped) when another MCP holds the lock.
+var ErrAlreadyRunning = errors.New("another MCP is running on this catalog")
+
+// event is something the main loop must act on.
+type event struct {
+	kind string // reconcile, reload, kick, stop, message
+	arg  string
+}
+
+type daemon struct {
+	o        Options
+	log      *zap.Logger
+	childLog *zap.Logger
+	host     string
+	started  time.Time
+	events   chan event
+
+	mu     sync.Mutex
+	ctls   map[string]*ctl
+	syncs  map[string]catalog.SyncDetail // active syncs as last read
+	listen map[string]*sourceListener    // by db name
+	seen   map[int]time.Time             // pid -> first seen, for ps
+}
+
+type sourceListener struct {
+	connString string
+	syncs      map[string]bool
+	cancel     context.CancelFunc
+	done       chan struct{}
+}
+
+// Run runs the daemon until ctx is done or an admin `mcp stop` arrives; it
+// stops every controller (and so every kid) before it returns.
+func Run(ctx context.Context, o Options) error {
+	if o.StopGrace == 0 {
+		o.StopGrace = 15 * time.Second
+	}
+	if o.LogOut == nil {
+		o.LogOut = logging.Stderr
+	}
+	host, _ := os.Hostname()
+	d := &daemon{o: o, log: o.Log, host: host, started: time.Now(), events: make(chan event, 256),
+		ctls: map[string]*ctl{}, syncs: map[string]catalog.SyncDetail{}, listen: map[string]*sourceListener{},
+		seen: map[int]time.Time{}}
+	d.childLog = logging.New(o.LogOut, zapcore.DebugLevel, "child")
+
+	// The main session holds the lock and LISTENs; Run of the listener
+	// returns only when the lock is lost to someone else or ctx ends.
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	locked := make(chan error, 1)
+	first := true
+	mainListener := &pgnotify.Listener{
+		Name: "main", ConnString: o.MainDSN, Channels: []string{catalog.AdminChannel}, Log: o.Log,
+		OnConnect: func(ctx context.Context, conn *pgx.Conn) error {
+			if err := catalog.CheckVersion(ctx, conn); err != nil {
+				return pgnotify.Permanent(err)
+			}
+			var ok bool
+			if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", catalog.MCPLockKey).Scan(&ok); err != nil {
+				return err
+			}
+			if !ok {
+				return pgnotify.Permanent(fmt.Errorf("%w (%s); stop it first with mcp stop", ErrAlreadyRunning, holder(ctx, conn)))
+			}
+			if first {
+				first = false
+				locked <- nil
+			}
+			d.send(event{kind: "reconcile"})
+			return nil
+		},
+		OnNotify: func(n *pgconn.Notification) { d.admin(n.Payload) },
+	}
+	listenDone := make(chan error, 1)
+	go func() { listenDone <- mainListener.Run(lctx) }()
+	select {
+	case err := <-listenDone:
+		if err != nil {
+			return err
+		}
+		return nil
+	case <-locked:
+	}
+	d.log.Info("MCP started", zap.Int(logging.FieldPID, os.Getpid()), zap.String("host", host))
+
+	err := d.loop(lctx, listenDone)
+	d.shutdown()
+	cancel()
+	return err
+}
+
+// holder describes who holds the MCP lock, as far as the catalog says.
+func holder(ctx context.Context, conn *pgx.Conn) string {
+	var pid int
+	var host string
+	var started time.Time
+	err := conn.QueryRow(ctx, `SELECT pid, host, started FROM gobucardo.process WHERE role = 'mcp' ORDER BY updated DESC LIMIT 1`).
+		Scan(&pid, &host, &started)
+	if err != nil {
+		return "holder unknown"
+	}
+	return fmt.Sprintf("pid %d on host %s since %s", pid, host, started.Format(time.RFC3339))
+}
+
+func (d *daemon) send(e event) {
+	select {
+	case d.events <- e:
+	default:
+		d.log.Warn("event queue full; dropped", zap.String("event", e.kind))
+	}
+}
+
+// admin parses a gobucardo_admin notification.
+func (d *daemon) admin(payload string) {
+	verb, arg, _ := strings.Cut(payload, " ")
+	switch verb {
+	case "reload", "kick", "stop", "message":
+		d.send(event{kind: verb, arg: arg})
+	default:
+		d.log.Warn("unknown admin request", zap.String("payload", payload))
+	}
+}
+
+func (d *daemon) loop(ctx context.Context, listenDone <-chan error) error {
+	conn := &catalogConn{dsn: d.o.MainDSN}
+	defer conn.close()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	reconcile := time.NewTicker(30 * time.Second) // also catch catalog edits made without a reload
+	defer reconcile.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-listenDone:
+			return err
+		case <-d.o.Reload:
+			d.reconcile(ctx, conn, "*")
+		case <-reconcile.C:
+			d.reconcile(ctx, conn, "")
+		case <-tick.C:
+			d.publish(ctx, conn)
+		case e := <-d.events:
+			switch e.kind {
+			case "reconcile":
+				d.reconcile(ctx, conn, "")
+			case "reload":
+				target := e.arg
+				if target == "" {
+					target = "*"
+				}
+				d.reconcile(ctx, conn, target)
+			case "kick":
+				for _, s := range strings.Fields(e.arg) {
+					d.kick(s, "mcp kick")
+				}
+			case "message":
+				d.log.Info("message: " + e.arg)
+			case "stop":
+				d.log.Info("stop requested", zap.String("reason", e.arg))
+				return nil
+			}
+		}
+	}
+}
+
+func (d *daemon) kick(sync, reason string) {
+	d.mu.Lock()
+	c := d.ctls[sync]
+	d.mu.Unlock()
+	if c == nil {
+		d.log.Debug("kick for a sync without controller", zap.String(logging.FieldSync, sync))
+		return
+	}
+	c.Kick(reason)
+}
+
+func (d *daemon) stayalive(sync string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s, ok := d.syncs[sync]
+	return !ok || s.Stayalive
+}
+
+// reconcile makes the controllers and source listeners match the catalog;
+// reload names the syncs to reload ("*": all, "": none).
+func (d *daemon) reconcile(ctx context.Context, cc *catalogConn, reload string) {
+	conn, err := cc.get(ctx)
+	if err != nil {
+		d.log.Warn("cannot read the catalog; keeping the controllers as they are", zap.Error(err))
+		return
+	}
+	syncs, err := catalog.ListSyncs(ctx, conn)
+	if err != nil {
+		cc.failed(err)
+		d.log.Warn("cannot read the syncs", zap.Error(err))
+		return
+	}
+	want := map[string]catalog.SyncDetail{}
+	for _, s := range syncs {
+		if s.Status != catalog.StatusActive {
+			continue
+		}
+		det, err := catalog.LoadSync(ctx, conn, s.Name)
+		if err != nil {
+			cc.failed(err)
+			d.log.Warn("cannot read a sync", zap.String(logging.FieldSync, s.Name), zap.Error(err))
+			return
+		}
+		want[s.Name] = det
+	}
+	reloadSet := map[string]bool{}
+	for _, s := range strings.Fields(reload) {
+		reloadSet[s] = true
+	}
+	d.mu.Lock()
+	d.syncs = want
+	var started, stopping []*ctl
+	for name := range want {
+		c, ok := d.ctls[name]
+		if !ok {
+			c = newCtl(d, name)
+			d.ctls[name] = c
+			started = append(started, c)
+		} else if reloadSet["*"] || reloadSet[name] {
+			c.Reload()
+		}
+	}
+	for name, c := range d.ctls {
+		if _, ok := want[name]; !ok {
+			delete(d.ctls, name)
+			stopping = append(stopping, c)
+		}
+	}
+	d.mu.Unlock()
+	for _, c := range started {
+		d.log.Info("starting controller", zap.String(logging.FieldSync, c.sync))
+		go c.supervise()
+	}
+	for _, c := range stopping {
+		d.log.Info("stopping controller: sync no longer active", zap.String(logging.FieldSync, c.sync))
+		c.Stop("sync no longer active")
+	}
+	d.reconcileListeners(ctx, want)
+}
+
+// reconcileListeners keeps one LISTEN session per source db of an active
+// autokick sync.
+func (d *daemon) reconcileListeners(ctx context.Context, syncs map[string]catalog.SyncDetail) {
+	type dbWant struct {
+		connString string
+		syncs      map[string]bool
+	}
+	want := map[string]*dbWant{}
+	for _, s := range syncs {
+		if !s.Autokick || !s.HasDeltaRole() {
+			continue
+		}
+		for _, db := range s.Sources() {
+			w := want[db.Name]
+			if w == nil {
+				w = &dbWant{connString: db.ConnString(), syncs: map[string]bool{}}
+				want[db.Name] = w
+			}
+			w.syncs[s.Name] = true
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for name, l := range d.listen {
+		if w, ok := want[name]; !ok || w.connString != l.connString {
+			l.cancel()
+			delete(d.listen, name)
+		}
+	}
+	for name, w := range want {
+		if l, ok := d.listen[name]; ok {
+			l.syncs = w.syncs
+			continue
+		}
+		l := &sourceListener{connString: w.connString, syncs: w.syncs, done: make(chan struct{})}
+		lctx, cancel := context.WithCancel(ctx)
+		l.cancel = cancel
+		d.listen[name] = l
+		go d.runListener(lctx, name, l)
+	}
+}
+
+func (d *daemon) runListener(ctx context.Context, db string, l *sourceListener) {
+	defer close(l.done)
+	connects := 0
+	nl := &pgnotify.Listener{
+		Name: "db " + db, ConnString: l.connString, Channels: []string{capture.KickChannel}, Log: d.log,
+		OnConnect: func(context.Context, *pgx.Conn) error {
+			connects++
+			if connects > 1 {
+				// Back after an outage: whatever was committed meanwhile may
+				// not have notified us.
+				for _, s := range d.syncsOf(db) {
+					d.kick(s, "db "+db+" reachable again")
+				}
+			}
+			return nil
+		},
+		OnNotify: func(n *pgconn.Notification) {
+			for _, s := range d.syncsOf(db) {
+				if s == n.Payload {
+					d.kick(s, "autokick db "+db)
+				}
+			}
+		},
+	}
+	_ = nl.Run(ctx)
+}
+
+func (d *daemon) syncsOf(db string) []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	l := d.listen[db]
+	if l == nil {
+		return nil
+	}
+	var out []string
+	for s := range l.syncs {
+		out = append(out, s)
+	}
+	return out
+}
+
+// shutdown stops every controller, waits for them, and clears the process
+// table.
+func (d *daemon) shutdown() {
+	d.mu.Lock()
+	ctls := make([]*ctl, 0, len(d.ctls))
+	for _, c := range d.ctls {
+		ctls = append(ctls, c)
+	}
+	d.ctls = map[string]*ctl{}
+	for _, l := range d.listen {
+		l.cancel()
+	}
+	d.mu.Unlock()
+	for _, c := range ctls {
+		c.Stop("MCP stopping")
+	}
+	for _, c := range ctls {
+		<-c.done
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if conn, err := pg.Connect(ctx, d.o.MainDSN); err == nil {
+		_, _ = conn.Exec(ctx, "DELETE FROM gobucardo.process WHERE host = $1", d.host)
+		_ = conn.Close(ctx)
+	}
+	d.log.Info("MCP stopped")
+}
+
+// catalogConn is the loop's connection to the main database, reopened after
+// it breaks.
+type catalogConn struct {
+	dsn  string
+	conn *pgx.Conn
+}
+
+func (c *catalogConn) get(ctx context.Context) (*pgx.Conn, error) {
+	if c.conn != nil && !c.conn.IsClosed() {
+		return c.conn, nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	conn, err := pg.Connect(cctx, c.dsn)
+	if err != nil {
+		return nil, err
+	}
+	c.conn = conn
+	return conn, nil
+}
+
+func (c *catalogConn) failed(err error) {
+	if c.conn != nil && (c.conn.IsClosed() || pg.IsConnectionError(err)) {
+		c.close()
+	}
+}
+
+func (c *catalogConn) close() {
+	if c.conn != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = c.conn.Close(ctx)
+		c.conn = nil
+	}
+}

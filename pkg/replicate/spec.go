@@ -1,0 +1,69 @@
+package replicate
+
+import (
+	"fmt"
+
+	"github.com/gobucardo/gobucardo/pkg/catalog"
+	"github.com/gobucardo/gobucardo/pkg/pg"
+)
+
+// SyncFrom is what a run of the sync needs, from its catalog entry.
+func SyncFrom(d catalog.SyncDetail) Sync {
+	s := Sync{Name: d.Name, OneTimeCopy: d.OneTimeCopy, CommitEvery: d.CommitEvery,
+		IsolationLevel: d.IsolationLevel, DeleteMethod: d.DeleteMethod, ConflictStrategy: d.ConflictStrategy}
+	for _, m := range d.Members {
+		db := d.DBs[m.DB]
+		s.DBs = append(s.DBs, DB{Name: m.DB, Role: m.Role, ConnString: db.ConnString(),
+			MakeDelta: db.MakeDelta || d.MakeDelta})
+	}
+	for _, r := range d.Relations {
+		s.Relations = append(s.Relations, Relation{Schema: r.Schema, Name: r.Name,
+			Sequence: r.Kind == catalog.KindSequence, KeyColumns: r.KeyColumns,
+			ConflictStrategy: r.ConflictStrategy, MakeDelta: r.MakeDelta})
+	}
+	return s
+}
+
+// Secrets are the passwords of the sync's connection strings, for
+// pg.RedactError.
+func (s Sync) Secrets() []string {
+	var out []string
+	for _, d := range s.DBs {
+		if cfg, err := pg.ParseConfig(d.ConnString); err == nil && cfg.Password != "" {
+			out = append(out, cfg.Password)
+		}
+	}
+	return out
+}
+
+// ConflictRecords are the conflicts as the catalog logs them.
+func ConflictRecords(cs []Conflict) []catalog.ConflictRecord {
+	out := make([]catalog.ConflictRecord, len(cs))
+	for i, c := range cs {
+		losers := make([]catalog.Loser, len(c.Losers))
+		for j, l := range c.Losers {
+			losers[j] = catalog.Loser{DB: l.DB, ChangedAt: l.ChangedAt, Row: l.Row}
+		}
+		out[i] = catalog.ConflictRecord{Schema: c.Schema, Name: c.Name, Key: c.Key, Strategy: c.Strategy, Winner: c.Winner, Losers: losers}
+	}
+	return out
+}
+
+// String is the progress as one line: "copy public.accounts 41200/100000".
+func (p Progress) String() string {
+	switch {
+	case p.Table == "":
+		return p.Phase
+	case p.Total > 0:
+		return fmt.Sprintf("%s %s %d/%d", p.Phase, p.Table, p.Rows, p.Total)
+	case p.Rows > 0:
+		return fmt.Sprintf("%s %s %d", p.Phase, p.Table, p.Rows)
+	}
+	return p.Phase + " " + p.Table
+}
+
+// Summary is the result as one line for syncrun and logs.
+func (r Result) Summary() string {
+	return fmt.Sprintf("%d deleted, %d inserted, %d truncated, %d conflicts in %.3fs", r.Deletes, r.Inserts, r.Truncates,
+		r.Conflicts, r.Duration.Seconds())
+}
