@@ -23,8 +23,8 @@ var build struct {
 	err  error
 }
 
-// mcpBinary builds cmd/mcp of this module (found with go env GOMOD) once
-// and returns its path.
+// mcpBinary builds the binaries of this module (found with go env GOMOD)
+// once and returns the path of mcp; controller and kid are beside it.
 func mcpBinary(b *testing.B) string {
 	b.Helper()
 	build.once.Do(func() {
@@ -38,10 +38,11 @@ func mcpBinary(b *testing.B) string {
 			return
 		}
 		build.bin = filepath.Join(build.dir, "mcp")
-		cmd := exec.Command("go", "build", "-o", build.bin, "./cmd/mcp")
+		// mcp with its controller and kid beside it, for mcp run.
+		cmd := exec.Command("go", "build", "-o", build.dir+"/", "./cmd/...")
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
-			build.err = fmt.Errorf("go build ./cmd/mcp in %s: %w\n%s", root, err, out)
+			build.err = fmt.Errorf("go build ./cmd/... in %s: %w\n%s", root, err, out)
 		}
 	})
 	if build.err != nil {

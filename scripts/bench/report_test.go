@@ -71,6 +71,7 @@ type report struct {
 	bulk    []bulkResult
 	two     []twoResult
 	pgbench *pgbenchResult
+	lag     *lagResult
 }
 
 var results report
@@ -97,12 +98,18 @@ func (r *report) setPgbench(res pgbenchResult) {
 	r.pgbench = &res
 }
 
+func (r *report) setLag(res lagResult) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lag = &res
+}
+
 // print writes the table of results to w; nothing when nothing was
 // measured.
 func (r *report) print(w io.Writer) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.bulk) == 0 && len(r.two) == 0 && r.pgbench == nil {
+	if len(r.bulk) == 0 && len(r.two) == 0 && r.pgbench == nil && r.lag == nil {
 		return
 	}
 	fmt.Fprintf(w, "\ngobucardo bench (%d cores, %s/%s)\n", runtime.NumCPU(), runtime.GOOS, runtime.GOARCH)
@@ -117,6 +124,9 @@ func (r *report) print(w io.Writer) {
 	}
 	if r.pgbench != nil {
 		r.printPgbench(w)
+	}
+	if r.lag != nil {
+		r.lag.print(w)
 	}
 	if len(r.bulk) > 0 {
 		big := r.bulk[len(r.bulk)-1]
