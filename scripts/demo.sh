@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # make demo: three throw-away PostgreSQL clusters on this machine (A, B, C,
 # unix sockets only), the gobucardo catalog installed on A, a two-source,
-# one-target sync configured with bin/mcp and `mcp list all`; then writes on
-# both sources (one conflicting row), runs with `mcp sync run`, the conflict
-# log, and a check that every db holds the same rows.
+# one-target sync configured with bin/mcp and `mcp list all`; one run in the
+# foreground; then `mcp start`, writes on both sources carried by autokick, a
+# conflict, `mcp kick`, `mcp status`, `mcp ps`, the conflict log, a check that
+# every db holds the same rows, and `mcp stop`.
 # Everything is stopped and removed at the end; DEMO_KEEP=1 keeps it running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -76,26 +77,65 @@ if "$MCP" add sync bad relgroup=history dbs=A:source,B:target; then
 fi
 run list all
 
-# Writes on both sources, one conflicting row, then a run of each sync.
 psql_on() { as_pg "$bindir/psql" -qAtX -h "$base/$1/sock" -p 5432 -U postgres -d shop -v ON_ERROR_STOP=1 -c "$2"; }
-psql_on A "INSERT INTO accounts SELECT g, g % 10, 0, 'from A' FROM generate_series(1, 5000) g; INSERT INTO branches SELECT g, 0, 'A' FROM generate_series(1, 10) g; INSERT INTO history SELECT g, 1, g, 1, now(), 'A' FROM generate_series(1, 100) g; SELECT setval('order_seq', 41)"
+sig() { psql_on "$1" "SELECT md5(string_agg(a::text, ',' ORDER BY aid)) FROM accounts a"; }
+converged() { [ "$(sig A)" = "$(sig C)" ] && [ "$(sig B)" = "$(sig C)" ]; }
+wait_converged() {
+	for _ in $(seq 300); do converged && return 0; sleep 0.1; done
+	echo "demo: the dbs did not converge; MCP log:" >&2; tail -n 30 "$base/mcp.log" >&2; exit 1
+}
+
+# One run in the foreground, without the daemon (cron, debugging).
+psql_on A "INSERT INTO history SELECT g, 1, g, 1, now(), 'A' FROM generate_series(1, 100) g"
+run sync run history --quiet
+
+# The daemon: the MCP in the background, one controller per sync, kids.
+run start --pid-file "$base/mcp.pid" --log-file "$base/mcp.log"
+stop_all() {
+	"$MCP" stop --pid-file "$base/mcp.pid" >/dev/null 2>&1 || true
+	for n in A B C; do
+		[ -f "$base/$n/data/postmaster.pid" ] && as_pg "$bindir/pg_ctl" -D "$base/$n/data" -m fast -w stop >/dev/null 2>&1 || true
+	done
+	rm -rf "$base"
+}
+
+# Writes on both sources reach every db through autokick alone.
+echo; echo "# writes on A and on B; autokick carries them"
+psql_on A "INSERT INTO accounts SELECT g, g % 10, 0, 'from A' FROM generate_series(1, 5000) g; INSERT INTO branches SELECT g, 0, 'A' FROM generate_series(1, 10) g; SELECT setval('order_seq', 41)" >/dev/null
 psql_on B "INSERT INTO accounts SELECT g, g % 10, 0, 'from B' FROM generate_series(5001, 8000) g"
-run sync run shop
+wait_converged
+echo "converged: A, B and C hold the same accounts"
+
+# A conflict: the same row changed on A and on B while the sync is paused.
+run pause shop
 psql_on A "UPDATE accounts SET abalance = 100 WHERE aid = 1"
 psql_on B "UPDATE accounts SET abalance = 200 WHERE aid = 1; DELETE FROM accounts WHERE aid > 7900"
-run sync run shop --quiet
-run sync run history --quiet
+run resume shop
+wait_converged
+run kick shop --timeout 30s
+run kick history --timeout 30s
+run status
+run status shop
+run ps
 run conflicts shop
 run delta
 echo
 for n in A B C; do
 	echo "db $n: accounts $(psql_on $n 'SELECT count(*) FROM accounts') rows (sum of abalance $(psql_on $n 'SELECT sum(abalance) FROM accounts')), history $(psql_on $n 'SELECT count(*) FROM history') rows, order_seq at $(psql_on $n 'SELECT last_value FROM order_seq')"
 done
-sig() { psql_on "$1" "SELECT md5(string_agg(a::text, ',' ORDER BY aid)) FROM accounts a"; }
-if [ "$(sig A)" != "$(sig C)" ] || [ "$(sig B)" != "$(sig C)" ]; then
+if ! converged; then
 	echo "demo: the dbs did not converge" >&2; exit 1
 fi
 echo "A, B and C hold the same accounts."
+if [ "${DEMO_KEEP:-0}" != 1 ]; then
+	ctl=$(pgrep -f "$PWD/bin/(controller|kid) --sync" || true)
+	run stop --pid-file "$base/mcp.pid"
+	sleep 0.2
+	for p in $ctl; do
+		if kill -0 "$p" 2>/dev/null; then echo "demo: process $p survived mcp stop" >&2; exit 1; fi
+	done
+	echo "mcp stop left no controller or kid behind."
+fi
 if [ "${DEMO_KEEP:-0}" = 1 ]; then
 	echo; echo "Clusters left running under $base (GOBUCARDO_DSN='$GOBUCARDO_DSN')."
 fi

@@ -432,3 +432,37 @@ func TestDaemonOutages(t *testing.T) {
 		return digest(t, dstC, dst) == digest(t, srcC, src)
 	})
 }
+
+// TestDaemonFullcopySync: a fullcopy-only sync runs when kicked, once, and
+// not again by itself (each of its runs copies everything).
+func TestDaemonFullcopySync(t *testing.T) {
+	c := pgtest.Shared(t)
+	d := newDaemon(t, c)
+	src, dst := c.NewDB(t), c.NewDB(t)
+	c.Exec(t, src, "CREATE TABLE public.hist (a int, b text)")
+	c.Exec(t, dst, "CREATE TABLE public.hist (a int, b text)")
+	c.Exec(t, src, "INSERT INTO public.hist SELECT g, 'x' FROM generate_series(1, 10) g")
+	d.run(0, "add", "db", "A", "dsn="+c.DSN(src))
+	d.run(0, "add", "db", "B", "dsn="+c.DSN(dst))
+	d.run(0, "add", "table", "hist", "db=A", "relgroup=rg")
+	d.run(0, "add", "sync", "f", "relgroup=rg", "dbs=A:source,B:fullcopy", "autokick=false")
+	d.start()
+	d.run(0, "kick", "f", "--timeout", "20s")
+	if n := d.count(dst, "public.hist"); n != 10 {
+		t.Fatalf("fullcopy target has %d rows, want 10", n)
+	}
+	conn := c.Connect(t, d.main)
+	defer conn.Close(context.Background())
+	runs := func() int {
+		var n int
+		if err := conn.QueryRow(context.Background(), "SELECT count(*) FROM gobucardo.syncrun WHERE sync_name = 'f'").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := runs()
+	time.Sleep(time.Second) // a sync that loops would run many times meanwhile
+	if after := runs(); after != before {
+		t.Errorf("the fullcopy sync ran %d more times by itself", after-before)
+	}
+}

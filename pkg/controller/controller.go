@@ -37,6 +37,7 @@ type Server struct {
 	reloads    chan struct{}
 	stops      chan string
 	once       sync.Once
+	quit       chan struct{} // closed when the loop is over: Watch streams end
 }
 
 // New returns the controller of sync.
@@ -48,6 +49,7 @@ func New(log *zap.Logger, level zap.AtomicLevel, syncName string) *Server {
 		kicks:      make(chan string, 64),
 		reloads:    make(chan struct{}, 1),
 		stops:      make(chan string, 1),
+		quit:       make(chan struct{}),
 	}
 }
 
@@ -106,11 +108,15 @@ func (s *Server) Watch(_ *ctlpb.WatchRequest, stream ctlpb.Controller_WatchServe
 		select {
 		case <-stream.Context().Done():
 			return nil
+		case <-s.quit:
+			return nil
 		case <-changed:
 		}
 		// Coalesce bursts of changes (progress) into at most ten a second.
 		select {
 		case <-stream.Context().Done():
+			return nil
+		case <-s.quit:
 			return nil
 		case <-time.After(100 * time.Millisecond):
 		}
@@ -147,6 +153,7 @@ func Serve(ctx context.Context, conn net.Conn, log *zap.Logger, level zap.Atomic
 	}()
 	l := &loop{Server: s, cfg: cfg, kidOut: kidOut}
 	err := l.run(lctx)
+	close(s.quit)
 	srv.GracefulStop()
 	return err
 }

@@ -307,6 +307,9 @@ func (l *loop) runOnce(ctx context.Context, reason string) {
 	}
 	l.failures, l.retryAt = 0, time.Time{}
 	switch {
+	case !l.detail.HasDeltaRole():
+		// fullcopy only: each run copies everything, so run only when asked.
+		l.busy, l.settling = false, nil
 	case !res.Empty():
 		l.busy, l.settling = true, nil
 	case reason == reasonSettle:
