@@ -466,3 +466,25 @@ func TestDaemonFullcopySync(t *testing.T) {
 		t.Errorf("the fullcopy sync ran %d more times by itself", after-before)
 	}
 }
+
+// TestDaemonChecktimeAndActivation: without autokick, checktime alone
+// carries a change; deactivate stops the controller and activate starts it
+// again, through the reload the catalog change sends.
+func TestDaemonChecktimeAndActivation(t *testing.T) {
+	c := pgtest.Shared(t)
+	d := newDaemon(t, c)
+	src, dst := d.twoDBs(c, c, c, "autokick=false", "checktime=1s")
+	d.start()
+	c.Exec(t, src, "INSERT INTO public.t VALUES (1, 'by checktime')")
+	d.eventually(15*time.Second, "row 1 through checktime", func() bool { return d.count(dst, "public.t") == 1 })
+
+	d.run(0, "deactivate", "s")
+	d.eventually(15*time.Second, "no controller once inactive", func() bool { return d.pidOf("controller", "s") == 0 })
+	if out := d.run(0, "status"); !strings.Contains(out, "inactive") {
+		t.Errorf("status of an inactive sync: %q", out)
+	}
+	d.run(0, "activate", "s")
+	d.eventually(15*time.Second, "a controller once active again", func() bool { return d.pidOf("controller", "s") != 0 })
+	c.Exec(t, src, "INSERT INTO public.t VALUES (2, 'after activate')")
+	d.eventually(15*time.Second, "row 2", func() bool { return d.count(dst, "public.t") == 2 })
+}
