@@ -488,3 +488,48 @@ func TestDaemonChecktimeAndActivation(t *testing.T) {
 	c.Exec(t, src, "INSERT INTO public.t VALUES (2, 'after activate')")
 	d.eventually(15*time.Second, "row 2", func() bool { return d.count(dst, "public.t") == 2 })
 }
+
+// TestDaemonTwoSourcesGoIdle: with two sources, writes on both converge and
+// the controller then goes idle: applying one source's rows to the other
+// must not kick the sync again (nothing echoes).
+func TestDaemonTwoSourcesGoIdle(t *testing.T) {
+	c := pgtest.Shared(t)
+	d := newDaemon(t, c)
+	a, b, tgt := c.NewDB(t), c.NewDB(t), c.NewDB(t)
+	for _, db := range []string{a, b, tgt} {
+		c.Exec(t, db, "CREATE TABLE public.t (id int PRIMARY KEY, v text)")
+	}
+	d.run(0, "add", "db", "A", "dsn="+c.DSN(a))
+	d.run(0, "add", "db", "B", "dsn="+c.DSN(b))
+	d.run(0, "add", "db", "C", "dsn="+c.DSN(tgt))
+	d.run(0, "add", "table", "t", "db=A", "relgroup=rg")
+	d.run(0, "add", "sync", "s", "relgroup=rg", "dbs=A:source,B:source,C:target")
+	d.start()
+	c.Exec(t, a, "INSERT INTO public.t SELECT g, 'a' FROM generate_series(1, 100) g")
+	c.Exec(t, b, "INSERT INTO public.t SELECT g, 'b' FROM generate_series(101, 200) g")
+	d.eventually(20*time.Second, "all three equal", func() bool {
+		return digest(t, c, tgt) == digest(t, c, a) && digest(t, c, b) == digest(t, c, a) && d.count(tgt, "public.t") == 200
+	})
+	d.eventually(10*time.Second, "the controller idle", func() bool {
+		for _, p := range d.ps() {
+			if p.Role == "controller" {
+				return p.State == "idle"
+			}
+		}
+		return false
+	})
+	conn := c.Connect(t, d.main)
+	defer conn.Close(context.Background())
+	runs := func() int {
+		var n int
+		if err := conn.QueryRow(context.Background(), "SELECT count(*) FROM gobucardo.syncrun").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := runs()
+	time.Sleep(1500 * time.Millisecond) // an echo would show as runs meanwhile
+	if after := runs(); after != before {
+		t.Errorf("%d runs while nothing changed", after-before)
+	}
+}
