@@ -75,11 +75,7 @@ func status(e *env) error {
 			return err
 		}
 	}
-	sts, err := loadStatus(ctx, conn, names)
-	if err != nil {
-		return err
-	}
-	running, err := catalog.MCPRunning(ctx, conn)
+	sts, running, err := loadStatus(ctx, conn, names)
 	if err != nil {
 		return err
 	}
@@ -194,19 +190,20 @@ func short(d time.Duration) string {
 	return fmt.Sprintf("%dd%dh", days, int((d-time.Duration(days)*24*time.Hour)/time.Hour))
 }
 
-// loadStatus reads the state of the named syncs (all when none).
-func loadStatus(ctx context.Context, conn *pgx.Conn, names []string) ([]syncStatus, error) {
+// loadStatus reads the state of the named syncs (all when none) and whether
+// an MCP is running.
+func loadStatus(ctx context.Context, conn *pgx.Conn, names []string) ([]syncStatus, bool, error) {
 	syncs, err := catalog.ListSyncs(ctx, conn)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	procs, err := catalog.ListProcesses(ctx, conn)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	running, err := catalog.MCPRunning(ctx, conn)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	want := map[string]bool{}
 	for _, n := range names {
@@ -219,17 +216,17 @@ func loadStatus(ctx context.Context, conn *pgx.Conn, names []string) ([]syncStat
 		}
 		st := syncStatus{Name: s.Name, Status: s.Status}
 		if st.Paused, st.PauseReason, err = catalog.Paused(ctx, conn, s.Name); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		if st.LastGood, err = lastRun(ctx, conn, s.Name, "state IN ('good', 'empty')", "ended"); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		if st.LastBad, err = lastRun(ctx, conn, s.Name, "state = 'bad'", "ended"); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		if running {
 			if st.Current, err = lastRun(ctx, conn, s.Name, "state = 'running'", "started"); err != nil {
-				return nil, err
+				return nil, false, err
 			}
 			for _, p := range procs {
 				if p.Sync == s.Name {
@@ -240,14 +237,14 @@ func loadStatus(ctx context.Context, conn *pgx.Conn, names []string) ([]syncStat
 		if len(names) > 0 {
 			d, err := catalog.LoadSync(ctx, conn, s.Name)
 			if err != nil {
-				return nil, err
+				return nil, false, err
 			}
 			st.Sync = &d
 		}
 		st.State = stateOf(st, running)
 		out = append(out, st)
 	}
-	return out, nil
+	return out, running, nil
 }
 
 // stateOf is the one word of the summary's State column.

@@ -136,19 +136,12 @@ func (s *Server) Run(req *kidpb.RunRequest, stream kidpb.Kid_RunServer) error {
 		if errors.Is(err, replicate.ErrConflictAbort) {
 			kind = kidpb.Failure_KIND_CONFLICT_ABORT
 		}
-		msg := pg.RedactError(err, append(spec.Secrets(), mainSecret(cfg.GetMainDsn())...)...).Error()
+		msg := pg.RedactError(err, append(spec.Secrets(), pg.Password(cfg.GetMainDsn()))...).Error()
 		log.Warn("run failed", zap.String("error", msg))
 		return send(&kidpb.RunEvent{Event: &kidpb.RunEvent_Failure{Failure: &kidpb.Failure{Kind: kind, Message: msg, Partial: out}}})
 	}
 	log.Debug("run done", zap.String("result", res.Summary()))
 	return send(&kidpb.RunEvent{Event: &kidpb.RunEvent_Result{Result: out}})
-}
-
-func mainSecret(dsn string) []string {
-	if cfg, err := pg.ParseConfig(dsn); err == nil && cfg.Password != "" {
-		return []string{cfg.Password}
-	}
-	return nil
 }
 
 func resultToProto(r replicate.Result) *kidpb.Result {

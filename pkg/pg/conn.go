@@ -208,3 +208,12 @@ func IsConnectionError(err error) bool {
 	return errors.As(err, &connectErr) || errors.As(err, &netErr) || errors.Is(err, io.EOF) ||
 		errors.Is(err, io.ErrUnexpectedEOF) || pgconn.Timeout(err)
 }
+
+// Password is the password a connection string holds ("" if none or if it
+// does not parse), for RedactError.
+func Password(connString string) string {
+	if cfg, err := ParseConfig(connString); err == nil {
+		return cfg.Password
+	}
+	return ""
+}

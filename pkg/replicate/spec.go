@@ -29,8 +29,8 @@ func SyncFrom(d catalog.SyncDetail) Sync {
 func (s Sync) Secrets() []string {
 	var out []string
 	for _, d := range s.DBs {
-		if cfg, err := pg.ParseConfig(d.ConnString); err == nil && cfg.Password != "" {
-			out = append(out, cfg.Password)
+		if pw := pg.Password(d.ConnString); pw != "" {
+			out = append(out, pw)
 		}
 	}
 	return out
