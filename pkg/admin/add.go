@@ -10,9 +10,12 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/urfave/cli/v2"
+	"go.uber.org/zap"
 
 	"github.com/gobucardo/gobucardo/pkg/catalog"
 	"github.com/gobucardo/gobucardo/pkg/pg"
+	"github.com/gobucardo/gobucardo/pkg/pluginhost"
+	"github.com/gobucardo/gobucardo/pkg/replicate"
 )
 
 func sortStrings(s []string) { sort.Strings(s) }
@@ -821,16 +824,16 @@ func missingRelations(ctx context.Context, conn *pgx.Conn, rels []catalog.Relati
 
 var customCodeKeys = map[string][]string{
 	"plugin": {"src_code", "path"}, "whenrun": nil, "sync": nil, "table": {"relation"}, "db": nil,
-	"priority": nil, "status": nil, "about": nil,
+	"priority": nil, "status": nil, "about": nil, "timeout": nil,
 }
 
 func addCustomCode(e *env) error {
-	kv, err := parseKV(e.c.Args().Slice(), customCodeKeys)
+	kv, err := parseKVExtra(e.c.Args().Slice(), customCodeKeys)
 	if err != nil {
 		return err
 	}
 	if len(kv.pos) != 1 {
-		return usagef("usage: mcp add customcode NAME plugin=PATH whenrun=HOOK (sync=S | table=SCHEMA.T) [priority=N]")
+		return usagef("usage: mcp add customcode NAME plugin=PATH whenrun=HOOK (sync=S | table=SCHEMA.T) [priority=N] [timeout=DURATION] [SETTING=VALUE ...]")
 	}
 	cc := catalog.CustomCode{Name: kv.pos[0], Status: catalog.StatusActive}
 	if err := catalog.ValidName(catalog.KindCustomCode, cc.Name); err != nil {
@@ -861,6 +864,9 @@ func addCustomCode(e *env) error {
 			}
 			relID = r.ID
 		}
+		if err := checkPlugin(e, cc); err != nil {
+			return err
+		}
 		if err := catalog.AddCustomCode(ctx, tx, cc); err != nil {
 			return err
 		}
@@ -876,9 +882,69 @@ func addCustomCode(e *env) error {
 	})
 }
 
+// checkPlugin starts the plugin of cc, checks that it has the handler its
+// whenrun needs and that it takes cc's settings, and stops it: a plugin that
+// cannot run is refused when it is registered, not at its first run.
+func checkPlugin(e *env, cc catalog.CustomCode) error {
+	wait := cc.Timeout
+	if wait <= 0 {
+		wait = catalog.DefaultPluginTimeout
+	}
+	ctx, cancel := context.WithTimeout(e.ctx(), pluginhost.StartTimeout+wait)
+	defer cancel()
+	code := replicate.CustomCode{Name: cc.Name, Plugin: cc.Plugin, SHA256: cc.SHA256, WhenRun: cc.WhenRun, Settings: cc.Settings,
+		Timeout: cc.Timeout}
+	// go-plugin's own warnings (a plugin killed after a refusal) are noise here.
+	client, pc, err := pluginhost.Start(ctx, e.log.WithOptions(zap.IncreaseLevel(zap.ErrorLevel)), code)
+	if err != nil {
+		return catalog.Invalidf("%v", err)
+	}
+	defer pc.Kill()
+	conflict, exception, hook := client.Capabilities()
+	has := map[string]bool{"conflict": conflict, "exception": exception}
+	what := map[string]string{"conflict": "conflict handler", "exception": "exception handler"}
+	ok, known := has[cc.WhenRun]
+	if !known {
+		ok, what[cc.WhenRun] = hook, "run hook"
+	}
+	if !ok {
+		var hs []string
+		for _, h := range []struct {
+			on   bool
+			name string
+		}{{conflict, "conflict"}, {exception, "exception"}, {hook, "before_sync, after_sync, before_txn, after_txn"}} {
+			if h.on {
+				hs = append(hs, h.name)
+			}
+		}
+		return catalog.Invalidf("customcode %s: plugin %s has no %s, so it cannot run at whenrun=%s: use whenrun=%s",
+			cc.Name, cc.Plugin, what[cc.WhenRun], cc.WhenRun, strings.Join(hs, " or "))
+	}
+	return nil
+}
+
 // applyCustomCode sets plugin (with its checksum), whenrun, priority,
-// status and about from kv.
+// status, about, timeout and the plugin's settings from kv.
 func applyCustomCode(cc *catalog.CustomCode, kv kvArgs) error {
+	if len(kv.extra) > 0 {
+		if cc.Settings == nil {
+			cc.Settings = map[string]string{}
+		}
+		for k, v := range kv.extra {
+			if v == "" {
+				delete(cc.Settings, k) // key= removes a setting
+			} else {
+				cc.Settings[k] = v
+			}
+		}
+	}
+	if v, ok := kv.get("timeout"); ok {
+		d, err := catalog.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return catalog.Invalidf("customcode %s: timeout=%q is not a duration such as 30s or 2m", cc.Name, v)
+		}
+		cc.Timeout = d
+	}
 	if v, ok := kv.get("plugin"); ok {
 		abs, sum, err := catalog.PluginChecksum(v)
 		if err != nil {

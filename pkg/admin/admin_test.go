@@ -2,15 +2,16 @@ package admin
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/gobucardo/gobucardo/pkg/pluginhost"
 	"github.com/gobucardo/gobucardo/schema"
 )
 
@@ -304,14 +305,27 @@ func TestForce(t *testing.T) {
 	}
 }
 
+// buildPlugin builds an example plugin of plugins/ into dir.
+func buildPlugin(t *testing.T, dir, name string) string {
+	t.Helper()
+	bin := filepath.Join(dir, name)
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/gobucardo/gobucardo/plugins/"+name).CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build plugins/%s: %v\n%s", name, err, out)
+	}
+	return bin
+}
+
 func TestCustomCode(t *testing.T) {
 	f := newFixture(t, true)
 	f.addDBs()
 	f.ok("add", "table", "public.accounts", "db=A", "relgroup=r")
 	f.ok("add", "sync", "s", "relgroup=r", "dbs=A:source,B:source")
 	dir := t.TempDir()
-	plugin := filepath.Join(dir, "plugin")
-	if err := os.WriteFile(plugin, []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
+	highest := buildPlugin(t, dir, "highest")
+	park := buildPlugin(t, dir, "parkunique")
+	script := filepath.Join(dir, "script")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	notExec := filepath.Join(dir, "notexec")
@@ -319,34 +333,62 @@ func TestCustomCode(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.fail(1, []string{"is not an executable file"}, "add", "customcode", "cc", "plugin="+notExec, "whenrun=conflict", "sync=s")
-	f.fail(2, []string{"sync=S or to table=SCHEMA.T"}, "add", "customcode", "cc", "plugin="+plugin, "whenrun=conflict")
-	f.ok("add", "customcode", "cc", "plugin="+plugin, "whenrun=conflict", "sync=s", "priority=5")
-	f.ok("add", "customcode", "ex", "plugin="+plugin, "whenrun=exception", "table=public.accounts")
+	f.fail(2, []string{"sync=S or to table=SCHEMA.T"}, "add", "customcode", "cc", "plugin="+highest, "whenrun=conflict")
+	// The plugin is started and asked before anything is recorded.
+	f.fail(1, []string{"customcode cc: plugin " + script + ": cannot start it"}, "add", "customcode", "cc", "plugin="+script, "whenrun=conflict", "sync=s")
+	f.fail(1, []string{"has no exception handler, so it cannot run at whenrun=exception: use whenrun=conflict"},
+		"add", "customcode", "cc", "plugin="+highest, "whenrun=exception", "sync=s", "column=v")
+	f.fail(1, []string{"its settings were refused", "highest needs column=NAME"}, "add", "customcode", "cc", "plugin="+highest, "whenrun=conflict", "sync=s")
+	f.fail(1, []string{`unknown setting "colum"`}, "add", "customcode", "cc", "plugin="+highest, "whenrun=conflict", "sync=s", "colum=v")
+	f.fail(1, []string{`timeout="soon" is not a duration`}, "add", "customcode", "cc", "plugin="+highest, "whenrun=conflict", "sync=s", "column=v", "timeout=soon")
+	if n := f.count("gobucardo.customcode"); n != 0 {
+		t.Fatalf("refused customcode left %d rows", n)
+	}
+	f.ok("add", "customcode", "cc", "plugin="+highest, "whenrun=conflict", "sync=s", "priority=5", "column=balance", "timeout=5s")
+	f.ok("add", "customcode", "ex", "plugin="+park, "whenrun=exception", "table=public.accounts")
 	var doc struct {
 		CustomCode []struct {
 			Name, Plugin, SHA256, WhenRun string
 			Priority                      int
 			Syncs, Tables                 []string
+			Settings                      map[string]string
+			Timeout                       time.Duration
 		} `json:"customcode"`
 	}
-	if err := json.Unmarshal([]byte(f.ok("list", "customcode", "--json")), &doc); err != nil {
+	list := func() {
+		t.Helper()
+		if err := json.Unmarshal([]byte(f.ok("list", "customcode", "--json")), &doc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list()
+	sum, err := pluginhost.Checksum(highest)
+	if err != nil {
 		t.Fatal(err)
 	}
-	sum := sha256.Sum256([]byte("#!/bin/sh\nexit 0\n"))
-	if len(doc.CustomCode) != 2 || doc.CustomCode[0].Plugin != plugin || doc.CustomCode[0].SHA256 != hex.EncodeToString(sum[:]) ||
+	if len(doc.CustomCode) != 2 || doc.CustomCode[0].Plugin != highest || doc.CustomCode[0].SHA256 != sum ||
 		doc.CustomCode[0].Priority != 5 || strings.Join(doc.CustomCode[0].Syncs, ",") != "s" ||
-		len(doc.CustomCode[1].Tables) != 1 || !strings.Contains(doc.CustomCode[1].Tables[0], "public.accounts") {
+		doc.CustomCode[0].Settings["column"] != "balance" || doc.CustomCode[0].Timeout != 5*time.Second ||
+		len(doc.CustomCode[1].Tables) != 1 || !strings.Contains(doc.CustomCode[1].Tables[0], "public.accounts") ||
+		doc.CustomCode[1].Timeout != 30*time.Second || len(doc.CustomCode[1].Settings) != 0 {
 		t.Errorf("customcode = %+v", doc.CustomCode)
 	}
-	before := doc.CustomCode[0].SHA256
-	if err := os.WriteFile(plugin, []byte("#!/bin/sh\nexit 1\n"), 0o755); err != nil {
+	// Settings change, and are checked by the plugin again.
+	f.fail(1, []string{"highest needs column=NAME"}, "update", "customcode", "cc", "column=")
+	f.ok("update", "customcode", "cc", "column=aid")
+	list()
+	if doc.CustomCode[0].Settings["column"] != "aid" {
+		t.Errorf("settings after update: %v", doc.CustomCode[0].Settings)
+	}
+	// Another binary at the same path: plugin= pins its checksum.
+	if err := os.Rename(park, highest); err != nil {
 		t.Fatal(err)
 	}
-	f.ok("update", "customcode", "cc", "plugin="+plugin)
-	if err := json.Unmarshal([]byte(f.ok("list", "customcode", "--json")), &doc); err != nil {
-		t.Fatal(err)
-	}
-	if doc.CustomCode[0].SHA256 == before {
+	f.fail(1, []string{"it takes no settings, got column"}, "update", "customcode", "cc", "plugin="+highest)
+	f.fail(1, []string{"has no conflict handler"}, "update", "customcode", "cc", "plugin="+highest, "column=")
+	f.ok("update", "customcode", "cc", "plugin="+highest, "whenrun=exception", "column=")
+	list()
+	if doc.CustomCode[0].SHA256 == sum || doc.CustomCode[0].WhenRun != "exception" {
 		t.Error("update customcode plugin= did not pin the new checksum")
 	}
 	f.ok("remove", "customcode", "cc", "ex")

@@ -99,6 +99,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			purgeCommand(),
 			uninstallCommand(),
 			conflictsCommand(),
+			parkedCommand(),
 		}, daemonCommands()...),
 	}
 	setUsageErrors(app.Commands, app.OnUsageError)
@@ -306,9 +307,21 @@ type kvArgs struct {
 	pos   []string
 	vals  map[string]string
 	order []string
+	// extra holds the pairs of keys not allowed, with parseKVExtra: the
+	// settings a customcode passes to its plugin.
+	extra map[string]string
 }
 
 func parseKV(args []string, allowed map[string][]string) (kvArgs, error) {
+	return parseKVWith(args, allowed, false)
+}
+
+// parseKVExtra is parseKV that keeps unknown keys in kv.extra.
+func parseKVExtra(args []string, allowed map[string][]string) (kvArgs, error) {
+	return parseKVWith(args, allowed, true)
+}
+
+func parseKVWith(args []string, allowed map[string][]string, extra bool) (kvArgs, error) {
 	canon := map[string]string{}
 	var names []string
 	for k, aliases := range allowed {
@@ -326,6 +339,16 @@ func parseKV(args []string, allowed map[string][]string) (kvArgs, error) {
 			continue
 		}
 		key, known := canon[strings.ToLower(k)]
+		if !known && extra {
+			if kv.extra == nil {
+				kv.extra = map[string]string{}
+			}
+			if _, dup := kv.extra[k]; dup {
+				return kv, usagef("%s is given twice", k)
+			}
+			kv.extra[k] = v
+			continue
+		}
 		if !known {
 			sortStrings(names)
 			return kv, usagef("unknown setting %q: use %s", k, strings.Join(names, ", "))

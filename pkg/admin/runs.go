@@ -14,6 +14,7 @@ import (
 	"github.com/gobucardo/gobucardo/pkg/capture"
 	"github.com/gobucardo/gobucardo/pkg/catalog"
 	"github.com/gobucardo/gobucardo/pkg/pg"
+	"github.com/gobucardo/gobucardo/pkg/pluginhost"
 	"github.com/gobucardo/gobucardo/pkg/replicate"
 )
 
@@ -134,13 +135,30 @@ func syncRun(e *env) error {
 	// forgotten again below.
 	opts := replicate.Options{Progress: progress, Log: e.log, Conflicts: func(cs []replicate.Conflict) error {
 		return catalog.LogConflicts(ctx, conn, id, name, replicate.ConflictRecords(cs))
+	}, Parked: func(ps []replicate.Parked) error {
+		return catalog.Park(ctx, conn, id, replicate.ParkedRecords(ps))
 	}}
-	res, runErr := replicate.RunRetrying(ctx, replicate.SyncFrom(d), opts, e.c.Int("attempts"))
+	spec := replicate.SyncFrom(d)
+	plugins := pluginhost.New(e.log)
+	defer plugins.Close()
+	var runErr error
+	var res replicate.Result
+	if opts.Handlers, runErr = plugins.Load(ctx, spec.CustomCode); runErr == nil {
+		res, runErr = replicate.RunRetrying(ctx, spec, opts, e.c.Int("attempts"))
+	}
 	bg := context.WithoutCancel(ctx)
 	counts := catalog.RunCounts{Deletes: res.Deletes, Inserts: res.Inserts, Truncates: res.Truncates, Conflicts: res.Conflicts}
+	if errors.Is(runErr, replicate.ErrCancelled) {
+		msg := pg.RedactError(runErr, passwords(d)...).Error()
+		if err := errors.Join(catalog.ForgetRunRecords(bg, conn, id), catalog.EndRun(bg, conn, id, catalog.RunCancelled, "Cancelled: "+msg, counts)); err != nil {
+			return errors.Join(runErr, err)
+		}
+		e.printf("Run of sync %q cancelled, nothing changed: %s\n", name, msg)
+		return nil
+	}
 	if runErr != nil {
 		msg := "Failed: " + pg.RedactError(runErr, passwords(d)...).Error()
-		if err := catalog.ForgetConflicts(bg, conn, id); err != nil {
+		if err := catalog.ForgetRunRecords(bg, conn, id); err != nil {
 			return errors.Join(runErr, err)
 		}
 		if err := catalog.EndRun(bg, conn, id, catalog.RunBad, msg, counts); err != nil {

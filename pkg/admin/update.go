@@ -68,7 +68,7 @@ func updateDB(e *env) error {
 	if err != nil {
 		return err
 	}
-	if len(kv.pos) != 1 || len(kv.vals) == 0 {
+	if len(kv.pos) != 1 || len(kv.vals)+len(kv.extra) == 0 {
 		return usagef("usage: mcp update db NAME key=value ...")
 	}
 	return e.changeCatalog(func(ctx context.Context, tx pgx.Tx) error {
@@ -194,7 +194,7 @@ func updateTable(e *env) error {
 	if err != nil {
 		return err
 	}
-	if len(kv.pos) != 1 || len(kv.vals) == 0 {
+	if len(kv.pos) != 1 || len(kv.vals)+len(kv.extra) == 0 {
 		return usagef("usage: mcp update table [SCHEMA.]NAME [db=DB] conflict_strategy=S makedelta=on|off")
 	}
 	return e.changeCatalog(func(ctx context.Context, tx pgx.Tx) error {
@@ -288,7 +288,7 @@ func updateSync(e *env) error {
 	if err != nil {
 		return err
 	}
-	if len(kv.pos) != 1 || len(kv.vals) == 0 {
+	if len(kv.pos) != 1 || len(kv.vals)+len(kv.extra) == 0 {
 		return usagef("usage: mcp update sync NAME key=value ... | NAME add|remove table T ...")
 	}
 	if _, ok := kv.get("tables"); ok {
@@ -389,13 +389,13 @@ func updateSyncTables(e *env, args []string) error {
 }
 
 func updateCustomCode(e *env) error {
-	kv, err := parseKV(e.c.Args().Slice(), map[string][]string{
-		"plugin": {"src_code", "path"}, "whenrun": nil, "priority": nil, "status": nil, "about": nil})
+	kv, err := parseKVExtra(e.c.Args().Slice(), map[string][]string{
+		"plugin": {"src_code", "path"}, "whenrun": nil, "priority": nil, "status": nil, "about": nil, "timeout": nil})
 	if err != nil {
 		return err
 	}
-	if len(kv.pos) != 1 || len(kv.vals) == 0 {
-		return usagef("usage: mcp update customcode NAME key=value ...")
+	if len(kv.pos) != 1 || len(kv.vals)+len(kv.extra) == 0 {
+		return usagef("usage: mcp update customcode NAME key=value ... (a plugin's own SETTING=VALUE, or SETTING= to remove it)")
 	}
 	return e.changeCatalog(func(ctx context.Context, tx pgx.Tx) error {
 		cc, err := catalog.GetCustomCode(ctx, tx, kv.pos[0])
@@ -403,6 +403,9 @@ func updateCustomCode(e *env) error {
 			return err
 		}
 		if err := applyCustomCode(&cc, kv); err != nil {
+			return err
+		}
+		if err := checkPlugin(e, cc); err != nil {
 			return err
 		}
 		if err := catalog.UpdateCustomCode(ctx, tx, cc); err != nil {

@@ -58,11 +58,14 @@ func LogConflicts(ctx context.Context, conn *pgx.Conn, run int64, sync string, c
 	return nil
 }
 
-// ForgetConflicts removes the conflicts logged by run id, whose changes were
-// rolled back.
-func ForgetConflicts(ctx context.Context, q Querier, run int64) error {
+// ForgetRunRecords removes the conflicts logged and the rows parked by run
+// id, whose changes were rolled back: the next run meets them again.
+func ForgetRunRecords(ctx context.Context, q Querier, run int64) error {
 	if _, err := q.Exec(ctx, "DELETE FROM gobucardo.conflict_log WHERE syncrun_id = $1", run); err != nil {
 		return fmt.Errorf("forget conflicts of run %d: %w", run, err)
+	}
+	if _, err := q.Exec(ctx, "DELETE FROM gobucardo.parked WHERE syncrun_id = $1", run); err != nil {
+		return fmt.Errorf("forget rows parked by run %d: %w", run, err)
 	}
 	return nil
 }

@@ -21,16 +21,32 @@ var Hooks = []string{"conflict", "exception", "before_sync", "after_sync", "befo
 // CustomCode is a plugin binary, pinned by its sha256, run at one hook for
 // the syncs and tables it is attached to.
 type CustomCode struct {
-	Name     string    `json:"name"`
-	Plugin   string    `json:"plugin"`
-	SHA256   string    `json:"sha256"`
-	WhenRun  string    `json:"whenrun"`
-	Priority int       `json:"priority"`
-	Status   string    `json:"status"`
-	About    string    `json:"about,omitempty"`
-	Syncs    []string  `json:"syncs"`
-	Tables   []string  `json:"tables"` // "schema.table of db"
-	Created  time.Time `json:"created"`
+	Name     string `json:"name"`
+	Plugin   string `json:"plugin"`
+	SHA256   string `json:"sha256"`
+	WhenRun  string `json:"whenrun"`
+	Priority int    `json:"priority"`
+	Status   string `json:"status"`
+	About    string `json:"about,omitempty"`
+	// Settings are the plugin's own key=value arguments, which its
+	// Configure receives.
+	Settings map[string]string `json:"settings"`
+	// Timeout is the longest the kid waits for one answer of the plugin.
+	Timeout time.Duration `json:"timeout"`
+	Syncs   []string      `json:"syncs"`
+	Tables  []string      `json:"tables"` // "schema.table of db"
+	Created time.Time     `json:"created"`
+}
+
+// DefaultPluginTimeout is how long the kid waits for one answer of a
+// plugin when its customcode does not say.
+const DefaultPluginTimeout = 30 * time.Second
+
+func settingsOrEmpty(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
 }
 
 // ParseHook checks a whenrun value.
@@ -77,8 +93,12 @@ func AddCustomCode(ctx context.Context, q Querier, c CustomCode) error {
 	if c.Status == "" {
 		c.Status = StatusActive
 	}
-	_, err := q.Exec(ctx, `INSERT INTO gobucardo.customcode (name, plugin, sha256, whenrun, priority, status, about)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)`, c.Name, c.Plugin, c.SHA256, c.WhenRun, c.Priority, c.Status, nullIfEmpty(c.About))
+	if c.Timeout <= 0 {
+		c.Timeout = DefaultPluginTimeout
+	}
+	_, err := q.Exec(ctx, `INSERT INTO gobucardo.customcode (name, plugin, sha256, whenrun, priority, status, about, settings, timeout)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, c.Name, c.Plugin, c.SHA256, c.WhenRun, c.Priority, c.Status, nullIfEmpty(c.About),
+		settingsOrEmpty(c.Settings), c.Timeout)
 	if err != nil {
 		return fmt.Errorf("add customcode %s: %w", c.Name, constraintError(err, KindCustomCode, c.Name))
 	}
@@ -87,8 +107,12 @@ func AddCustomCode(ctx context.Context, q Querier, c CustomCode) error {
 
 // UpdateCustomCode writes the fields of c to the customcode of that name.
 func UpdateCustomCode(ctx context.Context, q Querier, c CustomCode) error {
+	if c.Timeout <= 0 {
+		c.Timeout = DefaultPluginTimeout
+	}
 	_, err := q.Exec(ctx, `UPDATE gobucardo.customcode SET plugin = $2, sha256 = $3, whenrun = $4, priority = $5,
-		status = $6, about = $7 WHERE name = $1`, c.Name, c.Plugin, c.SHA256, c.WhenRun, c.Priority, c.Status, nullIfEmpty(c.About))
+		status = $6, about = $7, settings = $8, timeout = $9 WHERE name = $1`, c.Name, c.Plugin, c.SHA256, c.WhenRun, c.Priority,
+		c.Status, nullIfEmpty(c.About), settingsOrEmpty(c.Settings), c.Timeout)
 	if err != nil {
 		return fmt.Errorf("update customcode %s: %w", c.Name, err)
 	}
@@ -114,6 +138,7 @@ func AttachCustomCode(ctx context.Context, q Querier, code, sync string, relatio
 }
 
 const customCodeColumns = `c.name, c.plugin, c.sha256, c.whenrun, c.priority, c.status, coalesce(c.about, ''), c.created,
+	c.settings, c.timeout,
 	coalesce((SELECT array_agg(m.sync ORDER BY m.sync) FROM gobucardo.customcode_map m
 	           WHERE m.code = c.name AND m.sync IS NOT NULL), '{}'),
 	coalesce((SELECT array_agg(r.schema_name ORDER BY r.db, r.schema_name, r.rel_name) FROM gobucardo.customcode_map m
@@ -127,7 +152,7 @@ func scanCustomCode(row pgx.Row) (CustomCode, error) {
 	var c CustomCode
 	var schemas, names, dbs []string
 	err := row.Scan(&c.Name, &c.Plugin, &c.SHA256, &c.WhenRun, &c.Priority, &c.Status, &c.About, &c.Created,
-		&c.Syncs, &schemas, &names, &dbs)
+		&c.Settings, &c.Timeout, &c.Syncs, &schemas, &names, &dbs)
 	c.Tables = []string{}
 	for i := range names {
 		c.Tables = append(c.Tables, fmt.Sprintf("%s of db %s", DisplayName(schemas[i], names[i]), dbs[i]))
@@ -166,4 +191,36 @@ func RemoveCustomCode(ctx context.Context, q Querier, name string) error {
 		return &NotFoundError{Kind: KindCustomCode, Name: name}
 	}
 	return nil
+}
+
+// AttachedCode is an active customcode as a sync's run sees it: attached to
+// the sync itself (Table empty) or to one of its tables.
+type AttachedCode struct {
+	Name, Plugin, SHA256, WhenRun string
+	Priority                      int
+	Settings                      map[string]string
+	Timeout                       time.Duration
+	Schema, Table                 string
+}
+
+// SyncCustomCode returns the active customcode attached to the sync or to a
+// table of its relgroup: table-level first, then by priority and name.
+func SyncCustomCode(ctx context.Context, q Querier, sync string) ([]AttachedCode, error) {
+	rows, err := q.Query(ctx, `SELECT c.name, c.plugin, c.sha256, c.whenrun, c.priority, c.settings, c.timeout,
+			coalesce(r.schema_name, ''), coalesce(r.rel_name, '')
+		FROM gobucardo.customcode c
+		JOIN gobucardo.customcode_map m ON m.code = c.name
+		JOIN gobucardo.sync s ON s.name = $1
+		LEFT JOIN gobucardo.relation r ON r.id = m.relation_id
+		WHERE c.status = 'active' AND m.active
+		  AND (m.sync = s.name OR m.relation_id IN (SELECT g.relation_id FROM gobucardo.relgroup_member g WHERE g.relgroup = s.relgroup))
+		ORDER BY m.relation_id IS NULL, c.priority, c.name, r.schema_name, r.rel_name`, sync)
+	if err != nil {
+		return nil, fmt.Errorf("read customcode of sync %s: %w", sync, err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (AttachedCode, error) {
+		var a AttachedCode
+		err := r.Scan(&a.Name, &a.Plugin, &a.SHA256, &a.WhenRun, &a.Priority, &a.Settings, &a.Timeout, &a.Schema, &a.Table)
+		return a, err
+	})
 }

@@ -16,6 +16,9 @@ type SyncDetail struct {
 	Members   []Member
 	DBs       map[string]DB
 	Relations []Relation
+	// CustomCode is the active customcode of the sync and its tables, in
+	// the order it runs (see SyncCustomCode).
+	CustomCode []AttachedCode
 }
 
 // Sources returns the source dbs in dbgroup order.
@@ -66,6 +69,9 @@ func LoadSync(ctx context.Context, q Querier, name string) (SyncDetail, error) {
 		}
 		d.DBs[m.DB] = db
 	}
+	if d.CustomCode, err = SyncCustomCode(ctx, q, name); err != nil {
+		return SyncDetail{}, err
+	}
 	return d, nil
 }
 
@@ -75,6 +81,8 @@ const (
 	RunGood    = "good"
 	RunEmpty   = "empty"
 	RunBad     = "bad"
+	// RunCancelled: a run hook cancelled the run, which changed nothing.
+	RunCancelled = "cancelled"
 )
 
 // RunCounts are the rows a run changed over all targets.

@@ -289,6 +289,12 @@ func (l *loop) runOnce(ctx context.Context, reason string) {
 	if !l.detail.Kidsalive {
 		l.stopKid("kidsalive is off")
 	}
+	if runErr != nil && kind == kidpb.Failure_KIND_CANCELLED {
+		// Not a failure: the next kick or checktime runs it again.
+		l.busy, l.settling, l.failures, l.retryAt = false, nil, 0, time.Time{}
+		l.log.Info("run cancelled", zap.String("reason", reason), zap.String("why", oneLine(runErr.Error())))
+		return
+	}
 	if runErr != nil {
 		l.busy, l.settling = false, nil
 		l.failures++
@@ -344,9 +350,11 @@ func (l *loop) execute(ctx context.Context, reason string) (replicate.Result, ki
 	counts := catalog.RunCounts{Deletes: res.Deletes, Inserts: res.Inserts, Truncates: res.Truncates, Conflicts: res.Conflicts}
 	var recErr error
 	switch {
+	case runErr != nil && kind == kidpb.Failure_KIND_CANCELLED:
+		recErr = errors.Join(catalog.ForgetRunRecords(bg, conn, id), catalog.EndRun(bg, conn, id, catalog.RunCancelled, "Cancelled: "+runErr.Error(), counts))
 	case runErr != nil:
 		msg := "Failed: " + runErr.Error()
-		recErr = errors.Join(catalog.ForgetConflicts(bg, conn, id), catalog.EndRun(bg, conn, id, catalog.RunBad, msg, counts))
+		recErr = errors.Join(catalog.ForgetRunRecords(bg, conn, id), catalog.EndRun(bg, conn, id, catalog.RunBad, msg, counts))
 		if kind == kidpb.Failure_KIND_CONFLICT_ABORT {
 			recErr = errors.Join(recErr, catalog.Pause(bg, conn, l.sync, msg))
 		}
@@ -403,6 +411,8 @@ func (l *loop) stream(ctx context.Context, conn *pgx.Conn, id int64) (replicate.
 					l.dropCatalog(err)
 				}
 			}
+		case *kidpb.RunEvent_Plugins:
+			l.board.setPlugins(e.Plugins.GetPlugins())
 		case *kidpb.RunEvent_Result:
 			return resultFromProto(e.Result), 0, nil
 		case *kidpb.RunEvent_Failure:
@@ -570,7 +580,7 @@ func closeQuietly(c *pgx.Conn) {
 func resultFromProto(r *kidpb.Result) replicate.Result {
 	return replicate.Result{Deletes: r.GetDeletes(), Inserts: r.GetInserts(), Truncates: r.GetTruncates(),
 		Conflicts: r.GetConflicts(), Duration: time.Duration(r.GetDurationUs()) * time.Microsecond,
-		OneTimeCopyDone: r.GetOneTimeCopyDone()}
+		OneTimeCopyDone: r.GetOneTimeCopyDone(), Parked: r.GetParked()}
 }
 
 // SyncToProto is the run's specification for the kid.
@@ -583,6 +593,10 @@ func SyncToProto(s replicate.Sync) *kidpb.Sync {
 	for _, r := range s.Relations {
 		p.Relations = append(p.Relations, &kidpb.Relation{Schema: r.Schema, Name: r.Name, Sequence: r.Sequence,
 			KeyColumns: r.KeyColumns, ConflictStrategy: r.ConflictStrategy, MakeDelta: r.MakeDelta})
+	}
+	for _, c := range s.CustomCode {
+		p.CustomCode = append(p.CustomCode, &kidpb.CustomCode{Name: c.Name, Plugin: c.Plugin, Sha256: c.SHA256, Whenrun: c.WhenRun,
+			Priority: int32(c.Priority), Settings: c.Settings, TimeoutMs: c.Timeout.Milliseconds(), Schema: c.Schema, Table: c.Table})
 	}
 	return p
 }

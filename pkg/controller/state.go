@@ -7,12 +7,13 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/gobucardo/gobucardo/pkg/ipc/ctlpb"
+	"github.com/gobucardo/gobucardo/pkg/ipc/kidpb"
 )
 
 // board holds what the controller and its kid are doing, for Watch.
 type board struct {
 	mu      sync.Mutex
-	procs   []*ctlpb.Process // [0] the controller, [1] the kid if any
+	procs   []*ctlpb.Process // [0] the controller, [1] the kid if any, then its plugins
 	changed chan struct{}    // closed and replaced at every change
 }
 
@@ -56,6 +57,29 @@ func (b *board) set(i int, state, detail string) {
 		p.SinceUnixMs = time.Now().UnixMilli()
 	}
 	p.State, p.Detail = state, detail
+	b.notify()
+}
+
+// setPlugins records the kid's running plugins, after the kid.
+func (b *board) setPlugins(ps []*kidpb.Plugin) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.procs) < 2 {
+		return
+	}
+	old := map[int32]*ctlpb.Process{}
+	for _, p := range b.procs[2:] {
+		old[p.Pid] = p
+	}
+	b.procs = b.procs[:2]
+	for _, p := range ps {
+		if o := old[p.GetPid()]; o != nil {
+			b.procs = append(b.procs, o)
+			continue
+		}
+		b.procs = append(b.procs, &ctlpb.Process{Pid: p.GetPid(), Ppid: b.procs[1].Pid, Role: "plugin", State: "ready",
+			Detail: "customcode " + p.GetCode(), SinceUnixMs: time.Now().UnixMilli()})
+	}
 	b.notify()
 }
 

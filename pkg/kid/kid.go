@@ -21,6 +21,7 @@ import (
 	"github.com/gobucardo/gobucardo/pkg/ipc"
 	"github.com/gobucardo/gobucardo/pkg/ipc/kidpb"
 	"github.com/gobucardo/gobucardo/pkg/pg"
+	"github.com/gobucardo/gobucardo/pkg/pluginhost"
 	"github.com/gobucardo/gobucardo/pkg/replicate"
 	"github.com/gobucardo/gobucardo/pkg/version"
 )
@@ -33,6 +34,8 @@ type Server struct {
 	// Stopped is closed when the controller asked the kid to stop.
 	Stopped chan struct{}
 
+	plugins *pluginhost.Host
+
 	mu      sync.Mutex
 	cfg     *kidpb.Config
 	running bool
@@ -41,7 +44,16 @@ type Server struct {
 
 // New returns a kid logging to log, whose level Configure sets.
 func New(log *zap.Logger, level zap.AtomicLevel) *Server {
-	return &Server{log: log, level: level, Stopped: make(chan struct{})}
+	return &Server{log: log, level: level, Stopped: make(chan struct{}), plugins: pluginhost.New(log)}
+}
+
+// pluginsEvent lists the running plugins for the controller's `mcp ps`.
+func (s *Server) pluginsEvent() *kidpb.RunEvent {
+	var ps []*kidpb.Plugin
+	for _, p := range s.plugins.Processes() {
+		ps = append(ps, &kidpb.Plugin{Code: p.Code, Pid: int32(p.PID)})
+	}
+	return &kidpb.RunEvent{Event: &kidpb.RunEvent_Plugins{Plugins: &kidpb.Plugins{Plugins: ps}}}
 }
 
 // Configure records the configuration; it must come first.
@@ -105,7 +117,8 @@ func (s *Server) Run(req *kidpb.RunRequest, stream kidpb.Kid_RunServer) error {
 		_ = send(&kidpb.RunEvent{Event: &kidpb.RunEvent_Progress{Progress: &kidpb.Progress{
 			Table: p.Table, Phase: p.Phase, Rows: p.Rows, Total: p.Total}}})
 	}
-	// The main database is reached only when the run has conflicts to log.
+	// The main database is reached only when the run has conflicts to log
+	// or rows to park.
 	var mainConn *pgx.Conn
 	defer func() {
 		if mainConn != nil {
@@ -114,27 +127,53 @@ func (s *Server) Run(req *kidpb.RunRequest, stream kidpb.Kid_RunServer) error {
 			_ = mainConn.Close(cctx)
 		}
 	}()
-	conflicts := func(cs []replicate.Conflict) error {
+	main := func() (*pgx.Conn, error) {
 		if mainConn == nil {
 			c, err := pg.Connect(ctx, cfg.GetMainDsn())
 			if err != nil {
-				return err
+				return nil, err
 			}
 			mainConn = c
 		}
-		return catalog.LogConflicts(ctx, mainConn, req.GetRunId(), spec.Name, replicate.ConflictRecords(cs))
+		return mainConn, nil
+	}
+	conflicts := func(cs []replicate.Conflict) error {
+		conn, err := main()
+		if err != nil {
+			return err
+		}
+		return catalog.LogConflicts(ctx, conn, req.GetRunId(), spec.Name, replicate.ConflictRecords(cs))
+	}
+	parked := func(ps []replicate.Parked) error {
+		conn, err := main()
+		if err != nil {
+			return err
+		}
+		return catalog.Park(ctx, conn, req.GetRunId(), replicate.ParkedRecords(ps))
 	}
 	attempts := int(req.GetAttempts())
 	if attempts < 1 {
 		attempts = 1
 	}
-	opts := replicate.Options{Progress: progress, ProgressEvery: 250 * time.Millisecond, Log: log, Conflicts: conflicts}
+	handlers, err := s.plugins.Load(ctx, spec.CustomCode)
+	_ = send(s.pluginsEvent())
+	if err != nil {
+		msg := pg.RedactError(err, append(spec.Secrets(), pg.Password(cfg.GetMainDsn()))...).Error()
+		log.Warn("run failed", zap.String("error", msg))
+		return send(&kidpb.RunEvent{Event: &kidpb.RunEvent_Failure{Failure: &kidpb.Failure{Kind: kidpb.Failure_KIND_ERROR, Message: msg}}})
+	}
+	opts := replicate.Options{Progress: progress, ProgressEvery: 250 * time.Millisecond, Log: log, Conflicts: conflicts,
+		Handlers: handlers, Parked: parked}
 	res, err := replicate.RunRetrying(ctx, spec, opts, attempts)
+	_ = send(s.pluginsEvent())
 	out := resultToProto(res)
 	if err != nil {
 		kind := kidpb.Failure_KIND_ERROR
-		if errors.Is(err, replicate.ErrConflictAbort) {
+		switch {
+		case errors.Is(err, replicate.ErrConflictAbort):
 			kind = kidpb.Failure_KIND_CONFLICT_ABORT
+		case errors.Is(err, replicate.ErrCancelled):
+			kind = kidpb.Failure_KIND_CANCELLED
 		}
 		msg := pg.RedactError(err, append(spec.Secrets(), pg.Password(cfg.GetMainDsn()))...).Error()
 		log.Warn("run failed", zap.String("error", msg))
@@ -146,7 +185,7 @@ func (s *Server) Run(req *kidpb.RunRequest, stream kidpb.Kid_RunServer) error {
 
 func resultToProto(r replicate.Result) *kidpb.Result {
 	return &kidpb.Result{Deletes: r.Deletes, Inserts: r.Inserts, Truncates: r.Truncates, Conflicts: r.Conflicts,
-		DurationUs: r.Duration.Microseconds(), OneTimeCopyDone: r.OneTimeCopyDone, Tables: int32(len(r.Tables))}
+		DurationUs: r.Duration.Microseconds(), OneTimeCopyDone: r.OneTimeCopyDone, Tables: int32(len(r.Tables)), Parked: r.Parked}
 }
 
 // SyncFromProto is the run's specification as the controller sent it.
@@ -160,6 +199,11 @@ func SyncFromProto(p *kidpb.Sync) replicate.Sync {
 		s.Relations = append(s.Relations, replicate.Relation{Schema: r.GetSchema(), Name: r.GetName(), Sequence: r.GetSequence(),
 			KeyColumns: r.GetKeyColumns(), ConflictStrategy: r.GetConflictStrategy(), MakeDelta: r.MakeDelta})
 	}
+	for _, c := range p.GetCustomCode() {
+		s.CustomCode = append(s.CustomCode, replicate.CustomCode{Name: c.GetName(), Plugin: c.GetPlugin(), SHA256: c.GetSha256(),
+			WhenRun: c.GetWhenrun(), Priority: int(c.GetPriority()), Settings: c.GetSettings(),
+			Timeout: time.Duration(c.GetTimeoutMs()) * time.Millisecond, Schema: c.GetSchema(), Table: c.GetTable()})
+	}
 	return s
 }
 
@@ -169,6 +213,7 @@ func SyncFromProto(p *kidpb.Sync) replicate.Sync {
 func Serve(ctx context.Context, conn net.Conn, log *zap.Logger, level zap.AtomicLevel) error {
 	srv := ipc.NewServer()
 	k := New(log, level)
+	defer k.plugins.Close()
 	kidpb.RegisterKidServer(srv, k)
 	done := make(chan struct{})
 	defer close(done)

@@ -3,6 +3,7 @@ package replicate
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -254,9 +255,10 @@ func (r *run) deltaCopy(ctx context.Context, rel Relation, cols *columnSet, targ
 	}
 	won := map[*source]int64{active[0]: counts[active[0]]}
 	table0 := "gb_keys"
+	var merged []json.RawMessage
 	if len(active) > 1 {
 		var err error
-		if won, err = r.resolve(ctx, rel, cols, active, tr); err != nil {
+		if won, merged, err = r.resolve(ctx, rel, cols, active, tr); err != nil {
 			return err
 		}
 		table0 = "gb_won"
@@ -274,6 +276,12 @@ func (r *run) deltaCopy(ctx context.Context, rel Relation, cols *columnSet, targ
 			continue
 		}
 		if err := r.applyFrom(ctx, rel, cols, s, table0, n, dests, tr); err != nil {
+			return err
+		}
+	}
+	if len(merged) > 0 {
+		dests := append(append([]*node{}, targets...), r.sourceWritersBut(nil)...)
+		if err := r.applyMerged(ctx, rel, cols, merged, dests, tr); err != nil {
 			return err
 		}
 	}
@@ -381,8 +389,13 @@ func (r *run) applyKeys(ctx context.Context, rel Relation, cols *columnSet, s *s
 	}
 	srcRows := fmt.Sprintf("COPY (SELECT %s FROM ONLY %s t JOIN pg_temp.%s k ON %s%s) TO STDOUT%s",
 		cols.selectList("t"), tbl, keyTable, on, where, cols.format())
+	// Rows go through pg_temp.gb_rows where an INSERT may fail without
+	// breaking the COPY: on sources (see node.source), and everywhere when
+	// exception handlers may have to set rows aside.
+	exc := r.exceptionCode(rel)
+	staged := func(t *node) bool { return t.source || len(exc) > 0 }
 	for _, t := range dests {
-		if !t.source {
+		if !staged(t) {
 			continue
 		}
 		for _, st := range []string{"DROP TABLE IF EXISTS pg_temp.gb_rows",
@@ -393,7 +406,7 @@ func (r *run) applyKeys(ctx context.Context, rel Relation, cols *columnSet, s *s
 		}
 	}
 	counts, err := r.fanOutTo(ctx, table, "copy", count, s.endpoint(), srcRows, dests, func(t *node) string {
-		if t.source {
+		if staged(t) {
 			return fmt.Sprintf("COPY pg_temp.gb_rows (%s) FROM STDIN%s", cols.selectList(""), cols.format())
 		}
 		return cols.copyIn(rel)
@@ -403,12 +416,26 @@ func (r *run) applyKeys(ctx context.Context, rel Relation, cols *columnSet, s *s
 	}
 	var n int64
 	for i, t := range dests {
-		if !t.source {
+		if !staged(t) {
 			n += counts[i]
 			continue
 		}
-		tag, err := t.tx.Exec(ctx, fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM pg_temp.gb_rows ON CONFLICT (%s) DO NOTHING",
-			tbl, cols.selectList(""), cols.selectList(""), keyList))
+		insert := func(where string) string {
+			sql := fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM pg_temp.gb_rows", tbl, cols.selectList(""), cols.selectList("")) + where
+			if t.source {
+				sql += " ON CONFLICT (" + keyList + ") DO NOTHING"
+			}
+			return sql
+		}
+		if len(exc) > 0 {
+			got, err := r.insertHandled(ctx, rel, cols, s, t, insert, counts[i], exc)
+			if err != nil {
+				return 0, 0, err
+			}
+			n += got
+			continue
+		}
+		tag, err := t.tx.Exec(ctx, insert(""))
 		if err != nil {
 			return 0, 0, fmt.Errorf("insert changed rows of %s on %s: %w", table, t.Name, err)
 		}

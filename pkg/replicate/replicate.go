@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/gobucardo/gobucardo/pkg/pg"
+	"github.com/gobucardo/gobucardo/pkg/sdk"
 )
 
 // Roles of a db in a run.
@@ -56,8 +57,30 @@ type Sync struct {
 	DeleteMethod   string // how fullcopy empties a target: delete (default), truncate, truncate_cascade
 	// ConflictStrategy resolves keys changed on several sources: bucardo_latest
 	// (default), bucardo_latest_all_tables, bucardo_source, bucardo_skip,
-	// bucardo_random, bucardo_abort, or an ordered list of db names "B A C".
+	// bucardo_random, bucardo_abort, custom, or an ordered list of db names
+	// "B A C".
 	ConflictStrategy string
+	// CustomCode is the sync's plugins, in the order they run; the run calls
+	// them through Options.Handlers, which a plugin host builds from them.
+	CustomCode []CustomCode
+}
+
+// CustomCode is a plugin attached to the sync (Table empty) or to one of its
+// tables, at one hook point (WhenRun).
+type CustomCode struct {
+	Name, Plugin, SHA256, WhenRun string
+	Priority                      int
+	Settings                      map[string]string
+	Timeout                       time.Duration // the longest one answer may take
+	Schema, Table                 string
+}
+
+// Scope is where the code is attached: "schema.table", or "" for the sync.
+func (c CustomCode) Scope() string {
+	if c.Table == "" {
+		return ""
+	}
+	return pg.Display(c.Schema, c.Table)
 }
 
 // Progress reports what a run is doing.
@@ -84,6 +107,14 @@ type Options struct {
 	// Conflicts, when set, receives every conflict of a table once it is
 	// resolved; an error fails the run.
 	Conflicts func([]Conflict) error
+	// Handlers are the plugins the run calls (conflicts, exceptions, hooks).
+	Handlers Handlers
+	// Parked, when set, records rows an exception handler set aside, before
+	// the run commits; an error fails the run. Without it, a handler's
+	// skip_rows fails the run: nothing is set aside unrecorded.
+	Parked func([]Parked) error
+	// Attempt is the try of this run, 1 the first time (RunRetrying counts).
+	Attempt int
 }
 
 // TableResult is what a run did to one relation.
@@ -102,7 +133,8 @@ type Result struct {
 	Deletes, Inserts, Truncates, Conflicts int64
 	Tables                                 []TableResult
 	Duration                               time.Duration
-	OneTimeCopyDone                        bool // the run did the sync's onetimecopy
+	OneTimeCopyDone                        bool  // the run did the sync's onetimecopy
+	Parked                                 int64 // rows an exception handler set aside
 }
 
 // Empty reports whether the run changed nothing.
@@ -178,19 +210,35 @@ func Run(ctx context.Context, s Sync, opts Options) (Result, error) {
 	if r.log == nil {
 		r.log = zap.NewNop()
 	}
-	defer r.close(ctx)
-	if err := r.open(ctx); err != nil {
+	if err := r.hooks(ctx, sdk.BeforeSync, nil); err != nil {
 		return Result{}, err
 	}
-	if err := r.apply(ctx); err != nil {
-		return Result{}, err
-	}
-	r.hook("before-commit")
-	if err := r.commit(ctx); err != nil {
+	err := r.run(ctx)
+	r.close(ctx)
+	if err != nil {
+		_ = r.hooks(ctx, sdk.AfterSync, r.summary(err))
 		return Result{}, err
 	}
 	r.res.Duration = time.Since(start)
+	_ = r.hooks(ctx, sdk.AfterSync, r.summary(nil))
 	return r.res, nil
+}
+
+func (r *run) run(ctx context.Context) error {
+	if err := r.open(ctx); err != nil {
+		return err
+	}
+	if err := r.hooks(ctx, sdk.BeforeTxn, nil); err != nil {
+		return err
+	}
+	if err := r.apply(ctx); err != nil {
+		return err
+	}
+	if err := r.hooks(ctx, sdk.AfterTxn, r.summary(nil)); err != nil {
+		return err
+	}
+	r.hook("before-commit")
+	return r.commit(ctx)
 }
 
 func (r *run) hook(point string) {

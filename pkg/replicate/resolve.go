@@ -87,7 +87,7 @@ func (r *run) latestAll(ctx context.Context) error {
 // pg_temp.gb_won, reports the conflicts, and returns how many keys each
 // source won. The first active source coordinates: the others' changed keys
 // are copied to it and compared there in SQL.
-func (r *run) resolve(ctx context.Context, rel Relation, cols *columnSet, active []*source, tr *TableResult) (map[*source]int64, error) {
+func (r *run) resolve(ctx context.Context, rel Relation, cols *columnSet, active []*source, tr *TableResult) (map[*source]int64, []json.RawMessage, error) {
 	table := rel.Display()
 	strategy := r.strategy(rel)
 	coord := active[0]
@@ -99,11 +99,11 @@ func (r *run) resolve(ctx context.Context, rel Relation, cols *columnSet, active
 		in := fmt.Sprintf("gb_in_%d", i+1)
 		if _, err := coord.tx.Exec(ctx, fmt.Sprintf("DROP TABLE IF EXISTS pg_temp.%s; CREATE TEMP TABLE %s ON COMMIT DROP AS SELECT %s, changed_at FROM pg_temp.gb_keys WITH NO DATA",
 			in, in, keyList)); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if _, err := r.copyOne(ctx, table, o.endpoint(), fmt.Sprintf("COPY (SELECT %s, changed_at FROM pg_temp.gb_keys) TO STDOUT%s", keyList, format),
 			coord.endpoint(), fmt.Sprintf("COPY pg_temp.%s (%s, changed_at) FROM STDIN%s", in, keyList, format)); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		parts = append(parts, fmt.Sprintf("SELECT %s, %d, changed_at FROM pg_temp.%s", keyList, i+1, in))
 	}
@@ -116,28 +116,21 @@ func (r *run) resolve(ctx context.Context, rel Relation, cols *columnSet, active
 			latest[i] = r.latest[s.index]
 		}
 	}
+	code, err := r.conflictCode(rel)
+	if err != nil {
+		return nil, nil, err
+	}
+	if code != nil {
+		strategy = "customcode " + code.Name
+	}
 	var args []any
 	arg := func(v any, cast string) string {
 		args = append(args, v)
 		return fmt.Sprintf("($%d::%s)", len(args), cast)
 	}
-	var by string
-	switch strategy {
-	case StrategyLatest, StrategySkip:
-		by = "changed_at DESC, " + arg(names, "text[]") + "[gb_src + 1]"
-	case StrategyLatestAllTables:
-		by = arg(latest, "timestamptz[]") + "[gb_src + 1] DESC NULLS LAST, " + arg(names, "text[]") + "[gb_src + 1]"
-	case StrategySource:
-		by = arg(order, "int[]") + "[gb_src + 1]"
-	case StrategyRandom:
-		by = "random()"
-	case StrategyAbort:
-		by = "gb_src"
-	case StrategyCustom:
-		return nil, fmt.Errorf("table %s: conflict_strategy custom needs a conflict plugin, which this build cannot run yet: choose a built-in strategy", table)
-	default: // an ordered list of dbs; dbs it does not name come after, latest first
-		name := arg(names, "text[]") + "[gb_src + 1]"
-		by = fmt.Sprintf("coalesce(array_position(%s, %s), 2147483647), changed_at DESC, %s", arg(strings.Fields(strategy), "text[]"), name, name)
+	by := "gb_src" // a plugin decides later
+	if code == nil {
+		by = r.strategyOrder(strategy, names, order, latest, arg)
 	}
 	stmts := []string{
 		"DROP TABLE IF EXISTS pg_temp.gb_all, pg_temp.gb_win",
@@ -145,31 +138,38 @@ func (r *run) resolve(ctx context.Context, rel Relation, cols *columnSet, active
 	}
 	for _, st := range stmts {
 		if _, err := coord.tx.Exec(ctx, st); err != nil {
-			return nil, fmt.Errorf("compare changed keys of %s: %w", table, err)
+			return nil, nil, fmt.Errorf("compare changed keys of %s: %w", table, err)
 		}
 	}
 	win := fmt.Sprintf(`CREATE TEMP TABLE gb_win ON COMMIT DROP AS
-		SELECT DISTINCT ON (%s) %s, gb_src AS winner, count(*) OVER (PARTITION BY %s) AS gb_n
+		SELECT DISTINCT ON (%s) %s, gb_src AS winner, count(*) OVER (PARTITION BY %s) AS gb_n,
+			false AS gb_merged, NULL::text AS gb_note
 		FROM pg_temp.gb_all ORDER BY %s, %s`, keyList, keyList, keyList, keyList, by)
 	if _, err := coord.tx.Exec(ctx, win, args...); err != nil {
-		return nil, fmt.Errorf("resolve conflicts of %s: %w", table, err)
+		return nil, nil, fmt.Errorf("resolve conflicts of %s: %w", table, err)
 	}
 	var conflicts int64
 	if err := coord.tx.QueryRow(ctx, "SELECT count(*) FROM pg_temp.gb_win WHERE gb_n > 1").Scan(&conflicts); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	tr.Conflicts = conflicts
 	if conflicts > 0 && strategy == StrategyAbort {
-		return nil, fmt.Errorf("table %s: %d keys changed on several sources: %w", table, conflicts, ErrConflictAbort)
+		return nil, nil, fmt.Errorf("table %s: %d keys changed on several sources: %w", table, conflicts, ErrConflictAbort)
 	}
 	if strategy == StrategySkip {
 		if _, err := coord.tx.Exec(ctx, "UPDATE pg_temp.gb_win SET winner = NULL WHERE gb_n > 1"); err != nil {
-			return nil, err
+			return nil, nil, err
+		}
+	}
+	var merged []json.RawMessage
+	if conflicts > 0 && code != nil {
+		if merged, err = r.customResolve(ctx, rel, cols, active, code); err != nil {
+			return nil, nil, err
 		}
 	}
 	if conflicts > 0 && r.opts.Conflicts != nil {
 		if err := r.reportConflicts(ctx, rel, strategy, active); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	// Each source gets the keys it won.
@@ -178,26 +178,46 @@ func (r *run) resolve(ctx context.Context, rel Relation, cols *columnSet, active
 		sel := fmt.Sprintf("SELECT %s FROM pg_temp.gb_win WHERE winner = %d", keyList, i)
 		if i == 0 {
 			if _, err := coord.tx.Exec(ctx, "DROP TABLE IF EXISTS pg_temp.gb_won"); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			tag, err := coord.tx.Exec(ctx, "CREATE TEMP TABLE gb_won ON COMMIT DROP AS "+sel)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			won[s] = tag.RowsAffected()
 			continue
 		}
 		if _, err := s.tx.Exec(ctx, fmt.Sprintf("DROP TABLE IF EXISTS pg_temp.gb_won; CREATE TEMP TABLE gb_won ON COMMIT DROP AS SELECT %s FROM pg_temp.gb_keys WITH NO DATA", keyList)); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		n, err := r.copyOne(ctx, table, coord.endpoint(), "COPY ("+sel+") TO STDOUT"+format,
 			s.endpoint(), fmt.Sprintf("COPY pg_temp.gb_won (%s) FROM STDIN%s", keyList, format))
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		won[s] = n
 	}
-	return won, nil
+	return won, merged, nil
+}
+
+// strategyOrder is the ORDER BY of a built-in strategy that puts each key's
+// winning change first in pg_temp.gb_all.
+func (r *run) strategyOrder(strategy string, names []string, order []int32, latest []any, arg func(any, string) string) string {
+	switch strategy {
+	case StrategyLatest, StrategySkip:
+		return "changed_at DESC, " + arg(names, "text[]") + "[gb_src + 1]"
+	case StrategyLatestAllTables:
+		return arg(latest, "timestamptz[]") + "[gb_src + 1] DESC NULLS LAST, " + arg(names, "text[]") + "[gb_src + 1]"
+	case StrategySource:
+		return arg(order, "int[]") + "[gb_src + 1]"
+	case StrategyRandom:
+		return "random()"
+	case StrategyAbort:
+		return "gb_src"
+	default: // an ordered list of dbs; dbs it does not name come after, latest first
+		name := arg(names, "text[]") + "[gb_src + 1]"
+		return fmt.Sprintf("coalesce(array_position(%s, %s), 2147483647), changed_at DESC, %s", arg(strings.Fields(strategy), "text[]"), name, name)
+	}
 }
 
 // copyOne streams one COPY from one connection into another.
@@ -215,15 +235,12 @@ func (r *run) reportConflicts(ctx context.Context, rel Relation, strategy string
 	coord := active[0]
 	keyList := identList(rel.KeyColumns, "")
 	tbl := pg.Ident(rel.Schema, rel.Name)
-	keyJSON := func(alias string) string {
-		return fmt.Sprintf("(SELECT to_jsonb(x) FROM (SELECT %s) x)::text", identList(rel.KeyColumns, alias))
-	}
 	for _, st := range []string{
 		"DROP TABLE IF EXISTS pg_temp.gb_conf",
-		fmt.Sprintf(`CREATE TEMP TABLE gb_conf ON COMMIT DROP AS SELECT row_number() OVER (ORDER BY %s) AS gb_rn, %s, winner
+		fmt.Sprintf(`CREATE TEMP TABLE gb_conf ON COMMIT DROP AS SELECT row_number() OVER (ORDER BY %s) AS gb_rn, %s, winner, gb_note
 			FROM pg_temp.gb_win WHERE gb_n > 1`, keyList, keyList),
 		"CREATE INDEX ON pg_temp.gb_conf (gb_rn)",
-		fmt.Sprintf("CREATE INDEX ON pg_temp.gb_all (%s)", keyList),
+		fmt.Sprintf("CREATE INDEX IF NOT EXISTS gb_all_keys ON pg_temp.gb_all (%s)", keyList),
 		"ANALYZE pg_temp.gb_conf, pg_temp.gb_all",
 	} {
 		if _, err := coord.tx.Exec(ctx, st); err != nil {
@@ -231,9 +248,9 @@ func (r *run) reportConflicts(ctx context.Context, rel Relation, strategy string
 		}
 	}
 	for lo := 0; ; lo += conflictBatch {
-		rows, err := coord.tx.Query(ctx, fmt.Sprintf(`SELECT %s, c.winner, a.gb_src, a.changed_at
+		rows, err := coord.tx.Query(ctx, fmt.Sprintf(`SELECT %s, c.winner, c.gb_note, a.gb_src, a.changed_at
 			FROM pg_temp.gb_conf c JOIN pg_temp.gb_all a USING (%s)
-			WHERE c.gb_rn > $1 AND c.gb_rn <= $2 AND a.gb_src IS DISTINCT FROM c.winner ORDER BY c.gb_rn, a.gb_src`, keyJSON("c"), keyList),
+			WHERE c.gb_rn > $1 AND c.gb_rn <= $2 AND a.gb_src IS DISTINCT FROM c.winner ORDER BY c.gb_rn, a.gb_src`, keyJSON(rel.KeyColumns, "c"), keyList),
 			lo, lo+conflictBatch)
 		if err != nil {
 			return fmt.Errorf("read conflicts of %s: %w", rel.Display(), err)
@@ -244,15 +261,19 @@ func (r *run) reportConflicts(ctx context.Context, rel Relation, strategy string
 		for rows.Next() {
 			var key string
 			var winner *int64
+			var note *string
 			var src int32
 			var at time.Time
-			if err := rows.Scan(&key, &winner, &src, &at); err != nil {
+			if err := rows.Scan(&key, &winner, &note, &src, &at); err != nil {
 				rows.Close()
 				return err
 			}
 			c := byKey[key]
 			if c == nil {
 				c = &Conflict{Schema: rel.Schema, Name: rel.Name, Key: json.RawMessage(key), Strategy: strategy}
+				if note != nil {
+					c.Strategy += ": " + *note
+				}
 				if winner != nil {
 					c.Winner = active[*winner].Name
 				}
@@ -275,7 +296,7 @@ func (r *run) reportConflicts(ctx context.Context, rel Relation, strategy string
 			s := active[src]
 			rs, err := s.tx.Query(ctx, fmt.Sprintf(`SELECT %s, to_jsonb(t)::text
 				FROM jsonb_array_elements($1::jsonb) j CROSS JOIN LATERAL jsonb_populate_record(NULL::%s, j) k
-				LEFT JOIN ONLY %s t ON %s`, keyJSON("k"), tbl, tbl, keyJoin(rel.KeyColumns, "t", "k")),
+				LEFT JOIN ONLY %s t ON %s`, keyJSON(rel.KeyColumns, "k"), tbl, tbl, keyJoin(rel.KeyColumns, "t", "k")),
 				"["+strings.Join(ks, ",")+"]")
 			if err != nil {
 				return fmt.Errorf("read losing rows of %s on %s: %w", rel.Display(), s.Name, err)

@@ -16,6 +16,10 @@ func SyncFrom(d catalog.SyncDetail) Sync {
 		s.DBs = append(s.DBs, DB{Name: m.DB, Role: m.Role, ConnString: db.ConnString(),
 			MakeDelta: db.MakeDelta || d.MakeDelta})
 	}
+	for _, c := range d.CustomCode {
+		s.CustomCode = append(s.CustomCode, CustomCode{Name: c.Name, Plugin: c.Plugin, SHA256: c.SHA256, WhenRun: c.WhenRun,
+			Priority: c.Priority, Settings: c.Settings, Timeout: c.Timeout, Schema: c.Schema, Table: c.Table})
+	}
 	for _, r := range d.Relations {
 		s.Relations = append(s.Relations, Relation{Schema: r.Schema, Name: r.Name,
 			Sequence: r.Kind == catalog.KindSequence, KeyColumns: r.KeyColumns,
@@ -64,6 +68,20 @@ func (p Progress) String() string {
 
 // Summary is the result as one line for syncrun and logs.
 func (r Result) Summary() string {
-	return fmt.Sprintf("%d deleted, %d inserted, %d truncated, %d conflicts in %.3fs", r.Deletes, r.Inserts, r.Truncates,
-		r.Conflicts, r.Duration.Seconds())
+	parked := ""
+	if r.Parked > 0 {
+		parked = fmt.Sprintf(", %d parked", r.Parked)
+	}
+	return fmt.Sprintf("%d deleted, %d inserted, %d truncated, %d conflicts%s in %.3fs", r.Deletes, r.Inserts, r.Truncates,
+		r.Conflicts, parked, r.Duration.Seconds())
+}
+
+// ParkedRecords are parked rows as the catalog records them.
+func ParkedRecords(ps []Parked) []catalog.ParkedRow {
+	out := make([]catalog.ParkedRow, len(ps))
+	for i, p := range ps {
+		out[i] = catalog.ParkedRow{Sync: p.Sync, Schema: p.Schema, Name: p.Name, SourceDB: p.SourceDB, TargetDB: p.TargetDB,
+			Key: p.Key, Row: p.Row, SQLState: p.SQLState, Error: p.Error, CustomCode: p.Code}
+	}
+	return out
 }

@@ -2,12 +2,14 @@ package replicate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
 
 	"github.com/gobucardo/gobucardo/pkg/pg"
 )
@@ -279,17 +281,25 @@ func Backoff(attempt int, base, max time.Duration) time.Duration {
 	return d
 }
 
-// RunRetrying runs s, and runs it again after a serialization failure or a
-// deadlock, up to attempts times in all, waiting Backoff between tries.
+// RunRetrying runs s, and runs it again after a serialization failure, a
+// deadlock or an exception handler's retry, up to attempts times in all,
+// waiting Backoff between tries.
 func RunRetrying(ctx context.Context, s Sync, opts Options, attempts int) (Result, error) {
 	for i := 1; ; i++ {
+		opts.Attempt = i
 		res, err := Run(ctx, s, opts)
-		if err == nil || !pg.IsRetryable(err) || i >= attempts {
+		var retry *errExceptionRetry
+		asked := errors.As(err, &retry)
+		if err == nil || !(asked || pg.IsRetryable(err)) || i >= attempts {
 			return res, err
 		}
 		wait := Backoff(i, 100*time.Millisecond, 5*time.Second)
 		if opts.Log != nil {
-			opts.Log.Info("retrying after a serialization failure or deadlock")
+			why := "a serialization failure or deadlock"
+			if asked {
+				why = retry.msg
+			}
+			opts.Log.Info("retrying the run", zap.String("after", why), zap.Int("attempt", i+1))
 		}
 		select {
 		case <-ctx.Done():

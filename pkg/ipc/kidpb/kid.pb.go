@@ -31,6 +31,7 @@ const (
 	Failure_KIND_UNSPECIFIED    Failure_Kind = 0
 	Failure_KIND_ERROR          Failure_Kind = 1 // the run failed; retry later
 	Failure_KIND_CONFLICT_ABORT Failure_Kind = 2 // bucardo_abort found conflicts: pause the sync
+	Failure_KIND_CANCELLED      Failure_Kind = 3 // a run hook cancelled the run: wait for the next kick
 )
 
 // Enum value maps for Failure_Kind.
@@ -39,11 +40,13 @@ var (
 		0: "KIND_UNSPECIFIED",
 		1: "KIND_ERROR",
 		2: "KIND_CONFLICT_ABORT",
+		3: "KIND_CANCELLED",
 	}
 	Failure_Kind_value = map[string]int32{
 		"KIND_UNSPECIFIED":    0,
 		"KIND_ERROR":          1,
 		"KIND_CONFLICT_ABORT": 2,
+		"KIND_CANCELLED":      3,
 	}
 )
 
@@ -71,7 +74,7 @@ func (x Failure_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Failure_Kind.Descriptor instead.
 func (Failure_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{8, 0}
+	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{9, 0}
 }
 
 type Config struct {
@@ -349,6 +352,7 @@ type Sync struct {
 	IsolationLevel   string                 `protobuf:"bytes,6,opt,name=isolation_level,json=isolationLevel,proto3" json:"isolation_level,omitempty"`
 	DeleteMethod     string                 `protobuf:"bytes,7,opt,name=delete_method,json=deleteMethod,proto3" json:"delete_method,omitempty"`
 	ConflictStrategy string                 `protobuf:"bytes,8,opt,name=conflict_strategy,json=conflictStrategy,proto3" json:"conflict_strategy,omitempty"`
+	CustomCode       []*CustomCode          `protobuf:"bytes,9,rep,name=custom_code,json=customCode,proto3" json:"custom_code,omitempty"` // in the order it runs
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -439,6 +443,122 @@ func (x *Sync) GetConflictStrategy() string {
 	return ""
 }
 
+func (x *Sync) GetCustomCode() []*CustomCode {
+	if x != nil {
+		return x.CustomCode
+	}
+	return nil
+}
+
+// CustomCode is a plugin attached to the sync (table empty) or a table.
+type CustomCode struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Plugin        string                 `protobuf:"bytes,2,opt,name=plugin,proto3" json:"plugin,omitempty"`
+	Sha256        string                 `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Whenrun       string                 `protobuf:"bytes,4,opt,name=whenrun,proto3" json:"whenrun,omitempty"`
+	Priority      int32                  `protobuf:"varint,5,opt,name=priority,proto3" json:"priority,omitempty"`
+	Settings      map[string]string      `protobuf:"bytes,6,rep,name=settings,proto3" json:"settings,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	TimeoutMs     int64                  `protobuf:"varint,7,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	Schema        string                 `protobuf:"bytes,8,opt,name=schema,proto3" json:"schema,omitempty"`
+	Table         string                 `protobuf:"bytes,9,opt,name=table,proto3" json:"table,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CustomCode) Reset() {
+	*x = CustomCode{}
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CustomCode) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CustomCode) ProtoMessage() {}
+
+func (x *CustomCode) ProtoReflect() protoreflect.Message {
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CustomCode.ProtoReflect.Descriptor instead.
+func (*CustomCode) Descriptor() ([]byte, []int) {
+	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *CustomCode) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CustomCode) GetPlugin() string {
+	if x != nil {
+		return x.Plugin
+	}
+	return ""
+}
+
+func (x *CustomCode) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *CustomCode) GetWhenrun() string {
+	if x != nil {
+		return x.Whenrun
+	}
+	return ""
+}
+
+func (x *CustomCode) GetPriority() int32 {
+	if x != nil {
+		return x.Priority
+	}
+	return 0
+}
+
+func (x *CustomCode) GetSettings() map[string]string {
+	if x != nil {
+		return x.Settings
+	}
+	return nil
+}
+
+func (x *CustomCode) GetTimeoutMs() int64 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
+func (x *CustomCode) GetSchema() string {
+	if x != nil {
+		return x.Schema
+	}
+	return ""
+}
+
+func (x *CustomCode) GetTable() string {
+	if x != nil {
+		return x.Table
+	}
+	return ""
+}
+
 type RunRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Sync          *Sync                  `protobuf:"bytes,1,opt,name=sync,proto3" json:"sync,omitempty"`
@@ -450,7 +570,7 @@ type RunRequest struct {
 
 func (x *RunRequest) Reset() {
 	*x = RunRequest{}
-	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[5]
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -462,7 +582,7 @@ func (x *RunRequest) String() string {
 func (*RunRequest) ProtoMessage() {}
 
 func (x *RunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[5]
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -475,7 +595,7 @@ func (x *RunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunRequest.ProtoReflect.Descriptor instead.
 func (*RunRequest) Descriptor() ([]byte, []int) {
-	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{5}
+	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RunRequest) GetSync() *Sync {
@@ -511,7 +631,7 @@ type Progress struct {
 
 func (x *Progress) Reset() {
 	*x = Progress{}
-	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[6]
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -523,7 +643,7 @@ func (x *Progress) String() string {
 func (*Progress) ProtoMessage() {}
 
 func (x *Progress) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[6]
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -536,7 +656,7 @@ func (x *Progress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Progress.ProtoReflect.Descriptor instead.
 func (*Progress) Descriptor() ([]byte, []int) {
-	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{6}
+	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Progress) GetTable() string {
@@ -576,13 +696,14 @@ type Result struct {
 	DurationUs      int64                  `protobuf:"varint,5,opt,name=duration_us,json=durationUs,proto3" json:"duration_us,omitempty"`
 	OneTimeCopyDone bool                   `protobuf:"varint,6,opt,name=one_time_copy_done,json=oneTimeCopyDone,proto3" json:"one_time_copy_done,omitempty"`
 	Tables          int32                  `protobuf:"varint,7,opt,name=tables,proto3" json:"tables,omitempty"`
+	Parked          int64                  `protobuf:"varint,8,opt,name=parked,proto3" json:"parked,omitempty"` // rows an exception handler set aside
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[7]
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -594,7 +715,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[7]
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -607,7 +728,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{7}
+	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Result) GetDeletes() int64 {
@@ -659,6 +780,13 @@ func (x *Result) GetTables() int32 {
 	return 0
 }
 
+func (x *Result) GetParked() int64 {
+	if x != nil {
+		return x.Parked
+	}
+	return 0
+}
+
 type Failure struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Kind          Failure_Kind           `protobuf:"varint,1,opt,name=kind,proto3,enum=gobucardo.kid.v1.Failure_Kind" json:"kind,omitempty"`
@@ -670,7 +798,7 @@ type Failure struct {
 
 func (x *Failure) Reset() {
 	*x = Failure{}
-	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[8]
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -682,7 +810,7 @@ func (x *Failure) String() string {
 func (*Failure) ProtoMessage() {}
 
 func (x *Failure) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[8]
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -695,7 +823,7 @@ func (x *Failure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Failure.ProtoReflect.Descriptor instead.
 func (*Failure) Descriptor() ([]byte, []int) {
-	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{8}
+	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Failure) GetKind() Failure_Kind {
@@ -726,6 +854,7 @@ type RunEvent struct {
 	//	*RunEvent_Progress
 	//	*RunEvent_Result
 	//	*RunEvent_Failure
+	//	*RunEvent_Plugins
 	Event         isRunEvent_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -733,7 +862,7 @@ type RunEvent struct {
 
 func (x *RunEvent) Reset() {
 	*x = RunEvent{}
-	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[9]
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -745,7 +874,7 @@ func (x *RunEvent) String() string {
 func (*RunEvent) ProtoMessage() {}
 
 func (x *RunEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[9]
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -758,7 +887,7 @@ func (x *RunEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunEvent.ProtoReflect.Descriptor instead.
 func (*RunEvent) Descriptor() ([]byte, []int) {
-	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{9}
+	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RunEvent) GetEvent() isRunEvent_Event {
@@ -795,6 +924,15 @@ func (x *RunEvent) GetFailure() *Failure {
 	return nil
 }
 
+func (x *RunEvent) GetPlugins() *Plugins {
+	if x != nil {
+		if x, ok := x.Event.(*RunEvent_Plugins); ok {
+			return x.Plugins
+		}
+	}
+	return nil
+}
+
 type isRunEvent_Event interface {
 	isRunEvent_Event()
 }
@@ -811,11 +949,113 @@ type RunEvent_Failure struct {
 	Failure *Failure `protobuf:"bytes,3,opt,name=failure,proto3,oneof"`
 }
 
+type RunEvent_Plugins struct {
+	Plugins *Plugins `protobuf:"bytes,4,opt,name=plugins,proto3,oneof"` // the kid's running plugins, when they may have changed
+}
+
 func (*RunEvent_Progress) isRunEvent_Event() {}
 
 func (*RunEvent_Result) isRunEvent_Event() {}
 
 func (*RunEvent_Failure) isRunEvent_Event() {}
+
+func (*RunEvent_Plugins) isRunEvent_Event() {}
+
+type Plugins struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Plugins       []*Plugin              `protobuf:"bytes,1,rep,name=plugins,proto3" json:"plugins,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Plugins) Reset() {
+	*x = Plugins{}
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Plugins) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Plugins) ProtoMessage() {}
+
+func (x *Plugins) ProtoReflect() protoreflect.Message {
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Plugins.ProtoReflect.Descriptor instead.
+func (*Plugins) Descriptor() ([]byte, []int) {
+	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *Plugins) GetPlugins() []*Plugin {
+	if x != nil {
+		return x.Plugins
+	}
+	return nil
+}
+
+type Plugin struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Code          string                 `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"` // the customcode's name
+	Pid           int32                  `protobuf:"varint,2,opt,name=pid,proto3" json:"pid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Plugin) Reset() {
+	*x = Plugin{}
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Plugin) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Plugin) ProtoMessage() {}
+
+func (x *Plugin) ProtoReflect() protoreflect.Message {
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Plugin.ProtoReflect.Descriptor instead.
+func (*Plugin) Descriptor() ([]byte, []int) {
+	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *Plugin) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *Plugin) GetPid() int32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
 
 type StopRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -826,7 +1066,7 @@ type StopRequest struct {
 
 func (x *StopRequest) Reset() {
 	*x = StopRequest{}
-	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[10]
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -838,7 +1078,7 @@ func (x *StopRequest) String() string {
 func (*StopRequest) ProtoMessage() {}
 
 func (x *StopRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[10]
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -851,7 +1091,7 @@ func (x *StopRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopRequest.ProtoReflect.Descriptor instead.
 func (*StopRequest) Descriptor() ([]byte, []int) {
-	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{10}
+	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *StopRequest) GetReason() string {
@@ -869,7 +1109,7 @@ type StopReply struct {
 
 func (x *StopReply) Reset() {
 	*x = StopReply{}
-	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[11]
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -881,7 +1121,7 @@ func (x *StopReply) String() string {
 func (*StopReply) ProtoMessage() {}
 
 func (x *StopReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[11]
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -894,7 +1134,7 @@ func (x *StopReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopReply.ProtoReflect.Descriptor instead.
 func (*StopReply) Descriptor() ([]byte, []int) {
-	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{11}
+	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{14}
 }
 
 var File_pkg_ipc_kidpb_kid_proto protoreflect.FileDescriptor
@@ -925,7 +1165,7 @@ const file_pkg_ipc_kidpb_kid_proto_rawDesc = "" +
 	"\x11conflict_strategy\x18\x05 \x01(\tR\x10conflictStrategy\x12\"\n" +
 	"\n" +
 	"make_delta\x18\x06 \x01(\bH\x00R\tmakeDelta\x88\x01\x01B\r\n" +
-	"\v_make_delta\"\xbe\x02\n" +
+	"\v_make_delta\"\xfd\x02\n" +
 	"\x04Sync\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12&\n" +
 	"\x03dbs\x18\x02 \x03(\v2\x14.gobucardo.kid.v1.DBR\x03dbs\x128\n" +
@@ -934,7 +1174,24 @@ const file_pkg_ipc_kidpb_kid_proto_rawDesc = "" +
 	"\fcommit_every\x18\x05 \x01(\x05R\vcommitEvery\x12'\n" +
 	"\x0fisolation_level\x18\x06 \x01(\tR\x0eisolationLevel\x12#\n" +
 	"\rdelete_method\x18\a \x01(\tR\fdeleteMethod\x12+\n" +
-	"\x11conflict_strategy\x18\b \x01(\tR\x10conflictStrategy\"k\n" +
+	"\x11conflict_strategy\x18\b \x01(\tR\x10conflictStrategy\x12=\n" +
+	"\vcustom_code\x18\t \x03(\v2\x1c.gobucardo.kid.v1.CustomCodeR\n" +
+	"customCode\"\xd8\x02\n" +
+	"\n" +
+	"CustomCode\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06plugin\x18\x02 \x01(\tR\x06plugin\x12\x16\n" +
+	"\x06sha256\x18\x03 \x01(\tR\x06sha256\x12\x18\n" +
+	"\awhenrun\x18\x04 \x01(\tR\awhenrun\x12\x1a\n" +
+	"\bpriority\x18\x05 \x01(\x05R\bpriority\x12F\n" +
+	"\bsettings\x18\x06 \x03(\v2*.gobucardo.kid.v1.CustomCode.SettingsEntryR\bsettings\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\a \x01(\x03R\ttimeoutMs\x12\x16\n" +
+	"\x06schema\x18\b \x01(\tR\x06schema\x12\x14\n" +
+	"\x05table\x18\t \x01(\tR\x05table\x1a;\n" +
+	"\rSettingsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"k\n" +
 	"\n" +
 	"RunRequest\x12*\n" +
 	"\x04sync\x18\x01 \x01(\v2\x16.gobucardo.kid.v1.SyncR\x04sync\x12\x15\n" +
@@ -944,7 +1201,7 @@ const file_pkg_ipc_kidpb_kid_proto_rawDesc = "" +
 	"\x05table\x18\x01 \x01(\tR\x05table\x12\x14\n" +
 	"\x05phase\x18\x02 \x01(\tR\x05phase\x12\x12\n" +
 	"\x04rows\x18\x03 \x01(\x03R\x04rows\x12\x14\n" +
-	"\x05total\x18\x04 \x01(\x03R\x05total\"\xde\x01\n" +
+	"\x05total\x18\x04 \x01(\x03R\x05total\"\xf6\x01\n" +
 	"\x06Result\x12\x18\n" +
 	"\adeletes\x18\x01 \x01(\x03R\adeletes\x12\x18\n" +
 	"\ainserts\x18\x02 \x01(\x03R\ainserts\x12\x1c\n" +
@@ -953,21 +1210,29 @@ const file_pkg_ipc_kidpb_kid_proto_rawDesc = "" +
 	"\vduration_us\x18\x05 \x01(\x03R\n" +
 	"durationUs\x12+\n" +
 	"\x12one_time_copy_done\x18\x06 \x01(\bR\x0foneTimeCopyDone\x12\x16\n" +
-	"\x06tables\x18\a \x01(\x05R\x06tables\"\xd2\x01\n" +
+	"\x06tables\x18\a \x01(\x05R\x06tables\x12\x16\n" +
+	"\x06parked\x18\b \x01(\x03R\x06parked\"\xe6\x01\n" +
 	"\aFailure\x122\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1e.gobucardo.kid.v1.Failure.KindR\x04kind\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x122\n" +
-	"\apartial\x18\x03 \x01(\v2\x18.gobucardo.kid.v1.ResultR\apartial\"E\n" +
+	"\apartial\x18\x03 \x01(\v2\x18.gobucardo.kid.v1.ResultR\apartial\"Y\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
 	"KIND_ERROR\x10\x01\x12\x17\n" +
-	"\x13KIND_CONFLICT_ABORT\x10\x02\"\xb8\x01\n" +
+	"\x13KIND_CONFLICT_ABORT\x10\x02\x12\x12\n" +
+	"\x0eKIND_CANCELLED\x10\x03\"\xef\x01\n" +
 	"\bRunEvent\x128\n" +
 	"\bprogress\x18\x01 \x01(\v2\x1a.gobucardo.kid.v1.ProgressH\x00R\bprogress\x122\n" +
 	"\x06result\x18\x02 \x01(\v2\x18.gobucardo.kid.v1.ResultH\x00R\x06result\x125\n" +
-	"\afailure\x18\x03 \x01(\v2\x19.gobucardo.kid.v1.FailureH\x00R\afailureB\a\n" +
-	"\x05event\"%\n" +
+	"\afailure\x18\x03 \x01(\v2\x19.gobucardo.kid.v1.FailureH\x00R\afailure\x125\n" +
+	"\aplugins\x18\x04 \x01(\v2\x19.gobucardo.kid.v1.PluginsH\x00R\apluginsB\a\n" +
+	"\x05event\"=\n" +
+	"\aPlugins\x122\n" +
+	"\aplugins\x18\x01 \x03(\v2\x18.gobucardo.kid.v1.PluginR\aplugins\".\n" +
+	"\x06Plugin\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\tR\x04code\x12\x10\n" +
+	"\x03pid\x18\x02 \x01(\x05R\x03pid\"%\n" +
 	"\vStopRequest\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\"\v\n" +
 	"\tStopReply2\xcc\x01\n" +
@@ -989,7 +1254,7 @@ func file_pkg_ipc_kidpb_kid_proto_rawDescGZIP() []byte {
 }
 
 var file_pkg_ipc_kidpb_kid_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_pkg_ipc_kidpb_kid_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_pkg_ipc_kidpb_kid_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_pkg_ipc_kidpb_kid_proto_goTypes = []any{
 	(Failure_Kind)(0),   // 0: gobucardo.kid.v1.Failure.Kind
 	(*Config)(nil),      // 1: gobucardo.kid.v1.Config
@@ -997,34 +1262,42 @@ var file_pkg_ipc_kidpb_kid_proto_goTypes = []any{
 	(*DB)(nil),          // 3: gobucardo.kid.v1.DB
 	(*Relation)(nil),    // 4: gobucardo.kid.v1.Relation
 	(*Sync)(nil),        // 5: gobucardo.kid.v1.Sync
-	(*RunRequest)(nil),  // 6: gobucardo.kid.v1.RunRequest
-	(*Progress)(nil),    // 7: gobucardo.kid.v1.Progress
-	(*Result)(nil),      // 8: gobucardo.kid.v1.Result
-	(*Failure)(nil),     // 9: gobucardo.kid.v1.Failure
-	(*RunEvent)(nil),    // 10: gobucardo.kid.v1.RunEvent
-	(*StopRequest)(nil), // 11: gobucardo.kid.v1.StopRequest
-	(*StopReply)(nil),   // 12: gobucardo.kid.v1.StopReply
+	(*CustomCode)(nil),  // 6: gobucardo.kid.v1.CustomCode
+	(*RunRequest)(nil),  // 7: gobucardo.kid.v1.RunRequest
+	(*Progress)(nil),    // 8: gobucardo.kid.v1.Progress
+	(*Result)(nil),      // 9: gobucardo.kid.v1.Result
+	(*Failure)(nil),     // 10: gobucardo.kid.v1.Failure
+	(*RunEvent)(nil),    // 11: gobucardo.kid.v1.RunEvent
+	(*Plugins)(nil),     // 12: gobucardo.kid.v1.Plugins
+	(*Plugin)(nil),      // 13: gobucardo.kid.v1.Plugin
+	(*StopRequest)(nil), // 14: gobucardo.kid.v1.StopRequest
+	(*StopReply)(nil),   // 15: gobucardo.kid.v1.StopReply
+	nil,                 // 16: gobucardo.kid.v1.CustomCode.SettingsEntry
 }
 var file_pkg_ipc_kidpb_kid_proto_depIdxs = []int32{
 	3,  // 0: gobucardo.kid.v1.Sync.dbs:type_name -> gobucardo.kid.v1.DB
 	4,  // 1: gobucardo.kid.v1.Sync.relations:type_name -> gobucardo.kid.v1.Relation
-	5,  // 2: gobucardo.kid.v1.RunRequest.sync:type_name -> gobucardo.kid.v1.Sync
-	0,  // 3: gobucardo.kid.v1.Failure.kind:type_name -> gobucardo.kid.v1.Failure.Kind
-	8,  // 4: gobucardo.kid.v1.Failure.partial:type_name -> gobucardo.kid.v1.Result
-	7,  // 5: gobucardo.kid.v1.RunEvent.progress:type_name -> gobucardo.kid.v1.Progress
-	8,  // 6: gobucardo.kid.v1.RunEvent.result:type_name -> gobucardo.kid.v1.Result
-	9,  // 7: gobucardo.kid.v1.RunEvent.failure:type_name -> gobucardo.kid.v1.Failure
-	1,  // 8: gobucardo.kid.v1.Kid.Configure:input_type -> gobucardo.kid.v1.Config
-	6,  // 9: gobucardo.kid.v1.Kid.Run:input_type -> gobucardo.kid.v1.RunRequest
-	11, // 10: gobucardo.kid.v1.Kid.Stop:input_type -> gobucardo.kid.v1.StopRequest
-	2,  // 11: gobucardo.kid.v1.Kid.Configure:output_type -> gobucardo.kid.v1.Hello
-	10, // 12: gobucardo.kid.v1.Kid.Run:output_type -> gobucardo.kid.v1.RunEvent
-	12, // 13: gobucardo.kid.v1.Kid.Stop:output_type -> gobucardo.kid.v1.StopReply
-	11, // [11:14] is the sub-list for method output_type
-	8,  // [8:11] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	6,  // 2: gobucardo.kid.v1.Sync.custom_code:type_name -> gobucardo.kid.v1.CustomCode
+	16, // 3: gobucardo.kid.v1.CustomCode.settings:type_name -> gobucardo.kid.v1.CustomCode.SettingsEntry
+	5,  // 4: gobucardo.kid.v1.RunRequest.sync:type_name -> gobucardo.kid.v1.Sync
+	0,  // 5: gobucardo.kid.v1.Failure.kind:type_name -> gobucardo.kid.v1.Failure.Kind
+	9,  // 6: gobucardo.kid.v1.Failure.partial:type_name -> gobucardo.kid.v1.Result
+	8,  // 7: gobucardo.kid.v1.RunEvent.progress:type_name -> gobucardo.kid.v1.Progress
+	9,  // 8: gobucardo.kid.v1.RunEvent.result:type_name -> gobucardo.kid.v1.Result
+	10, // 9: gobucardo.kid.v1.RunEvent.failure:type_name -> gobucardo.kid.v1.Failure
+	12, // 10: gobucardo.kid.v1.RunEvent.plugins:type_name -> gobucardo.kid.v1.Plugins
+	13, // 11: gobucardo.kid.v1.Plugins.plugins:type_name -> gobucardo.kid.v1.Plugin
+	1,  // 12: gobucardo.kid.v1.Kid.Configure:input_type -> gobucardo.kid.v1.Config
+	7,  // 13: gobucardo.kid.v1.Kid.Run:input_type -> gobucardo.kid.v1.RunRequest
+	14, // 14: gobucardo.kid.v1.Kid.Stop:input_type -> gobucardo.kid.v1.StopRequest
+	2,  // 15: gobucardo.kid.v1.Kid.Configure:output_type -> gobucardo.kid.v1.Hello
+	11, // 16: gobucardo.kid.v1.Kid.Run:output_type -> gobucardo.kid.v1.RunEvent
+	15, // 17: gobucardo.kid.v1.Kid.Stop:output_type -> gobucardo.kid.v1.StopReply
+	15, // [15:18] is the sub-list for method output_type
+	12, // [12:15] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_pkg_ipc_kidpb_kid_proto_init() }
@@ -1033,10 +1306,11 @@ func file_pkg_ipc_kidpb_kid_proto_init() {
 		return
 	}
 	file_pkg_ipc_kidpb_kid_proto_msgTypes[3].OneofWrappers = []any{}
-	file_pkg_ipc_kidpb_kid_proto_msgTypes[9].OneofWrappers = []any{
+	file_pkg_ipc_kidpb_kid_proto_msgTypes[10].OneofWrappers = []any{
 		(*RunEvent_Progress)(nil),
 		(*RunEvent_Result)(nil),
 		(*RunEvent_Failure)(nil),
+		(*RunEvent_Plugins)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1044,7 +1318,7 @@ func file_pkg_ipc_kidpb_kid_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pkg_ipc_kidpb_kid_proto_rawDesc), len(file_pkg_ipc_kidpb_kid_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   12,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

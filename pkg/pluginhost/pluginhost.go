@@ -1,0 +1,315 @@
+// Package pluginhost runs a sync's customcode plugins for the kid: it starts
+// each plugin binary with hashicorp/go-plugin (gRPC only, AutoMTLS, the
+// sha256 recorded by `mcp add customcode` checked before it runs), configures
+// it once, reuses it across runs, restarts it when it died or stopped
+// answering, and kills it when the kid exits. What it hands a run is a
+// replicate.Handlers whose every call has the customcode's deadline.
+package pluginhost
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-plugin"
+	"go.uber.org/zap"
+
+	"github.com/gobucardo/gobucardo/pkg/catalog"
+	"github.com/gobucardo/gobucardo/pkg/logging"
+	"github.com/gobucardo/gobucardo/pkg/replicate"
+	"github.com/gobucardo/gobucardo/pkg/sdk"
+)
+
+// StartTimeout bounds a plugin's start, up to its handshake.
+const StartTimeout = 10 * time.Second
+
+// Host holds the running plugins of one kid.
+type Host struct {
+	log *zap.Logger
+	mu  sync.Mutex
+	run map[string]*instance // by customcode name
+}
+
+// instance is one running plugin.
+type instance struct {
+	code   replicate.CustomCode
+	key    string // what, changed, needs a new process
+	pc     *plugin.Client
+	client *sdk.Client
+	pid    int
+	broken atomic.Bool // a call timed out: it may be wedged
+}
+
+// Process is a running plugin, for `mcp ps`.
+type Process struct {
+	Code string // the customcode's name
+	PID  int
+}
+
+// New returns a host logging to log.
+func New(log *zap.Logger) *Host {
+	return &Host{log: log, run: map[string]*instance{}}
+}
+
+// key is what a plugin process was started and configured with.
+func key(c replicate.CustomCode) string {
+	names := make([]string, 0, len(c.Settings))
+	for k := range c.Settings {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s\x00%s", c.Plugin, c.SHA256)
+	for _, k := range names {
+		fmt.Fprintf(&b, "\x00%s=%s", k, c.Settings[k])
+	}
+	return b.String()
+}
+
+// Load makes sure a plugin runs for every code, stops those no longer
+// wanted (and those that died or timed out, to start them again), and
+// returns the handlers of a run. codes are in the order they run (see
+// catalog.SyncCustomCode). Any failure to start or configure a plugin is an
+// error naming the customcode.
+func (h *Host) Load(ctx context.Context, codes []replicate.CustomCode) (replicate.Handlers, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	want := map[string]replicate.CustomCode{}
+	for _, c := range codes {
+		want[c.Name] = c
+	}
+	for name, in := range h.run {
+		c, ok := want[name]
+		switch {
+		case !ok, key(c) != in.key:
+			h.stop(in, "its customcode changed or went away")
+		case in.pc.Exited():
+			h.stop(in, "it exited")
+		case in.broken.Load():
+			h.stop(in, "a call timed out")
+		default:
+			in.code = c // the timeout may have changed
+		}
+	}
+	var hs replicate.Handlers
+	for _, c := range codes {
+		in := h.run[c.Name]
+		if in == nil {
+			var err error
+			if in, err = h.start(ctx, c); err != nil {
+				return replicate.Handlers{}, err
+			}
+			h.run[c.Name] = in
+		}
+		if err := add(&hs, in); err != nil {
+			return replicate.Handlers{}, err
+		}
+	}
+	return hs, nil
+}
+
+// add puts in's handler where its whenrun says.
+func add(hs *replicate.Handlers, in *instance) error {
+	c := in.code
+	conflict, exception, hook := in.client.Capabilities()
+	lacks := func(what string) error {
+		return fmt.Errorf("customcode %s is attached at %s, but plugin %s has no %s: attach it where it belongs (mcp update customcode %s whenrun=...)",
+			c.Name, c.WhenRun, c.Plugin, what, c.Name)
+	}
+	scope := c.Scope()
+	switch c.WhenRun {
+	case "conflict":
+		if !conflict {
+			return lacks("conflict handler")
+		}
+		if hs.Conflict == nil {
+			hs.Conflict = map[string]replicate.ConflictCode{}
+		}
+		if _, ok := hs.Conflict[scope]; !ok { // the first in order decides
+			hs.Conflict[scope] = replicate.ConflictCode{Name: c.Name, Handler: conflictCall{in}}
+		}
+	case "exception":
+		if !exception {
+			return lacks("exception handler")
+		}
+		if hs.Exception == nil {
+			hs.Exception = map[string][]replicate.ExceptionCode{}
+		}
+		hs.Exception[scope] = append(hs.Exception[scope], replicate.ExceptionCode{Name: c.Name, Handler: exceptionCall{in}})
+	default:
+		point := sdk.HookPoint(c.WhenRun)
+		if !point.Valid() {
+			return fmt.Errorf("customcode %s: whenrun %q is not a hook point", c.Name, c.WhenRun)
+		}
+		if !hook {
+			return lacks("run hook")
+		}
+		if hs.Hooks == nil {
+			hs.Hooks = map[sdk.HookPoint][]replicate.HookCode{}
+		}
+		hs.Hooks[point] = append(hs.Hooks[point], replicate.HookCode{Name: c.Name, Handler: hookCall{in}})
+	}
+	return nil
+}
+
+// Checksum is the sha256 of the file at path, in hex.
+func Checksum(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	sum := sha256.New()
+	if _, err := io.Copy(sum, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(sum.Sum(nil)), nil
+}
+
+// Start starts the plugin of c and configures it. The caller stops it with
+// Kill. `mcp add customcode` uses it to check a plugin before registering it.
+func Start(ctx context.Context, log *zap.Logger, c replicate.CustomCode) (*sdk.Client, *plugin.Client, error) {
+	fail := func(format string, args ...any) error {
+		return fmt.Errorf("customcode %s: plugin %s: "+format, append([]any{c.Name, c.Plugin}, args...)...)
+	}
+	want, err := hex.DecodeString(c.SHA256)
+	if err != nil || len(want) != sha256.Size {
+		return nil, nil, fail("the recorded sha256 %q is not a sha256", c.SHA256)
+	}
+	cmd := exec.Command(c.Plugin)
+	// The plugin dies with the kid, even a kid killed with SIGKILL.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	pc := plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig:  sdk.Handshake,
+		Plugins:          sdk.PluginMap(),
+		Cmd:              cmd,
+		SecureConfig:     &plugin.SecureConfig{Checksum: want, Hash: sha256.New()},
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		AutoMTLS:         true,
+		StartTimeout:     StartTimeout,
+		Logger:           logging.HCLog(log.With(zap.String("customcode", c.Name)), "plugin"),
+	})
+	rpc, err := pc.Client()
+	if err != nil {
+		pc.Kill()
+		if errors.Is(err, plugin.ErrChecksumsDoNotMatch) {
+			now, _ := Checksum(c.Plugin)
+			return nil, nil, fail("the file has changed since it was registered (sha256 %s, now %s): if the new binary is "+
+				"the one to run, register it again with mcp update customcode %s plugin=%s", short(c.SHA256), short(now), c.Name, c.Plugin)
+		}
+		msg, _, _ := strings.Cut(err.Error(), "\n") // go-plugin adds a paragraph of guesses
+		return nil, nil, fail("cannot start it (is it a gobucardo plugin, built with pkg/sdk?): %s", strings.TrimSuffix(strings.TrimSpace(msg), ":"))
+	}
+	client, err := sdk.Dispense(rpc)
+	if err != nil {
+		pc.Kill()
+		return nil, nil, fail("%v", err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, timeout(c))
+	defer cancel()
+	if err := client.Configure(cctx, c.Settings); err != nil {
+		pc.Kill()
+		return nil, nil, fail("its settings were refused: %v", err)
+	}
+	return client, pc, nil
+}
+
+func short(sum string) string {
+	if len(sum) > 12 {
+		return sum[:12]
+	}
+	return sum
+}
+
+func timeout(c replicate.CustomCode) time.Duration {
+	if c.Timeout > 0 {
+		return c.Timeout
+	}
+	return catalog.DefaultPluginTimeout
+}
+
+func (h *Host) start(ctx context.Context, c replicate.CustomCode) (*instance, error) {
+	client, pc, err := Start(ctx, h.log, c)
+	if err != nil {
+		return nil, err
+	}
+	in := &instance{code: c, key: key(c), pc: pc, client: client}
+	if rc := pc.ReattachConfig(); rc != nil {
+		in.pid = rc.Pid
+	}
+	h.log.Info("plugin started", zap.String("customcode", c.Name), zap.String("plugin", c.Plugin), zap.Int("pid", in.pid))
+	return in, nil
+}
+
+func (h *Host) stop(in *instance, why string) {
+	h.log.Info("stopping plugin", zap.String("customcode", in.code.Name), zap.Int("pid", in.pid), zap.String("why", why))
+	in.pc.Kill()
+	delete(h.run, in.code.Name)
+}
+
+// Processes lists the running plugins, by customcode name.
+func (h *Host) Processes() []Process {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []Process
+	for name, in := range h.run {
+		if !in.pc.Exited() {
+			out = append(out, Process{Code: name, PID: in.pid})
+		}
+	}
+	slices.SortFunc(out, func(a, b Process) int { return strings.Compare(a.Code, b.Code) })
+	return out
+}
+
+// Close kills every plugin.
+func (h *Host) Close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, in := range h.run {
+		h.stop(in, "the kid is exiting")
+	}
+}
+
+// call runs f with the customcode's deadline; a call that misses it marks
+// the plugin broken, to be restarted before the next run.
+func call[T any](ctx context.Context, in *instance, f func(context.Context) (T, error)) (T, error) {
+	d := timeout(in.code)
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	res, err := f(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		in.broken.Store(true)
+		return res, fmt.Errorf("%w (no answer within its timeout of %s: raise it with mcp update customcode %s timeout=...)", err, d, in.code.Name)
+	}
+	return res, err
+}
+
+type conflictCall struct{ in *instance }
+
+func (c conflictCall) Resolve(ctx context.Context, k sdk.Conflict) (sdk.Resolution, error) {
+	return call(ctx, c.in, func(ctx context.Context) (sdk.Resolution, error) { return c.in.client.Resolve(ctx, k) })
+}
+
+type exceptionCall struct{ in *instance }
+
+func (c exceptionCall) Handle(ctx context.Context, e sdk.Exception) (sdk.ExceptionDecision, error) {
+	return call(ctx, c.in, func(ctx context.Context) (sdk.ExceptionDecision, error) { return c.in.client.Handle(ctx, e) })
+}
+
+type hookCall struct{ in *instance }
+
+func (c hookCall) Run(ctx context.Context, e sdk.HookEvent) (sdk.HookDecision, error) {
+	return call(ctx, c.in, func(ctx context.Context) (sdk.HookDecision, error) { return c.in.client.Run(ctx, e) })
+}
