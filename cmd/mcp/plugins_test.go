@@ -282,35 +282,36 @@ func TestDaemonPluginFailures(t *testing.T) {
 		}
 		return 0
 	}
-	// kill -9 while the run asks the plugin about 5000 conflicts.
+	lastBad := func() string {
+		return d.query("SELECT coalesce((SELECT status FROM gobucardo.syncrun WHERE state = 'bad' ORDER BY id DESC LIMIT 1), '')")
+	}
+	// kill -9 while the run asks the plugin about 5000 conflicts: a moment
+	// after the controller logs the start of the run that resume kicks
+	// (longer at each try, should the run have been faster).
 	var killed int
-	for try := 0; killed == 0 && try < 5; try++ {
+	for try := 0; try < 6 && !strings.Contains(lastBad(), `plugin "highest"`); try++ {
 		d.pause()
 		c.Exec(t, a, "UPDATE public.t SET v = v + 2")
 		c.Exec(t, b, "UPDATE public.t SET v = v + 1")
+		starts := strings.Count(d.logText(), `"reason":"resumed"`)
 		d.run(0, "resume", "s")
-		deadline := time.Now().Add(10 * time.Second)
-		for time.Now().Before(deadline) && killed == 0 {
-			for _, p := range d.ps() {
-				if p.Role == "kid" && p.State == "running" && strings.Contains(p.Detail, "conflicts") {
-					if pid := pluginPid(); pid != 0 && syscall.Kill(pid, syscall.SIGKILL) == nil {
-						killed = pid
-					}
-				}
-			}
-			time.Sleep(20 * time.Millisecond)
+		d.eventually(10*time.Second, "the run after resume", func() bool {
+			return strings.Count(d.logText(), `"reason":"resumed"`) > starts
+		})
+		time.Sleep(time.Duration(50<<try) * time.Millisecond)
+		if pid := pluginPid(); pid != 0 && syscall.Kill(pid, syscall.SIGKILL) == nil {
+			killed = pid
 		}
+		d.eventually(60*time.Second, "A and B the same after the plugin was killed", func() bool {
+			return contents(t, c, a, "public.t") == contents(t, c, b, "public.t")
+		})
 	}
-	if killed == 0 {
-		t.Fatalf("never saw a run in its conflicts phase; runs: %s", d.query("SELECT string_agg(state || ' ' || status || ' ' || (ended - started)::text, E'\n' ORDER BY id) FROM gobucardo.syncrun"))
-	}
-	d.eventually(60*time.Second, "A and B the same after the plugin was killed", func() bool {
-		return contents(t, c, a, "public.t") == contents(t, c, b, "public.t")
-	})
-	if bad := d.query("SELECT status FROM gobucardo.syncrun WHERE state = 'bad' ORDER BY id DESC LIMIT 1"); !strings.Contains(bad, `plugin "highest"`) {
-		t.Errorf("the failed run says %q", bad)
+	if bad := lastBad(); !strings.Contains(bad, `plugin "highest"`) {
+		t.Fatalf("no run failed for the killed plugin; the last failed run says %q", bad)
 	}
 	d.eventually(10*time.Second, "a new plugin process", func() bool { p := pluginPid(); return p != 0 && p != killed })
+	t.Logf("runs that asked the plugin about 5000 conflicts: %s", d.query(`SELECT string_agg(status, '; ' ORDER BY id) FROM gobucardo.syncrun
+		WHERE state = 'good' AND conflicts = 5000`))
 
 	// A replaced binary is refused until it is registered again (or put back).
 	orig, err := os.ReadFile(highest)

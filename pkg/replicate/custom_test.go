@@ -170,11 +170,13 @@ func TestCustomMergeTypes(t *testing.T) {
 			from = "B"
 		}
 		s, _ := c.Source(from)
-		mu.Lock()
-		for _, col := range s.Row {
-			kinds[col.Type] = col.Value.Kind()
+		if id == 1 { // A's values: no infinity, no NULL
+			mu.Lock()
+			for _, col := range s.Row {
+				kinds[col.Type] = col.Value.Kind()
+			}
+			mu.Unlock()
 		}
-		mu.Unlock()
 		return sdk.Merge(s.Row.Clone()), nil
 	})
 	if _, _, _, err := customRun(e, h, 1); err != nil {
