@@ -289,24 +289,40 @@ func TestDaemonPluginFailures(t *testing.T) {
 	// after the controller logs the start of the run that resume kicks
 	// (longer at each try, should the run have been faster).
 	var killed int
-	for try := 0; try < 6 && !strings.Contains(lastBad(), `plugin "highest"`); try++ {
+	for try := 0; try < 6 && !strings.Contains(lastBad(), "died during the call"); try++ {
 		d.pause()
 		c.Exec(t, a, "UPDATE public.t SET v = v + 2")
 		c.Exec(t, b, "UPDATE public.t SET v = v + 1")
-		starts := strings.Count(d.logText(), `"reason":"resumed"`)
-		d.run(0, "resume", "s")
+		// The run starts before `mcp resume` has exited: watch the log
+		// while it runs.
+		starts := strings.Count(d.logText(), `"msg":"run","role":"controller"`)
+		resumed := make(chan int, 1)
+		cmd := exec.Command(filepath.Join(d.bin, "mcp"), "resume", "s")
+		cmd.Env = d.env
+		go func() { // not d.try, which the polls below share
+			err := cmd.Run()
+			code := 0
+			if err != nil {
+				code = 1
+			}
+			resumed <- code
+		}()
 		d.eventually(10*time.Second, "the run after resume", func() bool {
-			return strings.Count(d.logText(), `"reason":"resumed"`) > starts
+			return strings.Count(d.logText(), `"msg":"run","role":"controller"`) > starts
 		})
 		time.Sleep(time.Duration(50<<try) * time.Millisecond)
 		if pid := pluginPid(); pid != 0 && syscall.Kill(pid, syscall.SIGKILL) == nil {
 			killed = pid
 		}
+		if code := <-resumed; code != 0 {
+			t.Fatalf("mcp resume s: exit %d", code)
+		}
 		d.eventually(60*time.Second, "A and B the same after the plugin was killed", func() bool {
 			return contents(t, c, a, "public.t") == contents(t, c, b, "public.t")
 		})
 	}
-	if bad := lastBad(); !strings.Contains(bad, `plugin "highest"`) {
+	t.Logf("killed plugin %d; the failed run says %q", killed, lastBad())
+	if bad := lastBad(); !strings.Contains(bad, `plugin "highest"`) || !strings.Contains(bad, "died during the call") {
 		t.Fatalf("no run failed for the killed plugin; the last failed run says %q", bad)
 	}
 	d.eventually(10*time.Second, "a new plugin process", func() bool { p := pluginPid(); return p != 0 && p != killed })

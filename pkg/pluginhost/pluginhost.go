@@ -25,6 +25,8 @@ import (
 
 	"github.com/hashicorp/go-plugin"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/gobucardo/gobucardo/pkg/catalog"
 	"github.com/gobucardo/gobucardo/pkg/logging"
@@ -292,6 +294,16 @@ func call[T any](ctx context.Context, in *instance, f func(context.Context) (T, 
 	if errors.Is(err, context.DeadlineExceeded) {
 		in.broken.Store(true)
 		return res, fmt.Errorf("%w (no answer within its timeout of %s: raise it with mcp update customcode %s timeout=...)", err, d, in.code.Name)
+	}
+	if err != nil && status.Code(errors.Unwrap(err)) == codes.Unavailable {
+		// The connection broke: the process may be gone (go-plugin learns it
+		// a moment later).
+		for i := 0; i < 20 && !in.pc.Exited(); i++ {
+			time.Sleep(25 * time.Millisecond)
+		}
+	}
+	if err != nil && in.pc.Exited() {
+		return res, fmt.Errorf("the plugin process (pid %d) died during the call, and is started again for the next run: %w", in.pid, err)
 	}
 	return res, err
 }
