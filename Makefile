@@ -17,13 +17,14 @@ help:
 	@echo "make test   - every test: unit and integration against real PostgreSQL, with -race"
 	@echo "make bench  - measure bulk replication against raw COPY, pgbench TPS with capture, mcp RSS; print a table"
 	@echo "              (BENCH_ROWS=100000,1000000, BENCH_PGBENCH_SECONDS=30 and BENCH_TWO_ROWS=200000 size it)"
-	@echo "make build  - build bin/mcp, bin/controller, bin/kid"
+	@echo "make build  - build bin/mcp, bin/controller, bin/kid and the example plugins in bin/plugins/"
 	@echo "make lint   - gofmt, go vet, staticcheck"
 	@echo "make proto  - regenerate the gRPC code of pkg/ipc and pkg/sdk from their .proto files"
 	@echo "make clean  - remove bin/"
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build -o $(BIN)/plugins/ ./plugins/...
 
 test:
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(GOFLAGS_TEST) ./...

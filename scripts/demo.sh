@@ -3,7 +3,8 @@
 # unix sockets only), the gobucardo catalog installed on A, a two-source,
 # one-target sync configured with bin/mcp and `mcp list all`; one run in the
 # foreground; then `mcp start`, writes on both sources carried by autokick, a
-# conflict, `mcp kick`, `mcp status`, `mcp ps`, the conflict log, a check that
+# conflict, a conflict plugin (plugins/counters), `mcp kick`, `mcp status`,
+# `mcp ps`, the conflict log, a check that
 # every db holds the same rows, and `mcp stop`.
 # Everything is stopped and removed at the end; DEMO_KEEP=1 keeps it running.
 set -euo pipefail
@@ -112,10 +113,26 @@ psql_on A "UPDATE accounts SET abalance = 100 WHERE aid = 1"
 psql_on B "UPDATE accounts SET abalance = 200 WHERE aid = 1; DELETE FROM accounts WHERE aid > 7900"
 run resume shop
 wait_converged
+
+# A conflict plugin: counters keeps every source's change of abalance
+# (the base is C's row, the target), registered once it has been checked.
+run add customcode balances plugin="$PWD/bin/plugins/counters" whenrun=conflict table=public.accounts columns=abalance timeout=10s
+before=$(psql_on C "SELECT abalance FROM accounts WHERE aid = 2")
+run pause shop
+psql_on A "UPDATE accounts SET abalance = abalance + 10 WHERE aid = 2"
+psql_on B "UPDATE accounts SET abalance = abalance + 5 WHERE aid = 2"
+run resume shop
+wait_converged
+after=$(psql_on C "SELECT abalance FROM accounts WHERE aid = 2")
+echo "aid 2: abalance $before, +10 on A and +5 on B: $after everywhere"
+if [ "$after" != "$((before + 15))" ]; then
+	echo "demo: the counters plugin did not add both changes" >&2; exit 1
+fi
 run kick shop --timeout 30s
 run kick history --timeout 30s
 run status
 run status shop
+sleep 1.1 # the MCP publishes the process tree every second
 run ps
 run conflicts shop
 run delta

@@ -223,6 +223,9 @@ func TestDaemonPluginCounters(t *testing.T) {
 	if got := contents(t, c, dbs["T"], "public.stock"); got != "(apple,137)" {
 		t.Errorf("stock after three changes: %s, want 100-3-10+50", got)
 	}
+	if out := d.run(0, "conflicts", "s"); !strings.Contains(out, "(merged)") {
+		t.Errorf("mcp conflicts does not show the merge:\n%s", out)
+	}
 }
 
 // TestDaemonPluginWindow: a run hook outside its window cancels runs,

@@ -566,7 +566,11 @@ func conflictsCommand() *cli.Command {
 						losing = append(losing, fmt.Sprintf("%s@%s: %s", l.DB, l.ChangedAt.UTC().Format("15:04:05.000"), row))
 					}
 					winner := k.Winner
-					if winner == "" {
+					switch {
+					case winner != "":
+					case strings.HasSuffix(k.Strategy, ": merged"): // a conflict plugin wrote a merged row everywhere
+						winner = "(merged)"
+					default:
 						winner = "(skipped)"
 					}
 					rows = append(rows, []string{k.ResolvedAt.Local().Format("2006-01-02 15:04:05"), k.Sync,
