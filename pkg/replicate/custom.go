@@ -204,7 +204,7 @@ func sdkRow(cols *columnSet, names []string, vals []*string) sdk.Row {
 const customBatch = 1000
 
 // pluginCalls is how many calls to a handler a run has in flight at once.
-const pluginCalls = 4
+const pluginCalls = 8
 
 // customResolve asks code about every conflicting key of pg_temp.gb_win on
 // the coordinator and writes its answers there: the winner, NULL for a

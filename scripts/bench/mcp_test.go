@@ -24,7 +24,8 @@ var build struct {
 }
 
 // mcpBinary builds the binaries of this module (found with go env GOMOD)
-// once and returns the path of mcp; controller and kid are beside it.
+// once and returns the path of mcp; controller and kid are beside it, the
+// example plugins in plugins/.
 func mcpBinary(b *testing.B) string {
 	b.Helper()
 	build.once.Do(func() {
@@ -43,6 +44,13 @@ func mcpBinary(b *testing.B) string {
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			build.err = fmt.Errorf("go build ./cmd/... in %s: %w\n%s", root, err, out)
+			return
+		}
+		// The example plugins, in plugins/ beside it.
+		cmd = exec.Command("go", "build", "-o", filepath.Join(build.dir, "plugins")+"/", "./plugins/...")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			build.err = fmt.Errorf("go build ./plugins/... in %s: %w\n%s", root, err, out)
 		}
 	})
 	if build.err != nil {

@@ -175,13 +175,27 @@ func (r *report) printTwo(w io.Writer) {
 			thousands(float64(res.keys)/res.sync.Seconds()), megabytes(res.maxRSS), seconds(res.cpu))
 	}
 	_ = tw.Flush()
+	if base, plug := r.twoByName("overlapping"), r.twoByName("overlapping+plugin"); base != nil && plug != nil {
+		fmt.Fprintf(w, "  conflicts decided by the plugin: convergence %.2fx of the built-in strategy's; %s conflicts/s\n",
+			plug.sync.Seconds()/base.sync.Seconds(), thousands(float64(plug.conflicts)/plug.sync.Seconds()))
+	}
 	fmt.Fprintln(w, "  a sync dbs=A:source,B:source (default conflict strategy) on two local clusters, main db on A's; the UPDATEs")
 	fmt.Fprintln(w, "    run concurrently, one connection each: disjoint: +1 WHERE aid <= N/2 on A, aid > N/2 on B; overlapping:")
-	fmt.Fprintln(w, "    +10 WHERE aid <= 3N/4 on A, +100 WHERE aid > N/4 on B")
+	fmt.Fprintln(w, "    +10 WHERE aid <= 3N/4 on A, +100 WHERE aid > N/4 on B; \"+plugin\": the same, each conflict decided by")
+	fmt.Fprintln(w, "    the plugins/highest binary (column=abalance) through go-plugin instead of bucardo_latest")
 	fmt.Fprintln(w, "  convergence: wall time of `mcp sync run s2 --quiet` after both commit, until A and B are identical (checked:")
 	fmt.Fprintln(w, "    count, sum, md5 of every row; conflict_log grew by the conflicts; a second run changes nothing);")
 	fmt.Fprintln(w, "    rows/s is distinct keys changed over it, RSS and CPU (user + system) are the mcp process's")
 	fmt.Fprintln(w)
+}
+
+func (r *report) twoByName(name string) *twoResult {
+	for i := range r.two {
+		if r.two[i].name == name {
+			return &r.two[i]
+		}
+	}
+	return nil
 }
 
 func (r *report) printPgbench(w io.Writer) {

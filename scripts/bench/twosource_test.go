@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"sync"
@@ -85,9 +86,24 @@ func BenchmarkTwoSource(b *testing.B) {
 			s.reset(b)
 		}
 		res = res[:0]
-		for _, sc := range twoScenarios(n) {
+		scs := twoScenarios(n)
+		for _, sc := range scs {
 			res = append(res, s.runScenario(b, sc))
 		}
+		// The overlapping case again, the conflicts decided by a plugin
+		// (plugins/highest: the higher balance, B's, wins) instead of the
+		// built-in strategy.
+		s.reset(b)
+		s.mcp.run(b, "add", "customcode", "highest", "plugin="+filepath.Join(filepath.Dir(s.mcp.bin), "plugins", "highest"),
+			"whenrun=conflict", "sync=s2", "column=abalance")
+		sc := scs[1]
+		sc.name += "+plugin"
+		r := s.runScenario(b, sc)
+		if r.winsB != int64(sc.conflicts) {
+			b.Fatalf("%s: the plugin let A win %d conflicts; B's balance is the higher in all", sc.name, r.winsA)
+		}
+		res = append(res, r)
+		s.mcp.run(b, "remove", "customcode", "highest")
 	}
 	for _, r := range res {
 		b.ReportMetric(r.sync.Seconds(), r.name+"-s")
