@@ -199,8 +199,16 @@ type AttachedCode struct {
 	Name, Plugin, SHA256, WhenRun string
 	Priority                      int
 	Settings                      map[string]string
-	Timeout                       time.Duration
+	Timeout                       time.Duration // the longest one answer may take
 	Schema, Table                 string
+}
+
+// Scope is where the code is attached: "schema.table", or "" for the sync.
+func (a AttachedCode) Scope() string {
+	if a.Table == "" {
+		return ""
+	}
+	return DisplayName(a.Schema, a.Table)
 }
 
 // SyncCustomCode returns the active customcode attached to the sync or to a

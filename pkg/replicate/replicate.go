@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/gobucardo/gobucardo/pkg/catalog"
 	"github.com/gobucardo/gobucardo/pkg/pg"
 	"github.com/gobucardo/gobucardo/pkg/sdk"
 )
@@ -66,22 +67,8 @@ type Sync struct {
 }
 
 // CustomCode is a plugin attached to the sync (Table empty) or to one of its
-// tables, at one hook point (WhenRun).
-type CustomCode struct {
-	Name, Plugin, SHA256, WhenRun string
-	Priority                      int
-	Settings                      map[string]string
-	Timeout                       time.Duration // the longest one answer may take
-	Schema, Table                 string
-}
-
-// Scope is where the code is attached: "schema.table", or "" for the sync.
-func (c CustomCode) Scope() string {
-	if c.Table == "" {
-		return ""
-	}
-	return pg.Display(c.Schema, c.Table)
-}
+// tables, at one hook point (WhenRun), as the catalog has it.
+type CustomCode = catalog.AttachedCode
 
 // Progress reports what a run is doing.
 type Progress struct {

@@ -10,15 +10,12 @@ import (
 // SyncFrom is what a run of the sync needs, from its catalog entry.
 func SyncFrom(d catalog.SyncDetail) Sync {
 	s := Sync{Name: d.Name, OneTimeCopy: d.OneTimeCopy, CommitEvery: d.CommitEvery,
-		IsolationLevel: d.IsolationLevel, DeleteMethod: d.DeleteMethod, ConflictStrategy: d.ConflictStrategy}
+		IsolationLevel: d.IsolationLevel, DeleteMethod: d.DeleteMethod, ConflictStrategy: d.ConflictStrategy,
+		CustomCode: d.CustomCode}
 	for _, m := range d.Members {
 		db := d.DBs[m.DB]
 		s.DBs = append(s.DBs, DB{Name: m.DB, Role: m.Role, ConnString: db.ConnString(),
 			MakeDelta: db.MakeDelta || d.MakeDelta})
-	}
-	for _, c := range d.CustomCode {
-		s.CustomCode = append(s.CustomCode, CustomCode{Name: c.Name, Plugin: c.Plugin, SHA256: c.SHA256, WhenRun: c.WhenRun,
-			Priority: c.Priority, Settings: c.Settings, Timeout: c.Timeout, Schema: c.Schema, Table: c.Table})
 	}
 	for _, r := range d.Relations {
 		s.Relations = append(s.Relations, Relation{Schema: r.Schema, Name: r.Name,
