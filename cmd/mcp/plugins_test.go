@@ -186,6 +186,10 @@ func TestDaemonPlugins(t *testing.T) {
 	if n := d.query("SELECT count(*)::text FROM gobucardo.parked WHERE customcode = 'dupes'"); n != "3" {
 		t.Errorf("%s parked rows, want 3 (A→B 10, B→A 11, B→C 11)", n)
 	}
+	if st := d.run(0, "status", "s"); !strings.Contains(st, "3 rows: mcp parked s lists them") ||
+		!strings.Contains(st, "dupes (exception, sync), newest (conflict, sync)") {
+		t.Errorf("mcp status s does not show the parked rows and the customcode:\n%s", st)
+	}
 	if got := d.query("SELECT state FROM gobucardo.syncrun WHERE status LIKE '%3 parked%' ORDER BY id DESC LIMIT 1"); got != "good" {
 		t.Errorf("the run that parked rows is %q", got)
 	}

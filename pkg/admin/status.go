@@ -46,6 +46,7 @@ type syncStatus struct {
 	LastGood    *runInfo            `json:"last_good,omitempty"`
 	LastBad     *runInfo            `json:"last_bad,omitempty"`
 	Current     *runInfo            `json:"current,omitempty"`
+	Parked      int64               `json:"parked"` // rows an exception handler set aside
 	Processes   []catalog.Process   `json:"processes,omitempty"`
 	Sync        *catalog.SyncDetail `json:"-"`
 }
@@ -138,8 +139,22 @@ func (e *env) statusDetail(s syncStatus) {
 		}
 		line(k, end+": "+r.Status)
 	}
+	var codes []string
+	for _, c := range d.CustomCode {
+		at := "sync"
+		if c.Table != "" {
+			at = c.Scope()
+		}
+		codes = append(codes, fmt.Sprintf("%s (%s, %s)", c.Name, c.WhenRun, at))
+	}
+	if len(codes) > 0 {
+		line("Customcode", strings.Join(codes, ", "))
+	}
 	run("Last good", s.LastGood)
 	run("Last bad", s.LastBad)
+	if s.Parked > 0 {
+		line("Parked", fmt.Sprintf("%d rows: mcp parked %s lists them, mcp parked retry %s re-applies them", s.Parked, s.Name, s.Name))
+	}
 	if s.Current != nil {
 		run("Current run", s.Current)
 	}
@@ -223,6 +238,9 @@ func loadStatus(ctx context.Context, conn *pgx.Conn, names []string) ([]syncStat
 		}
 		if st.LastBad, err = lastRun(ctx, conn, s.Name, "state = 'bad'", "ended"); err != nil {
 			return nil, false, err
+		}
+		if err := conn.QueryRow(ctx, "SELECT count(*) FROM gobucardo.parked WHERE sync_name = $1", s.Name).Scan(&st.Parked); err != nil {
+			return nil, false, fmt.Errorf("count parked rows of sync %s: %w", s.Name, err)
 		}
 		if running {
 			if st.Current, err = lastRun(ctx, conn, s.Name, "state = 'running'", "started"); err != nil {
