@@ -202,6 +202,13 @@ func TestBadInput(t *testing.T) {
 	f.ok("add", "relgroup", "rnokey", "public.nokey")
 	f.ok("add", "dbgroup", "g1", "A:source", "B:target")
 	f.ok("add", "sync", "s1", "relgroup=r1", "dbgroup=g1")
+	// Names that urfave/cli would take for its help command are names.
+	f.c.Exec(t, f.db["A"], "CREATE TABLE public.h (id int PRIMARY KEY); CREATE TABLE public.help (id int PRIMARY KEY)")
+	f.ok("add", "table", "h", "help", "db=A")
+	if out := f.ok("list", "tables", "h*"); !strings.Contains(out, "public.h ") || !strings.Contains(out, "public.help") {
+		t.Errorf("tables h and help: %s", out)
+	}
+	f.ok("remove", "table", "h", "help")
 
 	cases := []struct {
 		name string

@@ -107,10 +107,15 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 }
 
 // setUsageErrors makes every command report a bad flag as a UsageError
-// (exit status 2) instead of printing its help.
+// (exit status 2) instead of printing its help. A command without
+// subcommands gets no help subcommand either: urfave/cli would take an
+// argument "h" or "help" (a table named h) for it; --help still works.
 func setUsageErrors(cmds []*cli.Command, f cli.OnUsageErrorFunc) {
 	for _, c := range cmds {
 		c.OnUsageError = f
+		if len(c.Subcommands) == 0 {
+			c.HideHelpCommand = true
+		}
 		setUsageErrors(c.Subcommands, f)
 	}
 }
