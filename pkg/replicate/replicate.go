@@ -130,10 +130,15 @@ func (r Result) Empty() bool { return r.Deletes == 0 && r.Inserts == 0 && r.Trun
 // ErrBusy means another run of the sync holds its lock. Use errors.Is.
 var ErrBusy = errors.New("another run of this sync is in progress")
 
-// sessionParams make text-format COPY identical on every database.
+// sessionParams make text-format COPY identical on every database, and
+// give a run's joins of changed keys (staged keys against the table on a
+// source, DELETE ... USING them on a target) the memory to hash a large
+// backlog in one pass: with the default 4MB a 1M-key run spills in batches
+// and takes 1.45x as long (make bench, BulkUpdate 1M: 11.3 s against 7.7 s).
 var sessionParams = map[string]string{
 	"DateStyle": "ISO, YMD", "IntervalStyle": "postgres", "extra_float_digits": "3", "bytea_output": "hex",
 	"TimeZone": "UTC", "client_encoding": "UTF8", "standard_conforming_strings": "on", "statement_timeout": "0",
+	"work_mem": "64MB",
 }
 
 func connect(ctx context.Context, d DB) (*pgx.Conn, error) {
