@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gobucardo/gobucardo/pkg/pluginhost"
+	"github.com/gobucardo/gobucardo/pkg/catalog"
 	"github.com/gobucardo/gobucardo/schema"
 )
 
@@ -369,7 +369,7 @@ func TestCustomCode(t *testing.T) {
 		}
 	}
 	list()
-	sum, err := pluginhost.Checksum(highest)
+	_, sum, err := catalog.PluginChecksum(highest)
 	if err != nil {
 		t.Fatal(err)
 	}

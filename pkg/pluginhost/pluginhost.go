@@ -12,8 +12,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"os/exec"
 	"slices"
 	"sort"
@@ -166,20 +164,6 @@ func add(hs *replicate.Handlers, in *instance) error {
 	return nil
 }
 
-// Checksum is the sha256 of the file at path, in hex.
-func Checksum(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	sum := sha256.New()
-	if _, err := io.Copy(sum, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(sum.Sum(nil)), nil
-}
-
 // Start starts the plugin of c and configures it. The caller stops it with
 // Kill. `mcp add customcode` uses it to check a plugin before registering it.
 func Start(ctx context.Context, log *zap.Logger, c replicate.CustomCode) (*sdk.Client, *plugin.Client, error) {
@@ -207,7 +191,7 @@ func Start(ctx context.Context, log *zap.Logger, c replicate.CustomCode) (*sdk.C
 	if err != nil {
 		pc.Kill()
 		if errors.Is(err, plugin.ErrChecksumsDoNotMatch) {
-			now, _ := Checksum(c.Plugin)
+			_, now, _ := catalog.PluginChecksum(c.Plugin)
 			return nil, nil, fail("the file has changed since it was registered (sha256 %s, now %s): if the new binary is "+
 				"the one to run, register it again with mcp update customcode %s plugin=%s", short(c.SHA256), short(now), c.Name, c.Plugin)
 		}

@@ -387,49 +387,13 @@ func TestCustomRandomized(t *testing.T) {
 		}
 		return sdk.Winner(s.DB), nil
 	})
-	var wg sync.WaitGroup
-	stop := make(chan struct{})
-	for i, db := range []string{"A", "B"} {
-		conn := e.c.Connect(t, e.dbs[db])
-		rnd := rand.New(rand.NewSource(seed + int64(i)))
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := 0; ; j++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				k := rnd.Intn(40)
-				var sql string
-				switch rnd.Intn(5) {
-				case 0, 1:
-					sql = fmt.Sprintf("INSERT INTO kv VALUES (%d, '%s%d', '%s') ON CONFLICT (k) DO UPDATE SET v = excluded.v", k, db, j, db)
-				case 2:
-					sql = fmt.Sprintf("UPDATE kv SET v = v || '+%s' WHERE k = %d", db, k)
-				case 3:
-					sql = fmt.Sprintf("DELETE FROM kv WHERE k = %d", k)
-				default:
-					sql = fmt.Sprintf("UPDATE kv SET k = %d WHERE k = %d AND NOT EXISTS (SELECT 1 FROM kv WHERE k = %d)", 100+k, k, 100+k)
-				}
-				if _, err := conn.Exec(context.Background(), sql); err != nil {
-					if c := pgErrCode(err); c == "23505" || c == "40P01" {
-						continue
-					}
-					t.Errorf("writer on %s: %v", db, err)
-					return
-				}
-			}
-		}()
-	}
+	stop := startWriters(t, e, []string{"A", "B"}, seed, 40, false)
 	for i := 0; i < 10; i++ {
 		if _, _, _, err := customRun(e, hs, 3); err != nil {
 			t.Fatalf("run %d during writes: %v", i, err)
 		}
 	}
-	close(stop)
-	wg.Wait()
+	stop()
 	if _, _, _, err := customRun(e, hs, 3); err != nil {
 		t.Fatal(err)
 	}

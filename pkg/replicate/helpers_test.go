@@ -129,21 +129,27 @@ func (e *env) contents(db string, rel Relation, cols []string) []string {
 		order = strings.Join(sel, ", ")
 	}
 	sql := fmt.Sprintf("SELECT concat_ws(' | ', %s) FROM %s ORDER BY %s", strings.Join(sel, ", "), pg.Ident(rel.Schema, rel.Name), order)
-	rows, err := e.conn(db).Query(context.Background(), sql)
+	return queryStrings(e.t, e.conn(db), sql)
+}
+
+// queryStrings returns the one text column of sql's rows.
+func queryStrings(t *testing.T, conn *pgx.Conn, sql string) []string {
+	t.Helper()
+	rows, err := conn.Query(context.Background(), sql)
 	if err != nil {
-		e.t.Fatalf("read %s on %s: %v", rel.Display(), db, err)
+		t.Fatalf("%s: %v", sql, err)
 	}
 	defer rows.Close()
 	var out []string
 	for rows.Next() {
 		var s string
 		if err := rows.Scan(&s); err != nil {
-			e.t.Fatal(err)
+			t.Fatal(err)
 		}
 		out = append(out, s)
 	}
 	if err := rows.Err(); err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return out
 }

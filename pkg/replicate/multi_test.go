@@ -213,58 +213,19 @@ func TestMultiSourceRandomized(t *testing.T) {
 			roles := []string{"A:source", "B:source", "C:source"}[:n]
 			roles = append(roles, "T:target")
 			e := newEnv(t, kvSchema, roles, []Relation{kv, other})
+			var dbs []string
+			for _, r := range roles[:n] {
+				dbs = append(dbs, strings.Split(r, ":")[0])
+			}
 			seed := rand.Int63()
 			t.Logf("seed %d", seed)
-			var wg sync.WaitGroup
-			stop := make(chan struct{})
-			for i, r := range roles[:n] {
-				db := strings.Split(r, ":")[0]
-				conn := e.c.Connect(t, e.dbs[db])
-				rnd := rand.New(rand.NewSource(seed + int64(i)))
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for j := 0; ; j++ {
-						select {
-						case <-stop:
-							return
-						default:
-						}
-						k := rnd.Intn(60)
-						var sql string
-						switch rnd.Intn(6) {
-						case 0, 1:
-							sql = fmt.Sprintf("INSERT INTO kv VALUES (%d, '%s%d', '%s') ON CONFLICT (k) DO UPDATE SET v = excluded.v, src = excluded.src", k, db, j, db)
-						case 2:
-							sql = fmt.Sprintf("UPDATE kv SET v = v || '+%s' WHERE k = %d", db, k)
-						case 3:
-							sql = fmt.Sprintf("DELETE FROM kv WHERE k = %d", k)
-						case 4:
-							sql = fmt.Sprintf("UPDATE kv SET k = %d WHERE k = %d AND NOT EXISTS (SELECT 1 FROM kv WHERE k = %d)", 100+k, k, 100+k)
-						default:
-							sql = fmt.Sprintf("INSERT INTO other VALUES (%d, '%s') ON CONFLICT (id) DO UPDATE SET v = excluded.v", k, db)
-						}
-						if _, err := conn.Exec(context.Background(), sql); err != nil {
-							// The application's own statement may collide with
-							// rows the run is writing into this source (a
-							// unique key, a deadlock): the application sees
-							// that error, as it would against any writer.
-							if c := pgErrCode(err); c == "23505" || c == "40P01" {
-								continue
-							}
-							t.Errorf("writer on %s: %v", db, err)
-							return
-						}
-					}
-				}()
-			}
+			stop := startWriters(t, e, dbs, seed, 60, true)
 			for i := 0; i < 12; i++ {
 				if _, err := Run(context.Background(), e.sync, Options{}); err != nil {
 					t.Fatalf("run %d during writes: %v", i, err)
 				}
 			}
-			close(stop)
-			wg.Wait()
+			stop()
 			e.run()
 			e.assertSame()
 			if res := e.run(); res.Inserts+res.Deletes != 0 {
@@ -413,4 +374,57 @@ func pgErrCode(err error) string {
 		return pgErr.Code
 	}
 	return ""
+}
+
+// startWriters starts, on each of dbs, a connection writing random rows of
+// kv (keys 0..keys-1): inserts, updates, deletes and key changes, and with
+// other, upserts into other too, until the returned stop is called.
+// Statements that collide with the rows a run writes into a source (a
+// unique key, a deadlock) fail for the application, as against any
+// writer, and are skipped.
+func startWriters(t *testing.T, e *env, dbs []string, seed int64, keys int, withOther bool) (stop func()) {
+	t.Helper()
+	var wg sync.WaitGroup
+	done := make(chan struct{})
+	ops := 5
+	if withOther {
+		ops = 6
+	}
+	for i, db := range dbs {
+		conn := e.c.Connect(t, e.dbs[db])
+		rnd := rand.New(rand.NewSource(seed + int64(i)))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; ; j++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				k := rnd.Intn(keys)
+				var sql string
+				switch rnd.Intn(ops) {
+				case 0, 1:
+					sql = fmt.Sprintf("INSERT INTO kv VALUES (%d, '%s%d', '%s') ON CONFLICT (k) DO UPDATE SET v = excluded.v, src = excluded.src", k, db, j, db)
+				case 2:
+					sql = fmt.Sprintf("UPDATE kv SET v = v || '+%s' WHERE k = %d", db, k)
+				case 3:
+					sql = fmt.Sprintf("DELETE FROM kv WHERE k = %d", k)
+				case 4:
+					sql = fmt.Sprintf("UPDATE kv SET k = %d WHERE k = %d AND NOT EXISTS (SELECT 1 FROM kv WHERE k = %d)", 100+k, k, 100+k)
+				default:
+					sql = fmt.Sprintf("INSERT INTO other VALUES (%d, '%s') ON CONFLICT (id) DO UPDATE SET v = excluded.v", k, db)
+				}
+				if _, err := conn.Exec(context.Background(), sql); err != nil {
+					if c := pgErrCode(err); c == "23505" || c == "40P01" {
+						continue
+					}
+					t.Errorf("writer on %s: %v", db, err)
+					return
+				}
+			}
+		}()
+	}
+	return func() { close(done); wg.Wait() }
 }

@@ -54,25 +54,8 @@ func newReapplyEnv(t *testing.T) *reapplyEnv {
 // targetRows returns the target's table as text, by key.
 func (e *reapplyEnv) targetRows() []string {
 	e.t.Helper()
-	rows, err := e.c.Connect(e.t, e.dst).Query(context.Background(),
-		`SELECT concat_ws(' | ', region, "ID", email, coalesce(name, 'NULL'), coalesce(shout, 'NULL'), note)
+	return queryStrings(e.t, e.c.Connect(e.t, e.dst), `SELECT concat_ws(' | ', region, "ID", email, coalesce(name, 'NULL'), coalesce(shout, 'NULL'), note)
 		FROM "App"."User List" ORDER BY region, "ID"`)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			e.t.Fatal(err)
-		}
-		out = append(out, s)
-	}
-	if err := rows.Err(); err != nil {
-		e.t.Fatal(err)
-	}
-	return out
 }
 
 func (e *reapplyEnv) reapply(ctx context.Context, rel Relation, keys ...string) ([]ReapplyResult, error) {
