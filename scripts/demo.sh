@@ -120,13 +120,23 @@ run add customcode balances plugin="$PWD/bin/plugins/counters" whenrun=conflict 
 before=$(psql_on C "SELECT abalance FROM accounts WHERE aid = 2")
 run pause shop
 psql_on A "UPDATE accounts SET abalance = abalance + 10 WHERE aid = 2"
+t_a=$(date +%T.%N)
 psql_on B "UPDATE accounts SET abalance = abalance + 5 WHERE aid = 2"
+t_b=$(date +%T.%N)
 run resume shop
 wait_converged
 after=$(psql_on C "SELECT abalance FROM accounts WHERE aid = 2")
 echo "aid 2: abalance $before, +10 on A and +5 on B: $after everywhere"
 if [ "$after" != "$((before + 15))" ]; then
-	echo "demo: the counters plugin did not add both changes" >&2; exit 1
+	echo "demo: the counters plugin did not add both changes (A written by $t_a, B by $t_b)" >&2
+	"$MCP" conflicts shop >&2 || true
+	as_pg "$bindir/psql" -X -h "$base/A/sock" -p 5432 -U postgres -d gobucardo \
+		-c "SELECT id, state, started, ended, deletes, inserts, conflicts, status FROM gobucardo.syncrun WHERE sync = 'shop' ORDER BY id DESC LIMIT 6" >&2 || true
+	delta=gobucardo.d_public_accounts_$(printf 'public\0accounts' | md5sum | cut -c1-8)
+	for n in A B C; do
+		echo "db $n: abalance $(psql_on $n "SELECT abalance FROM accounts WHERE aid = 2"), deltas of aid 2: $(psql_on $n "SELECT string_agg(format('%s at %s origin %s', txid, changed_at, origin), '; ') FROM $delta WHERE aid = 2" || true), watermark $(psql_on $n "SELECT snap FROM gobucardo.watermark" || true)" >&2
+	done
+	tail -n 60 "$base/mcp.log" >&2; exit 1
 fi
 run kick shop --timeout 30s
 run kick history --timeout 30s

@@ -299,8 +299,12 @@ func TestDaemonEndToEnd(t *testing.T) {
 		t.Errorf("status s printed %q", detail)
 	}
 
-	// Pause: nothing runs; resume: it catches up.
-	d.run(0, "pause", "s")
+	// Pause: once mcp pause has returned nothing runs, though the
+	// controller may not have heard of it yet; resume: it catches up.
+	if out := d.run(0, "pause", "s"); !strings.Contains(out, "Paused sync s") {
+		t.Errorf("pause printed %q", out)
+	}
+	c.Exec(t, src, "INSERT INTO public.t VALUES (2, 'two')")
 	d.eventually(10*time.Second, "controller paused", func() bool {
 		for _, r := range d.ps() {
 			if r.Role == "controller" && r.State == "paused" {
@@ -309,7 +313,6 @@ func TestDaemonEndToEnd(t *testing.T) {
 		}
 		return false
 	})
-	c.Exec(t, src, "INSERT INTO public.t VALUES (2, 'two')")
 	if out, code := d.try("kick", "s", "--timeout", "1s"); code != 3 || !strings.Contains(out, "paused") {
 		t.Errorf("kick of a paused sync: exit %d, %q", code, out)
 	}

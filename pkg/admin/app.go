@@ -50,14 +50,18 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return ExitOK
 	}
+	var ec cli.ExitCoder
+	if errors.As(err, &ec) {
+		// Its message is the whole output (ping's "CRITICAL: ...").
+		if msg := err.Error(); msg != "" {
+			fmt.Fprintln(stderr, msg)
+		}
+		return ec.ExitCode()
+	}
 	fmt.Fprintln(stderr, "mcp: "+message(err))
 	var ue *UsageError
 	if errors.As(err, &ue) {
 		return ExitUsage
-	}
-	var ec cli.ExitCoder
-	if errors.As(err, &ec) {
-		return ec.ExitCode()
 	}
 	return ExitError
 }
@@ -76,6 +80,9 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			"with database gobucardo.",
 		Writer:    stdout,
 		ErrWriter: stderr,
+		// Run turns an exit code into the return value: urfave's default
+		// handler would os.Exit from inside the command, skipping defers.
+		ExitErrHandler: func(*cli.Context, error) {},
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "dsn", EnvVars: []string{"GOBUCARDO_DSN"},
 				Usage: "main database: libpq key/value string or postgres:// URL"},

@@ -523,37 +523,73 @@ func syncStatusCommand(name, usage, status string) *cli.Command {
 }
 
 func pauseCommand(name, usage string, pause bool) *cli.Command {
+	flags := []cli.Flag{&cli.StringFlag{Name: "reason", Value: "paused by mcp pause", Usage: "shown by mcp status"}}
+	if pause {
+		flags = append(flags, &cli.DurationFlag{Name: "timeout", Value: time.Minute,
+			Usage: "how long to wait for a run in progress to end (exit 1 when it has not)"})
+	}
 	return &cli.Command{
 		Name:      name,
 		Usage:     usage,
 		ArgsUsage: "SYNC...",
-		Flags:     []cli.Flag{&cli.StringFlag{Name: "reason", Value: "paused by mcp pause", Usage: "shown by mcp status"}},
+		Flags:     flags,
 		Action: func(c *cli.Context) error {
 			e := newEnv(c)
 			if c.NArg() == 0 {
 				return usagef("usage: mcp %s SYNC...", name)
 			}
-			return e.changeCatalog(func(ctx context.Context, tx pgx.Tx) error {
-				for _, s := range c.Args().Slice() {
+			syncs := c.Args().Slice()
+			err := e.changeCatalog(func(ctx context.Context, tx pgx.Tx) error {
+				for _, s := range syncs {
 					if _, err := catalog.GetSync(ctx, tx, s); err != nil {
 						return err
 					}
+					var err error
 					if pause {
-						if err := catalog.Pause(ctx, tx, s, c.String("reason")); err != nil {
-							return err
-						}
-						e.printf("Paused sync %s\n", s)
+						err = catalog.Pause(ctx, tx, s, c.String("reason"))
 					} else {
-						if err := catalog.Resume(ctx, tx, s); err != nil {
-							return err
-						}
-						e.printf("Resumed sync %s\n", s)
+						err = catalog.Resume(ctx, tx, s)
+					}
+					if err != nil {
+						return err
 					}
 				}
 				return nil
 			})
+			if err != nil || !pause {
+				if err == nil {
+					for _, s := range syncs {
+						e.printf("Resumed sync %s\n", s)
+					}
+				}
+				return err
+			}
+			return waitPaused(e, syncs)
 		},
 	}
+}
+
+// waitPaused waits for the runs in progress of the paused syncs to end:
+// once mcp pause returns, nothing of those syncs runs until mcp resume.
+func waitPaused(e *env, syncs []string) error {
+	ctx, cancel := context.WithTimeout(e.ctx(), e.c.Duration("timeout"))
+	defer cancel()
+	conn, err := e.connectCatalog()
+	if err != nil {
+		return err
+	}
+	defer closeConn(context.WithoutCancel(ctx), conn)
+	for _, s := range syncs {
+		if err := catalog.WaitForRuns(ctx, conn, s); err != nil {
+			if ctx.Err() != nil {
+				return cli.Exit(fmt.Sprintf("Paused sync %s, but its run in progress has not ended after %s: "+
+					"it stops after that run (mcp status %s shows it)", s, e.c.Duration("timeout"), s), 1)
+			}
+			return err
+		}
+		e.printf("Paused sync %s\n", s)
+	}
+	return nil
 }
 
 func ping(e *env) error {

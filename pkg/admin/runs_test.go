@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gobucardo/gobucardo/pkg/capture"
+	"github.com/gobucardo/gobucardo/pkg/catalog"
 )
 
 var deltaTable = capture.DeltaName
@@ -199,5 +201,39 @@ func TestThreeMastersThroughMCP(t *testing.T) {
 	}
 	if got := f.query(f.main, "SELECT paused::text || ' ' || reason FROM gobucardo.sync_state WHERE sync = 'm'"); !strings.HasPrefix(got, "true Failed: ") {
 		t.Errorf("sync_state = %q", got)
+	}
+	// A paused sync does not run in the foreground either.
+	runs := f.query(f.main, "SELECT count(*) FROM gobucardo.syncrun")
+	f.fail(1, []string{"sync m is paused (Failed: ", "mcp resume m first"}, "sync", "run", "m", "--quiet")
+	if got := f.query(f.main, "SELECT count(*) FROM gobucardo.syncrun"); got != runs {
+		t.Errorf("a refused run was recorded: %s runs, were %s", got, runs)
+	}
+
+	// mcp pause waits for the run in progress (here one that holds m's run
+	// lock on another session) to end.
+	f.ok("resume", "m")
+	ctx := context.Background()
+	ctl := f.c.Connect(t, f.main)
+	if _, err := catalog.StartRun(ctx, ctl, "m", 1, "elsewhere", "Started (test)"); err != nil {
+		t.Fatal(err)
+	}
+	r = f.run("pause", "m", "--timeout", "300ms")
+	if r.code != 1 || !strings.Contains(r.err, "Paused sync m, but its run in progress has not ended after 300ms") {
+		t.Errorf("pause during a run: exit %d %q %q", r.code, r.out, r.err)
+	}
+	f.ok("resume", "m")
+	done := make(chan result, 1)
+	go func() { done <- f.run("pause", "m") }()
+	time.Sleep(200 * time.Millisecond)
+	if err := ctl.Close(ctx); err != nil { // the run's session ends
+		t.Fatal(err)
+	}
+	select {
+	case r := <-done:
+		if r.code != 0 || r.out != "Paused sync m\n" {
+			t.Errorf("pause: exit %d %q %q", r.code, r.out, r.err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("mcp pause did not return after the run ended")
 	}
 }

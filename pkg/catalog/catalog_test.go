@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -303,5 +304,111 @@ func TestFindRelations(t *testing.T) {
 	filtered, err = FindAll(ctx, conn, KindTable, Filter{ExcludeSchemas: []string{"public", "other"}, Tables: []string{"*Tåble"}})
 	if err != nil || len(filtered) != 1 || filtered[0].Schema != "Sales Dept" {
 		t.Errorf("FindAll -N public -N other -t *Tåble = %v, %v", filtered, err)
+	}
+}
+
+// TestRunLock: a paused sync starts no run, a second run of a sync is
+// refused while the first holds the run lock, and WaitForRuns waits for
+// the run in progress to record its end, or for its session to die.
+func TestRunLock(t *testing.T) {
+	c, conn := installed(t)
+	ctx := context.Background()
+	var dbname string
+	if err := conn.QueryRow(ctx, "SELECT current_database()").Scan(&dbname); err != nil {
+		t.Fatal(err)
+	}
+	setup := `
+		INSERT INTO gobucardo.db (name, dbname) VALUES ('A', 'a'), ('B', 'b');
+		INSERT INTO gobucardo.dbgroup (name) VALUES ('g');
+		INSERT INTO gobucardo.dbgroup_member (dbgroup, db, role, position) VALUES ('g', 'A', 'source', 0), ('g', 'B', 'target', 1);
+		INSERT INTO gobucardo.relgroup (name, db) VALUES ('r', 'A');
+		INSERT INTO gobucardo.sync (name, relgroup, dbgroup) VALUES ('s', 'r', 'g'), ('other', 'r', 'g');`
+	if _, err := conn.Exec(ctx, setup); err != nil {
+		t.Fatalf("setup: %v", err)
+	}
+	runs := func() (n int) {
+		t.Helper()
+		if err := conn.QueryRow(ctx, "SELECT count(*) FROM gobucardo.syncrun WHERE sync = 's'").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	ctl := c.Connect(t, dbname) // the controller's session
+	admin := c.Connect(t, dbname)
+	id, err := StartRun(ctx, ctl, "s", 1, "h", "Started (test)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A second run of s is refused and not recorded; another sync runs.
+	if _, err := StartRun(ctx, admin, "s", 2, "h", "Started (test)"); !errors.As(err, new(*BusyError)) ||
+		!strings.Contains(err.Error(), "mcp status s") {
+		t.Errorf("second StartRun = %v, want a BusyError", err)
+	}
+	if n := runs(); n != 1 {
+		t.Errorf("%d runs recorded, want 1", n)
+	}
+	if _, err := StartRun(ctx, admin, "other", 2, "h", "Started (test)"); err != nil {
+		t.Errorf("StartRun of another sync = %v", err)
+	}
+	if err := EndRunLock(ctx, admin, "other"); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := pgx.BeginFunc(ctx, admin, func(tx pgx.Tx) error { return Pause(ctx, tx, "s", "for the test") }); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	err = WaitForRuns(short, admin, "s")
+	cancel()
+	if err == nil {
+		t.Fatal("WaitForRuns returned while the run held its lock")
+	}
+	admin = c.Connect(t, dbname) // a cancelled wait may leave its session unusable
+	done := make(chan error, 1)
+	go func() { done <- WaitForRuns(ctx, admin, "s") }()
+	time.Sleep(100 * time.Millisecond)
+	select {
+	case err := <-done:
+		t.Fatalf("WaitForRuns returned %v before the run ended", err)
+	default:
+	}
+	if err := EndRun(ctx, ctl, id, RunGood, "Complete", RunCounts{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := EndRunLock(ctx, ctl, "s"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("WaitForRuns = %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("WaitForRuns did not return once the run had ended")
+	}
+
+	// Paused: no run starts, nothing is recorded.
+	var pe *PausedError
+	if _, err := StartRun(ctx, ctl, "s", 1, "h", "Started (test)"); !errors.As(err, &pe) || pe.Reason != "for the test" ||
+		err.Error() != "sync s is paused (for the test): mcp resume s first" {
+		t.Errorf("StartRun of a paused sync = %v", err)
+	}
+	if n := runs(); n != 1 {
+		t.Errorf("%d runs recorded, want 1", n)
+	}
+	if err := Resume(ctx, admin, "s"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := StartRun(ctx, ctl, "s", 1, "h", "Started (test)"); err != nil {
+		t.Fatalf("StartRun after resume = %v", err)
+	}
+	// A controller that dies leaves no lock behind.
+	if err := ctl.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := WaitForRuns(wctx, admin, "s"); err != nil {
+		t.Errorf("WaitForRuns after the run's session closed = %v", err)
 	}
 }

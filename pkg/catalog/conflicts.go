@@ -93,7 +93,14 @@ func ListConflicts(ctx context.Context, q Querier, sync string, since time.Time,
 
 // Pause marks a sync paused with a reason (the daemon does not run it
 // until it is resumed).
+//
+// Pause takes the update lock on the sync's row that StartRun's share lock
+// waits for: in a transaction, from the commit on no run of the sync
+// starts (WaitForRuns then waits for the one in progress).
 func Pause(ctx context.Context, q Querier, sync, reason string) error {
+	if _, err := q.Exec(ctx, "SELECT FROM gobucardo.sync WHERE name = $1 FOR NO KEY UPDATE", sync); err != nil {
+		return fmt.Errorf("pause sync %s: %w", sync, err)
+	}
 	_, err := q.Exec(ctx, `INSERT INTO gobucardo.sync_state (sync, paused, reason, updated) VALUES ($1, true, $2, now())
 		ON CONFLICT (sync) DO UPDATE SET paused = true, reason = excluded.reason, updated = now()`, sync, reason)
 	if err != nil {

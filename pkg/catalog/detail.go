@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -90,15 +91,106 @@ type RunCounts struct {
 	Deletes, Inserts, Truncates, Conflicts int64
 }
 
-// StartRun records the start of a run and returns its id.
-func StartRun(ctx context.Context, q Querier, sync string, pid int, host, status string) (int64, error) {
+// runLockClass is the first key of the session advisory lock that a run of
+// a sync holds on the main database from StartRun to EndRunLock (the second
+// is hashtext of the sync's name). WaitForRuns waits on it; it dies with the
+// session, so a crashed controller leaves nothing to wait for.
+const runLockClass int32 = 0x6762_7275 // "gbru"
+
+// PausedError says that a run was not started because its sync is paused.
+// Use errors.As.
+type PausedError struct {
+	Sync, Reason string
+}
+
+func (e *PausedError) Error() string {
+	if e.Reason == "" {
+		return fmt.Sprintf("sync %s is paused: mcp resume %s first", e.Sync, e.Sync)
+	}
+	return fmt.Sprintf("sync %s is paused (%s): mcp resume %s first", e.Sync, e.Reason, e.Sync)
+}
+
+// BusyError says that another run of the sync holds its run lock.
+type BusyError struct {
+	Sync string
+}
+
+func (e *BusyError) Error() string {
+	return fmt.Sprintf("sync %s has a run in progress elsewhere (its controller or an mcp sync run): "+
+		"try again once it has ended (mcp status %s)", e.Sync, e.Sync)
+}
+
+// Beginner is a connection that can begin a transaction.
+type Beginner interface {
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+// StartRun records the start of a run and returns its id, unless the sync
+// is paused (*PausedError) or another run holds its run lock (*BusyError).
+// The check and the record are one transaction that share-locks the sync's
+// row, against Pause's update lock: once Pause has committed, no run
+// starts, and every run that had started holds the run lock on conn's
+// session until EndRunLock. Call EndRunLock on the same conn.
+func StartRun(ctx context.Context, conn Beginner, sync string, pid int, host, status string) (int64, error) {
 	var id int64
-	err := q.QueryRow(ctx, `INSERT INTO gobucardo.syncrun (sync, sync_name, pid, host, status)
-		VALUES ($1, $1, $2, $3, $4) RETURNING id`, sync, pid, host, status).Scan(&id)
-	if err != nil {
+	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT FROM gobucardo.sync WHERE name = $1 FOR SHARE", sync); err != nil {
+			return err
+		}
+		paused, reason, err := Paused(ctx, tx, sync)
+		if err != nil {
+			return err
+		}
+		if paused {
+			return &PausedError{Sync: sync, Reason: reason}
+		}
+		if err := tx.QueryRow(ctx, `INSERT INTO gobucardo.syncrun (sync, sync_name, pid, host, status)
+			VALUES ($1, $1, $2, $3, $4) RETURNING id`, sync, pid, host, status).Scan(&id); err != nil {
+			return err
+		}
+		// Last: a session lock outlives a rollback.
+		var locked bool
+		if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_lock($1, hashtext($2))", runLockClass, sync).Scan(&locked); err != nil {
+			return err
+		}
+		if !locked {
+			return &BusyError{Sync: sync}
+		}
+		return nil
+	})
+	var pe *PausedError
+	var be *BusyError
+	switch {
+	case errors.As(err, &pe), errors.As(err, &be):
+		return 0, err
+	case err != nil:
+		if q, ok := conn.(Querier); ok {
+			_ = EndRunLock(context.WithoutCancel(ctx), q, sync)
+		}
 		return 0, fmt.Errorf("record run of sync %s: %w", sync, err)
 	}
 	return id, nil
+}
+
+// EndRunLock releases the run lock StartRun took on q's session, once the
+// run's outcome is recorded.
+func EndRunLock(ctx context.Context, q Querier, sync string) error {
+	_, err := q.Exec(ctx, "SELECT pg_advisory_unlock($1, hashtext($2))", runLockClass, sync)
+	return err
+}
+
+// WaitForRuns waits until no run of the syncs holds its run lock: a run
+// in progress has ended and recorded its outcome. ctx bounds the wait.
+func WaitForRuns(ctx context.Context, q Querier, syncs ...string) error {
+	for _, s := range syncs {
+		if _, err := q.Exec(ctx, "SELECT pg_advisory_lock($1, hashtext($2))", runLockClass, s); err != nil {
+			return fmt.Errorf("wait for the run of sync %s: %w", s, err)
+		}
+		if _, err := q.Exec(ctx, "SELECT pg_advisory_unlock($1, hashtext($2))", runLockClass, s); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // SetRunStatus updates the live status text of a running run.

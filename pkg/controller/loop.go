@@ -289,6 +289,18 @@ func (l *loop) runOnce(ctx context.Context, reason string) {
 	if !l.detail.Kidsalive {
 		l.stopKid("kidsalive is off")
 	}
+	var paused *catalog.PausedError
+	if errors.As(runErr, &paused) {
+		// Paused since the catalog was last read: mcp pause waits for no
+		// run but the one in progress, so none starts.
+		l.busy, l.settling, l.kick = false, nil, ""
+		l.paused = paused.Reason
+		if l.paused == "" {
+			l.paused = "paused"
+		}
+		l.board.set(0, "paused", l.paused)
+		return
+	}
 	if runErr != nil && kind == kidpb.Failure_KIND_CANCELLED {
 		// Not a failure: the next kick or checktime runs it again.
 		l.busy, l.settling, l.failures, l.retryAt = false, nil, 0, time.Time{}
@@ -338,7 +350,12 @@ func (l *loop) execute(ctx context.Context, reason string) (replicate.Result, ki
 		return replicate.Result{}, kidpb.Failure_KIND_ERROR, err
 	}
 	id, err := catalog.StartRun(ctx, conn, l.sync, l.kid.Pid(), l.host, "Started ("+reason+")")
-	if err != nil {
+	var pe *catalog.PausedError
+	var be *catalog.BusyError
+	switch {
+	case errors.As(err, &pe), errors.As(err, &be):
+		return replicate.Result{}, kidpb.Failure_KIND_ERROR, err
+	case err != nil:
 		l.dropCatalog(err)
 		return replicate.Result{}, kidpb.Failure_KIND_ERROR, err
 	}
@@ -370,6 +387,9 @@ func (l *loop) execute(ctx context.Context, reason string) (replicate.Result, ki
 			recErr = errors.Join(recErr, catalog.ClearOneTimeCopy(bg, conn, l.sync))
 			l.loaded = false
 		}
+	}
+	if recErr == nil {
+		recErr = catalog.EndRunLock(bg, conn, l.sync)
 	}
 	if recErr != nil {
 		l.log.Warn("cannot record the run", zap.Int64("run", id), zap.Error(recErr))
