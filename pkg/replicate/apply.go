@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/gobucardo/gobucardo/pkg/capture"
@@ -375,11 +377,19 @@ func (r *run) applyKeys(ctx context.Context, rel Relation, cols *columnSet, s *s
 	}
 	r.progress(Progress{Table: table, Phase: "delete", Total: count})
 	on := keyJoin(rel.KeyColumns, "t", "k")
+	exc := r.exceptionCode(rel)
+	// A source is written in place (writeInPlace) once its rows are staged;
+	// with exception handlers, rows are deleted and inserted one group at a
+	// time instead.
+	inPlace := func(t *node) bool { return t.source && len(exc) == 0 }
 	for _, t := range dests {
 		if count > 1000 {
 			if _, err := t.tx.Exec(ctx, "ANALYZE pg_temp.gb_keys"); err != nil {
 				return 0, 0, err
 			}
+		}
+		if inPlace(t) {
+			continue
 		}
 		tag, err := t.tx.Exec(ctx, fmt.Sprintf("DELETE FROM ONLY %s t USING pg_temp.gb_keys k WHERE %s", tbl, on))
 		if err != nil {
@@ -392,7 +402,6 @@ func (r *run) applyKeys(ctx context.Context, rel Relation, cols *columnSet, s *s
 	// Rows go through pg_temp.gb_rows where an INSERT may fail without
 	// breaking the COPY: on sources (see node.source), and everywhere when
 	// exception handlers may have to set rows aside.
-	exc := r.exceptionCode(rel)
 	staged := func(t *node) bool { return t.source || len(exc) > 0 }
 	for _, t := range dests {
 		if !staged(t) {
@@ -427,6 +436,15 @@ func (r *run) applyKeys(ctx context.Context, rel Relation, cols *columnSet, s *s
 			}
 			return sql
 		}
+		if inPlace(t) {
+			d, got, err := r.writeInPlace(ctx, rel, cols, t, insert(""))
+			if err != nil {
+				return 0, 0, err
+			}
+			deletes += d
+			n += got
+			continue
+		}
 		if len(exc) > 0 {
 			got, err := r.insertHandled(ctx, rel, cols, s, t, insert, counts[i], exc)
 			if err != nil {
@@ -447,6 +465,75 @@ func (r *run) applyKeys(ctx context.Context, rel Relation, cols *columnSet, s *s
 		}
 	}
 	return deletes, n, nil
+}
+
+// writeInPlace applies the rows staged in pg_temp.gb_rows for the keys of
+// pg_temp.gb_keys to source t: a row that exists is updated in place, the
+// others are inserted (insert, which keeps a row the application wrote
+// meanwhile), and a key the winner no longer has is deleted. An
+// application UPDATE on t that waits for one of these rows then applies
+// on top of it once the run commits, and the next run carries it on;
+// after a delete and insert it would find its row deleted and update
+// nothing. An update that collides half way with another unique index
+// (two rows swapping a value) falls back to delete and insert. An updated
+// row counts as one delete and one insert, as before.
+func (r *run) writeInPlace(ctx context.Context, rel Relation, cols *columnSet, t *node, insert string) (deletes, inserts int64, err error) {
+	table := rel.Display()
+	tbl := pg.Ident(rel.Schema, rel.Name)
+	keys := map[string]bool{}
+	for _, k := range rel.KeyColumns {
+		keys[k] = true
+	}
+	var set []string
+	for _, c := range cols.names {
+		if !keys[c] {
+			set = append(set, fmt.Sprintf("%s = r.%s", pg.Ident(c), pg.Ident(c)))
+		}
+	}
+	// Without an in-place update, every key is deleted and its row inserted.
+	del := fmt.Sprintf("DELETE FROM ONLY %s t USING pg_temp.gb_keys k WHERE %s", tbl, keyJoin(rel.KeyColumns, "t", "k"))
+	if len(set) > 0 {
+		updated, ok, err := r.updateInPlace(ctx, t, fmt.Sprintf("UPDATE ONLY %s t SET %s FROM pg_temp.gb_rows r WHERE %s",
+			tbl, strings.Join(set, ", "), keyJoin(rel.KeyColumns, "t", "r")))
+		if err != nil {
+			return 0, 0, fmt.Errorf("update changed rows of %s on %s: %w", table, t.Name, err)
+		}
+		if ok {
+			deletes, inserts = updated, updated
+			del += fmt.Sprintf(" AND NOT EXISTS (SELECT FROM pg_temp.gb_rows r WHERE %s)", keyJoin(rel.KeyColumns, "r", "k"))
+		}
+	}
+	tag, err := t.tx.Exec(ctx, del)
+	if err != nil {
+		return 0, 0, fmt.Errorf("delete changed rows of %s on %s: %w", table, t.Name, err)
+	}
+	deletes += tag.RowsAffected()
+	if tag, err = t.tx.Exec(ctx, insert); err != nil {
+		return 0, 0, fmt.Errorf("insert changed rows of %s on %s: %w", table, t.Name, err)
+	}
+	return deletes, inserts + tag.RowsAffected(), nil
+}
+
+// updateInPlace runs update under a savepoint. ok is false, with nothing
+// changed, when it broke an integrity constraint (SQLSTATE class 23).
+func (r *run) updateInPlace(ctx context.Context, t *node, update string) (updated int64, ok bool, err error) {
+	if _, err := t.tx.Exec(ctx, "SAVEPOINT gb_in_place"); err != nil {
+		return 0, false, err
+	}
+	tag, err := t.tx.Exec(ctx, update)
+	var pgErr *pgconn.PgError
+	switch {
+	case err == nil:
+		_, err = t.tx.Exec(ctx, "RELEASE SAVEPOINT gb_in_place")
+		return tag.RowsAffected(), err == nil, err
+	case errors.As(err, &pgErr) && strings.HasPrefix(pgErr.Code, "23"):
+		r.log.Debug("in-place update collided: deleting and inserting instead",
+			zap.String("db", t.Name), zap.String("error", pgErr.Message))
+		_, err = t.tx.Exec(ctx, "ROLLBACK TO SAVEPOINT gb_in_place")
+		return 0, false, err
+	default:
+		return 0, false, err
+	}
 }
 
 // makeDelta records, on a db with makedelta, the keys that keysSQL (with

@@ -8,9 +8,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/gobucardo/gobucardo/pkg/pgtest"
 )
@@ -427,4 +430,76 @@ func startWriters(t *testing.T, e *env, dbs []string, seed int64, keys int, with
 		}()
 	}
 	return func() { close(done); wg.Wait() }
+}
+
+// TestAppWriteDuringApply: an application UPDATE on a source that waits
+// for the row the run is writing there applies on top of the replicated
+// row once the run commits, and the next run carries it on. (It used to
+// find the row deleted and update nothing: the write was lost.) Swapping
+// the values of a second unique column between two rows still applies.
+func TestAppWriteDuringApply(t *testing.T) {
+	schema := `CREATE TABLE public.acct (id int PRIMARY KEY, bal int NOT NULL, email text UNIQUE);`
+	acct := Relation{Schema: "public", Name: "acct", KeyColumns: []string{"id"}}
+	e := newEnv(t, schema, []string{"A:source", "B:source", "C:target"}, []Relation{acct})
+	for _, d := range e.sync.DBs {
+		e.exec(d.Name, "SET session_replication_role = replica; INSERT INTO acct VALUES (1, 0, 'one'), (2, 0, 'two'), (3, 0, 'three')")
+	}
+	e.exec("A", "UPDATE acct SET bal = bal + 10 WHERE id = 1")
+	ctx := context.Background()
+	app := e.c.Connect(t, e.dbs["B"])
+	updated := make(chan error, 1)
+	var tag pgconn.CommandTag
+	_, err := Run(ctx, e.sync, Options{Hook: func(p string) {
+		if p != "before-commit" {
+			return
+		}
+		go func() {
+			var err error
+			tag, err = app.Exec(ctx, "UPDATE acct SET bal = bal + 5 WHERE id = 1")
+			updated <- err
+		}()
+		// Wait until the application's UPDATE waits for the run's row lock.
+		for i := 0; ; i++ {
+			w := queryStrings(t, e.conn("B"), `SELECT EXISTS (SELECT FROM pg_stat_activity WHERE datname = current_database()
+				AND wait_event_type = 'Lock' AND query LIKE 'UPDATE acct SET bal = bal + 5%')::text`)
+			if w[0] == "true" {
+				return
+			}
+			if i > 200 {
+				t.Error("the application's UPDATE never waited for the run")
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-updated; err != nil {
+		t.Fatal(err)
+	}
+	if tag.RowsAffected() != 1 {
+		t.Errorf("the application's UPDATE on B updated %d rows while the run wrote the row, want 1", tag.RowsAffected())
+	}
+	e.run()
+	e.assertSame()
+	for _, db := range []string{"A", "B", "C"} {
+		if got := queryStrings(t, e.conn(db), "SELECT bal::text FROM acct WHERE id = 1")[0]; got != "15" {
+			t.Errorf("%s: bal %s, want 15 (+10 on A, then +5 on B on top of it)", db, got)
+		}
+	}
+	// The winner swaps two rows' emails: an in-place update on B would
+	// collide with the unique index half way, so it must still apply.
+	e.exec("A", "UPDATE acct SET email = 'tmp' WHERE id = 2; UPDATE acct SET email = 'two' WHERE id = 3; UPDATE acct SET email = 'three' WHERE id = 2")
+	core, logs := observer.New(zap.DebugLevel)
+	if _, err := Run(ctx, e.sync, Options{Log: zap.New(core)}); err != nil {
+		t.Fatalf("run of the swap: %v", err)
+	}
+	if logs.FilterMessageSnippet("in-place update collided").Len() == 0 {
+		t.Error("the swap did not take the delete and insert path")
+	}
+	e.assertSame()
+	if got := queryStrings(t, e.conn("B"), "SELECT string_agg(email, ',' ORDER BY id) FROM acct")[0]; got != "one,three,two" {
+		t.Errorf("B after the swap: %s", got)
+	}
 }
