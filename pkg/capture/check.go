@@ -87,7 +87,7 @@ func checkTable(ctx context.Context, conn *pgx.Conn, sync Sync, t Table) ([]stri
 	}
 	rows, err := conn.Query(ctx, `SELECT tgname::text, tgenabled::text FROM pg_trigger
 		WHERE tgrelid = to_regclass($1) AND tgname::text = ANY($2)`,
-		pg.Ident(t.Schema, t.Name), []string{TriggerInsert, TriggerUpdate, TriggerDelete, TriggerTruncate})
+		pg.Ident(t.Schema, t.Name), triggers)
 	if err != nil {
 		return nil, err
 	}
@@ -102,7 +102,7 @@ func checkTable(ctx context.Context, conn *pgx.Conn, sync Sync, t Table) ([]stri
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	for _, tg := range []string{TriggerInsert, TriggerUpdate, TriggerDelete, TriggerTruncate} {
+	for _, tg := range triggers {
 		switch state[tg] {
 		case "O":
 		case "":
