@@ -113,7 +113,7 @@ func daemonCommands() []*cli.Command {
 		},
 		syncStatusCommand("activate", "make syncs active: the MCP starts their controllers", catalog.StatusActive),
 		syncStatusCommand("deactivate", "make syncs inactive: the MCP stops their controllers", catalog.StatusInactive),
-		pauseCommand("pause", "stop running syncs until resumed (their controllers stay up)", true),
+		pauseCommand("pause", "stop running syncs until resumed (their controllers stay up); waits for a run in progress", true),
 		pauseCommand("resume", "run paused syncs again", false),
 		{
 			Name:  "ping",
