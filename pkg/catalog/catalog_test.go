@@ -411,4 +411,21 @@ func TestRunLock(t *testing.T) {
 	if err := WaitForRuns(wctx, admin, "s"); err != nil {
 		t.Errorf("WaitForRuns after the run's session closed = %v", err)
 	}
+	// The next run records the dead one as interrupted.
+	next, err := StartRun(ctx, admin, "s", 7, "h2", "Started (test)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var state, status string
+	if err := admin.QueryRow(ctx, "SELECT state, status FROM gobucardo.syncrun WHERE sync = 's' AND id <> $1 ORDER BY id DESC LIMIT 1", next).
+		Scan(&state, &status); err != nil {
+		t.Fatal(err)
+	}
+	if state != RunBad || status != "Interrupted: its process (pid 1 on h) ended during the run; the next run carries its changes. It had said: Started (test)" {
+		t.Errorf("the dead run is %s: %q", state, status)
+	}
+	var running int
+	if err := admin.QueryRow(ctx, "SELECT count(*) FROM gobucardo.syncrun WHERE sync = 's' AND state = 'running'").Scan(&running); err != nil || running != 1 {
+		t.Errorf("%d runs running, want only the new one (%v)", running, err)
+	}
 }

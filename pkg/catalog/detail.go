@@ -127,6 +127,8 @@ type Beginner interface {
 
 // StartRun records the start of a run and returns its id, unless the sync
 // is paused (*PausedError) or another run holds its run lock (*BusyError).
+// Runs of the sync still recorded as running, whose process died, are
+// recorded as bad ("Interrupted: ...").
 // The check and the record are one transaction that share-locks the sync's
 // row, against Pause's update lock: once Pause has committed, no run
 // starts, and every run that had started holds the run lock on conn's
@@ -156,7 +158,13 @@ func StartRun(ctx context.Context, conn Beginner, sync string, pid int, host, st
 		if !locked {
 			return &BusyError{Sync: sync}
 		}
-		return nil
+		// Holding the run lock, no other run of the sync is alive: a run
+		// still recorded as running died with its process.
+		_, err = tx.Exec(ctx, `UPDATE gobucardo.syncrun SET state = 'bad', ended = greatest(now(), started),
+			status = format('Interrupted: its process (pid %s on %s) ended during the run; the next run carries its changes. It had said: %s',
+				coalesce(pid::text, '?'), coalesce(host, '?'), status)
+			WHERE sync = $1 AND state = 'running' AND id <> $2`, sync, id)
+		return err
 	})
 	var pe *PausedError
 	var be *BusyError
