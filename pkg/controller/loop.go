@@ -291,8 +291,8 @@ func (l *loop) runOnce(ctx context.Context, reason string) {
 	}
 	var paused *catalog.PausedError
 	if errors.As(runErr, &paused) {
-		// Paused since the catalog was last read: mcp pause waits for no
-		// run but the one in progress, so none starts.
+		// Paused after the catalog was last read: StartRun refused the run
+		// (mcp pause counts on that); wait as a paused sync does.
 		l.busy, l.settling, l.kick = false, nil, ""
 		l.paused = paused.Reason
 		if l.paused == "" {
