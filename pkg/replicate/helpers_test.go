@@ -2,9 +2,11 @@ package replicate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -108,6 +110,23 @@ func (e *env) run() Result {
 		e.t.Fatalf("run: %v", err)
 	}
 	return res
+}
+
+// rerun runs the sync after a run died: the servers may take a moment to
+// notice that its sessions are gone and release its lock on the sync, so
+// ErrBusy is retried for a while, as a controller would.
+func (e *env) rerun() Result {
+	e.t.Helper()
+	for start := time.Now(); ; time.Sleep(50 * time.Millisecond) {
+		res, err := Run(context.Background(), e.sync, Options{})
+		if errors.Is(err, ErrBusy) && time.Since(start) < 10*time.Second {
+			continue
+		}
+		if err != nil {
+			e.t.Fatalf("rerun: %v", err)
+		}
+		return res
+	}
 }
 
 // contents returns a table's rows as text in key order, columns in the

@@ -333,7 +333,7 @@ func TestMultiSourceCrashBetweenCommits(t *testing.T) {
 	if err == nil {
 		t.Fatal("the run survived its sources' connections dying")
 	}
-	e.run()
+	e.rerun()
 	e.assertSame()
 	if res := e.run(); res.Inserts+res.Deletes != 0 {
 		t.Errorf("not converged: %+v", res)

@@ -244,7 +244,7 @@ func TestKilledRun(t *testing.T) {
 		t.Fatalf("child ended before copying: %s", seen.String())
 	}
 	// Its half-done work is rolled back by the servers; the watermark did not move.
-	res := e.run()
+	res := e.rerun()
 	if res.Inserts != 400000 {
 		t.Errorf("rerun inserted %d rows, want all 400000", res.Inserts)
 	}
