@@ -132,9 +132,11 @@ if [ "$after" != "$((before + 15))" ]; then
 	"$MCP" conflicts shop >&2 || true
 	as_pg "$bindir/psql" -X -h "$base/A/sock" -p 5432 -U postgres -d gobucardo \
 		-c "SELECT id, state, started, ended, deletes, inserts, conflicts, status FROM gobucardo.syncrun WHERE sync = 'shop' ORDER BY id DESC LIMIT 6" >&2 || true
-	delta=gobucardo.d_public_accounts_$(printf 'public\0accounts' | md5sum | cut -c1-8)
 	for n in A B C; do
-		echo "db $n: abalance $(psql_on $n "SELECT abalance FROM accounts WHERE aid = 2"), deltas of aid 2: $(psql_on $n "SELECT string_agg(format('%s at %s origin %s', txid, changed_at, origin), '; ') FROM $delta WHERE aid = 2" || true), watermark $(psql_on $n "SELECT snap FROM gobucardo.watermark" || true)" >&2
+		delta=$(psql_on $n "SELECT delta_table FROM gobucardo.captured WHERE schema_name = 'public' AND rel_name = 'accounts'" 2>/dev/null || true)
+		deltas=""
+		[ -n "$delta" ] && deltas=$(psql_on $n "SELECT string_agg(format('%s at %s origin %s', txid, changed_at, origin), '; ') FROM gobucardo.\"$delta\" WHERE aid = 2" || true)
+		echo "db $n: abalance $(psql_on $n "SELECT abalance FROM accounts WHERE aid = 2"), deltas of aid 2: ${deltas:-none}, watermark $(psql_on $n "SELECT snap FROM gobucardo.watermark" 2>/dev/null || echo none)" >&2
 	done
 	tail -n 60 "$base/mcp.log" >&2; exit 1
 fi

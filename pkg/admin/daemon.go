@@ -426,7 +426,7 @@ func kick(e *env) error {
 		if paused, reason, err := catalog.Paused(ctx, conn, name); err != nil {
 			return fail(err)
 		} else if paused {
-			return fail(catalog.Invalidf("sync %s is paused (%s): mcp resume %s first", name, reason, name))
+			return fail(&catalog.PausedError{Sync: name, Reason: reason})
 		}
 	}
 	if err := requireMCP(ctx, conn); err != nil {

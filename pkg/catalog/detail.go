@@ -120,8 +120,10 @@ func (e *BusyError) Error() string {
 		"try again once it has ended (mcp status %s)", e.Sync, e.Sync)
 }
 
-// Beginner is a connection that can begin a transaction.
-type Beginner interface {
+// Session is one connection to the main database that queries and begins
+// transactions (a *pgx.Conn): the run lock belongs to it.
+type Session interface {
+	Querier
 	Begin(ctx context.Context) (pgx.Tx, error)
 }
 
@@ -133,7 +135,7 @@ type Beginner interface {
 // row, against Pause's update lock: once Pause has committed, no run
 // starts, and every run that had started holds the run lock on conn's
 // session until EndRunLock. Call EndRunLock on the same conn.
-func StartRun(ctx context.Context, conn Beginner, sync string, pid int, host, status string) (int64, error) {
+func StartRun(ctx context.Context, conn Session, sync string, pid int, host, status string) (int64, error) {
 	var id int64
 	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT FROM gobucardo.sync WHERE name = $1 FOR SHARE", sync); err != nil {
@@ -172,9 +174,8 @@ func StartRun(ctx context.Context, conn Beginner, sync string, pid int, host, st
 	case errors.As(err, &pe), errors.As(err, &be):
 		return 0, err
 	case err != nil:
-		if q, ok := conn.(Querier); ok {
-			_ = EndRunLock(context.WithoutCancel(ctx), q, sync)
-		}
+		// The commit may have failed after the lock was taken.
+		_ = EndRunLock(context.WithoutCancel(ctx), conn, sync)
 		return 0, fmt.Errorf("record run of sync %s: %w", sync, err)
 	}
 	return id, nil
@@ -187,18 +188,14 @@ func EndRunLock(ctx context.Context, q Querier, sync string) error {
 	return err
 }
 
-// WaitForRuns waits until no run of the syncs holds its run lock: a run
-// in progress has ended and recorded its outcome. ctx bounds the wait.
-func WaitForRuns(ctx context.Context, q Querier, syncs ...string) error {
-	for _, s := range syncs {
-		if _, err := q.Exec(ctx, "SELECT pg_advisory_lock($1, hashtext($2))", runLockClass, s); err != nil {
-			return fmt.Errorf("wait for the run of sync %s: %w", s, err)
-		}
-		if _, err := q.Exec(ctx, "SELECT pg_advisory_unlock($1, hashtext($2))", runLockClass, s); err != nil {
-			return err
-		}
+// WaitForRuns waits until no run of sync holds its run lock: a run in
+// progress has ended and recorded its outcome. ctx bounds the wait.
+func WaitForRuns(ctx context.Context, q Querier, sync string) error {
+	if _, err := q.Exec(ctx, "SELECT pg_advisory_lock($1, hashtext($2))", runLockClass, sync); err != nil {
+		return fmt.Errorf("wait for the run of sync %s: %w", sync, err)
 	}
-	return nil
+	_, err := q.Exec(ctx, "SELECT pg_advisory_unlock($1, hashtext($2))", runLockClass, sync)
+	return err
 }
 
 // SetRunStatus updates the live status text of a running run.
