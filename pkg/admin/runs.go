@@ -292,6 +292,13 @@ func validate(e *env) error {
 						}
 					}
 				}
+				if err == nil {
+					var notes []capture.PartitionNote
+					notes, err = capture.PartitionNotes(ctx, sconn, capture.SyncFrom(d))
+					for _, n := range notes {
+						problems = append(problems, n.Problem(src.Name, name))
+					}
+				}
 				closeConn(ctx, sconn)
 				if err != nil {
 					problems = append(problems, fmt.Sprintf("db %s: the capture cannot be installed: %v", src.Name, err))

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"unicode/utf8"
@@ -18,7 +19,7 @@ import (
 
 // Version is the version of the objects this package installs; objects of
 // another version are stale and reinstalled.
-const Version = 2
+const Version = 3
 
 // KickChannel is the NOTIFY channel of autokick; the payload is the sync.
 const KickChannel = "gobucardo_kick"
@@ -34,8 +35,18 @@ const (
 	TriggerKeyChange = "gobucardo_capture_key"
 )
 
-// triggers are every trigger capture puts on a table.
-var triggers = []string{TriggerInsert, TriggerUpdate, TriggerDelete, TriggerTruncate, TriggerKeyChange}
+// triggers are every trigger capture puts on a captured table itself.
+var triggers = []string{TriggerInsert, TriggerUpdate, TriggerDelete, TriggerTruncate, TriggerKeyChange, TriggerRow}
+
+// triggersOf are the triggers a table of that shape has: statement
+// triggers with transition tables for a plain table, TriggerRow for the
+// others; every table has the truncate trigger.
+func triggersOf(s shape) []string {
+	if s.rowLevel() {
+		return []string{TriggerRow, TriggerTruncate}
+	}
+	return []string{TriggerInsert, TriggerUpdate, TriggerDelete, TriggerTruncate, TriggerKeyChange}
+}
 
 // installLock serialises installs on one database.
 const installLock = 0x676f6263617074 // "gobcapt"
@@ -99,6 +110,21 @@ CREATE TABLE IF NOT EXISTS gobucardo.truncate_log (
     txid        xid8 NOT NULL DEFAULT pg_current_xact_id(),
     at          timestamptz NOT NULL DEFAULT clock_timestamp());
 CREATE INDEX IF NOT EXISTS truncate_log_txid ON gobucardo.truncate_log (txid);
+CREATE TABLE IF NOT EXISTS gobucardo.partition (
+    schema_name text NOT NULL,
+    rel_name    text NOT NULL,
+    part_schema text NOT NULL,
+    part_name   text NOT NULL,
+    PRIMARY KEY (schema_name, rel_name, part_schema, part_name),
+    FOREIGN KEY (schema_name, rel_name) REFERENCES gobucardo.captured ON DELETE CASCADE);
+CREATE TABLE IF NOT EXISTS gobucardo.partition_note (
+    schema_name text NOT NULL,
+    rel_name    text NOT NULL,
+    partition   text NOT NULL,
+    change      text NOT NULL CHECK (change IN ('attached', 'detached')),
+    at          timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (schema_name, rel_name, partition, change),
+    FOREIGN KEY (schema_name, rel_name) REFERENCES gobucardo.captured ON DELETE CASCADE);
 CREATE SEQUENCE IF NOT EXISTS gobucardo.activity;
 CREATE OR REPLACE FUNCTION gobucardo.kick(syncs text[]) RETURNS void
 LANGUAGE plpgsql AS $kick$
@@ -125,6 +151,9 @@ CREATE OR REPLACE FUNCTION gobucardo.note_truncate() RETURNS trigger
 LANGUAGE plpgsql AS $trunc$
 BEGIN
     INSERT INTO gobucardo.truncate_log (schema_name, rel_name) VALUES (TG_TABLE_SCHEMA, TG_TABLE_NAME);
+    -- A partitioned table's trigger fires before its partitions' (BEFORE
+    -- TRUNCATE): they see the whole table is truncated and record nothing.
+    PERFORM set_config('gobucardo.truncated', coalesce(current_setting('gobucardo.truncated', true), '') || TG_RELID::text || ',', true);
     PERFORM gobucardo.kick(TG_ARGV);
     RETURN NULL;
 END
@@ -159,7 +188,17 @@ func Install(ctx context.Context, conn *pgx.Conn, sync Sync) error {
 			return fmt.Errorf("reset subscription of sync %s: %w", sync.Name, err)
 		}
 		for _, t := range sync.Tables {
-			if err := captureTable(ctx, tx, t); err != nil {
+			sh, err := shapeOf(ctx, tx, t)
+			if err != nil {
+				return err
+			}
+			switch {
+			case !sh.exists:
+				return fmt.Errorf("capture %s: the table does not exist on this database: create it, or remove it from the sync", t.Display())
+			case sh.partitionOf != "":
+				return partitionRefusal(t, sh.partitionOf)
+			}
+			if err := captureTable(ctx, tx, t, sh); err != nil {
 				return err
 			}
 			if _, err := tx.Exec(ctx, `INSERT INTO gobucardo.subscription (sync, schema_name, rel_name, autokick)
@@ -172,8 +211,8 @@ func Install(ctx context.Context, conn *pgx.Conn, sync Sync) error {
 }
 
 // captureTable creates the delta table of t, or recreates it when the key
-// changed.
-func captureTable(ctx context.Context, tx pgx.Tx, t Table) error {
+// changed; a new capture of a partitioned table knows its partitions.
+func captureTable(ctx context.Context, tx pgx.Tx, t Table, sh shape) error {
 	if len(t.KeyColumns) == 0 || len(t.KeyColumns) != len(t.KeyTypes) {
 		return fmt.Errorf("capture %s: the table has no key", t.Display())
 	}
@@ -221,6 +260,12 @@ func captureTable(ctx context.Context, tx pgx.Tx, t Table) error {
 	if err != nil {
 		return fmt.Errorf("record capture of %s: %w", t.Display(), err)
 	}
+	for _, l := range sh.leaves {
+		if _, err := tx.Exec(ctx, `INSERT INTO gobucardo.partition (schema_name, rel_name, part_schema, part_name)
+			VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`, t.Schema, t.Name, l.schema, l.name); err != nil {
+			return fmt.Errorf("record the partitions of %s: %w", t.Display(), err)
+		}
+	}
 	return nil
 }
 
@@ -265,13 +310,49 @@ func refreshTriggers(ctx context.Context, tx pgx.Tx) error {
 			}
 			continue
 		}
-		for _, s := range triggerSQL(c.Table, c.autokick) {
+		sh, err := shapeOf(ctx, tx, c.Table)
+		if err != nil {
+			return err
+		}
+		switch {
+		case !sh.exists:
+			return fmt.Errorf("install triggers on %s: the table does not exist on this database: create it, or remove it from the syncs that read it", c.Display())
+		case sh.partitionOf != "":
+			return partitionRefusal(c.Table, sh.partitionOf)
+		}
+		have, err := tableTriggers(ctx, tx, c.Table)
+		if err != nil {
+			return err
+		}
+		for _, s := range triggerSQL(c.Table, c.autokick, sh, have) {
 			if _, err := tx.Exec(ctx, s); err != nil {
 				return fmt.Errorf("install triggers on %s: %w", c.Display(), err)
 			}
 		}
+		if _, err := refreshPartitions(ctx, tx, c.Table, sh); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// tableTriggers returns capture's triggers on t, with their tgenabled.
+func tableTriggers(ctx context.Context, q querier, t Table) (map[string]string, error) {
+	rows, err := q.Query(ctx, `SELECT tgname::text, tgenabled::text FROM pg_trigger
+		WHERE tgrelid = to_regclass($1) AND tgname::text = ANY($2)`, pg.Ident(t.Schema, t.Name), triggers)
+	if err != nil {
+		return nil, fmt.Errorf("read the triggers of %s: %w", t.Display(), err)
+	}
+	defer rows.Close()
+	state := map[string]string{}
+	for rows.Next() {
+		var name, enabled string
+		if err := rows.Scan(&name, &enabled); err != nil {
+			return nil, err
+		}
+		state[name] = enabled
+	}
+	return state, rows.Err()
 }
 
 // functionName is the trigger function of t in schema gobucardo.
@@ -279,7 +360,10 @@ func functionName(t Table) string { return DeltaName(t.Schema, t.Name) + "_fn" }
 
 // functionBody is the PL/pgSQL body of t's trigger function; Check compares
 // the installed body with it to find stale triggers.
-func functionBody(t Table, kick []string) string {
+func functionBody(t Table, kick []string, sh shape) string {
+	if sh.rowLevel() {
+		return rowFunctionBody(t, kick, sh)
+	}
 	delta := pg.Ident("gobucardo", DeltaName(t.Schema, t.Name))
 	var cols []string
 	for _, c := range t.KeyColumns {
@@ -301,18 +385,61 @@ func functionBody(t Table, kick []string) string {
 	fmt.Fprintf(&b, "    ELSIF TG_OP = 'UPDATE' THEN\n        INSERT INTO %s (%s) SELECT %s FROM new_rows;\n", delta, list, list)
 	fmt.Fprintf(&b, "    ELSE\n        INSERT INTO %s (%s) SELECT %s FROM old_rows;\n    END IF;\n", delta, list, list)
 	b.WriteString("    GET DIAGNOSTICS n = ROW_COUNT;\n")
+	writeKick(&b, kick)
+	b.WriteString("    RETURN NULL;\nEND\n")
+	return b.String()
+}
+
+// writeKick writes the autokick block of a trigger function: when n > 0.
+func writeKick(b *strings.Builder, kick []string) {
 	if len(kick) > 0 {
 		// gobucardo.kick inlined: one nextval, then per sync a read of its
 		// mark (regclass constants are resolved once per session).
 		b.WriteString("    IF n > 0 THEN\n        n := nextval('gobucardo.activity');\n")
 		for _, s := range kick {
 			mark := quoteLiteral(pg.Ident("gobucardo", "kick_"+s)) + "::regclass"
-			fmt.Fprintf(&b, "        IF n >= coalesce(pg_sequence_last_value(%s), 0) THEN\n", mark)
-			fmt.Fprintf(&b, "            PERFORM setval(%s, 9223372036854775807);\n", mark)
-			fmt.Fprintf(&b, "            PERFORM pg_notify('%s', %s);\n        END IF;\n", KickChannel, quoteLiteral(s))
+			fmt.Fprintf(b, "        IF n >= coalesce(pg_sequence_last_value(%s), 0) THEN\n", mark)
+			fmt.Fprintf(b, "            PERFORM setval(%s, 9223372036854775807);\n", mark)
+			fmt.Fprintf(b, "            PERFORM pg_notify('%s', %s);\n        END IF;\n", KickChannel, quoteLiteral(s))
 		}
 		b.WriteString("    END IF;\n")
 	}
+}
+
+// rowFunctionBody is the trigger function of a table captured row by row
+// (see TriggerRow). For a partitioned table it also serves
+// TriggerPartitionTruncate: a partition truncated on its own records the
+// keys of its rows, unless the whole table is being truncated (the
+// table's own truncate trigger fired first and said so).
+func rowFunctionBody(t Table, kick []string, sh shape) string {
+	delta := pg.Ident("gobucardo", DeltaName(t.Schema, t.Name))
+	var cols, old, cur []string
+	for _, c := range t.KeyColumns {
+		cols = append(cols, pg.Ident(c))
+		old = append(old, "OLD."+pg.Ident(c))
+		cur = append(cur, "NEW."+pg.Ident(c))
+	}
+	list := strings.Join(cols, ", ")
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n-- gobucardo capture v%d of %s, row by row\nDECLARE\n    n bigint := 1;\nBEGIN\n", Version, t.Display())
+	b.WriteString("    IF TG_LEVEL = 'ROW' THEN\n")
+	fmt.Fprintf(&b, "        IF TG_OP = 'DELETE' THEN\n            INSERT INTO %s (%s) VALUES (%s);\n", delta, list, strings.Join(old, ", "))
+	fmt.Fprintf(&b, "        ELSE\n            INSERT INTO %s (%s) VALUES (%s);\n", delta, list, strings.Join(cur, ", "))
+	fmt.Fprintf(&b, "            IF TG_OP = 'UPDATE' AND %s THEN\n                INSERT INTO %s (%s) VALUES (%s);\n            END IF;\n",
+		keyChanged(t), delta, list, strings.Join(old, ", "))
+	b.WriteString("        END IF;\n")
+	if sh.partitioned {
+		b.WriteString("    ELSIF TG_OP = 'TRUNCATE' THEN\n")
+		fmt.Fprintf(&b, "        IF strpos(',' || coalesce(current_setting('gobucardo.truncated', true), ''), ',' || %s::regclass::oid::text || ',') > 0 THEN\n            RETURN NULL;\n        END IF;\n",
+			quoteLiteral(pg.Ident(t.Schema, t.Name)))
+		// The names go into a format() string literal: quotes and % doubled.
+		esc := strings.NewReplacer("'", "''", "%", "%%")
+		fmt.Fprintf(&b, "        EXECUTE format('INSERT INTO %s (%s) SELECT %s FROM ONLY %%I.%%I', TG_TABLE_SCHEMA, TG_TABLE_NAME);\n",
+			esc.Replace(delta), esc.Replace(list), esc.Replace(list))
+		b.WriteString("        GET DIAGNOSTICS n = ROW_COUNT;\n")
+	}
+	b.WriteString("    END IF;\n")
+	writeKick(&b, kick)
 	b.WriteString("    RETURN NULL;\nEND\n")
 	return b.String()
 }
@@ -320,15 +447,38 @@ func functionBody(t Table, kick []string) string {
 // quoteLiteral quotes s as an SQL string literal.
 func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
-func triggerSQL(t Table, kick []string) []string {
+// triggerSQL (re)creates t's trigger function and the triggers of its
+// shape, and drops those of the other shape that it has.
+func triggerSQL(t Table, kick []string, sh shape, have map[string]string) []string {
 	tbl := pg.Ident(t.Schema, t.Name)
 	fn := pg.Ident("gobucardo", functionName(t))
 	args := make([]string, len(kick))
 	for i, s := range kick {
 		args[i] = quoteLiteral(s)
 	}
-	return []string{
-		fmt.Sprintf("CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql AS %s", fn, dollarQuote(functionBody(t, kick))),
+	var out []string
+	want := triggersOf(sh)
+	for _, tg := range triggers {
+		if _, ok := have[tg]; ok && !slices.Contains(want, tg) {
+			out = append(out, fmt.Sprintf("DROP TRIGGER %s ON %s", pg.Ident(tg), tbl))
+		}
+	}
+	out = append(out, fmt.Sprintf("CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql AS %s", fn, dollarQuote(functionBody(t, kick, sh))))
+	if sh.rowLevel() {
+		// A partitioned table's truncate trigger fires BEFORE, so that its
+		// partitions' own (see TriggerPartitionTruncate) know.
+		when := "AFTER"
+		if sh.partitioned {
+			when = "BEFORE"
+		}
+		return append(out,
+			fmt.Sprintf("CREATE OR REPLACE TRIGGER %s AFTER INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE FUNCTION %s()",
+				pg.Ident(TriggerRow), tbl, fn),
+			fmt.Sprintf("CREATE OR REPLACE TRIGGER %s %s TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION gobucardo.note_truncate(%s)",
+				pg.Ident(TriggerTruncate), when, tbl, strings.Join(args, ", ")),
+			fmt.Sprintf("ALTER TABLE %s ENABLE TRIGGER %s, ENABLE TRIGGER %s", tbl, pg.Ident(TriggerRow), pg.Ident(TriggerTruncate)))
+	}
+	return append(out,
 		fmt.Sprintf("CREATE OR REPLACE TRIGGER %s AFTER INSERT ON %s REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION %s()",
 			pg.Ident(TriggerInsert), tbl, fn),
 		fmt.Sprintf("CREATE OR REPLACE TRIGGER %s AFTER UPDATE ON %s REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION %s()",
@@ -343,8 +493,7 @@ func triggerSQL(t Table, kick []string) []string {
 		// session_replication_role = replica is not captured.
 		fmt.Sprintf("ALTER TABLE %s ENABLE TRIGGER %s, ENABLE TRIGGER %s", tbl, pg.Ident(TriggerInsert), pg.Ident(TriggerUpdate)),
 		fmt.Sprintf("ALTER TABLE %s ENABLE TRIGGER %s, ENABLE TRIGGER %s, ENABLE TRIGGER %s", tbl,
-			pg.Ident(TriggerDelete), pg.Ident(TriggerTruncate), pg.Ident(TriggerKeyChange)),
-	}
+			pg.Ident(TriggerDelete), pg.Ident(TriggerTruncate), pg.Ident(TriggerKeyChange)))
 }
 
 // keyChanged is the WHEN condition of the key-change trigger: the row's
@@ -381,6 +530,14 @@ func dropCapture(ctx context.Context, tx pgx.Tx, t Table) error {
 		for _, tg := range triggers {
 			stmts = append(stmts, fmt.Sprintf("DROP TRIGGER IF EXISTS %s ON %s", pg.Ident(tg), pg.Ident(t.Schema, t.Name)))
 		}
+	}
+	// The partitions' truncate triggers, wherever they are now.
+	parts, err := partitionTriggers(ctx, tx, t, false)
+	if err != nil {
+		return err
+	}
+	for _, l := range parts {
+		stmts = append(stmts, fmt.Sprintf("DROP TRIGGER %s ON %s", pg.Ident(TriggerPartitionTruncate), l.ident()))
 	}
 	stmts = append(stmts,
 		"DROP FUNCTION IF EXISTS "+pg.Ident("gobucardo", functionName(t))+"()",
@@ -452,7 +609,7 @@ func Uninstall(ctx context.Context, conn *pgx.Conn) error {
 			}
 		}
 		for _, s := range []string{
-			"DROP TABLE IF EXISTS gobucardo.subscription, gobucardo.watermark, gobucardo.truncate_log, gobucardo.captured",
+			"DROP TABLE IF EXISTS gobucardo.partition_note, gobucardo.partition, gobucardo.subscription, gobucardo.watermark, gobucardo.truncate_log, gobucardo.captured",
 			"DROP SEQUENCE IF EXISTS gobucardo.activity",
 			"DROP FUNCTION IF EXISTS gobucardo.kick(text[])",
 			"DROP FUNCTION IF EXISTS gobucardo.note_truncate()",

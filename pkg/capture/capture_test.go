@@ -199,7 +199,7 @@ func TestRemoveSyncAndUninstall(t *testing.T) {
 	if err := conn.QueryRow(ctx, q, "public.t").Scan(&plainTriggers); err != nil {
 		t.Fatal(err)
 	}
-	if oddTriggers != 0 || plainTriggers != len(triggers) {
+	if oddTriggers != 0 || plainTriggers != len(triggersOf(shape{})) {
 		t.Errorf("triggers after RemoveSync: odd %d, plain %d", oddTriggers, plainTriggers)
 	}
 	if err := Uninstall(ctx, conn); err != nil {

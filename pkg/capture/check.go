@@ -3,6 +3,7 @@ package capture
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -24,6 +25,13 @@ func Check(ctx context.Context, conn *pgx.Conn, sync Sync) ([]string, error) {
 	}
 	if !base {
 		return []string{"gobucardo's capture is not installed"}, nil
+	}
+	var current bool
+	if err := conn.QueryRow(ctx, "SELECT to_regclass('gobucardo.partition_note') IS NOT NULL").Scan(&current); err != nil {
+		return nil, fmt.Errorf("check capture: %w", err)
+	}
+	if !current {
+		return []string{"gobucardo's capture is of an older version"}, nil
 	}
 	var problems []string
 	var hasWatermark bool
@@ -78,37 +86,72 @@ func checkTable(ctx context.Context, conn *pgx.Conn, sync Sync, t Table) ([]stri
 	if !deltaExists {
 		problems = append(problems, fmt.Sprintf("the delta table of %s is missing", t.Display()))
 	}
+	sh, err := shapeOf(ctx, conn, t)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case !sh.exists:
+		return append(problems, fmt.Sprintf("table %s does not exist", t.Display())), nil
+	case sh.partitionOf != "":
+		return append(problems, partitionRefusal(t, sh.partitionOf).Error()), nil
+	}
 	kick = withSync(kick, sync.Name, sync.Autokick)
 	switch {
 	case body == nil:
 		problems = append(problems, fmt.Sprintf("the trigger function of %s is missing", t.Display()))
-	case *body != functionBody(t, kick):
+	case *body != functionBody(t, kick, sh):
 		problems = append(problems, fmt.Sprintf("the trigger function of %s is stale", t.Display()))
 	}
-	rows, err := conn.Query(ctx, `SELECT tgname::text, tgenabled::text FROM pg_trigger
-		WHERE tgrelid = to_regclass($1) AND tgname::text = ANY($2)`,
-		pg.Ident(t.Schema, t.Name), triggers)
+	state, err := tableTriggers(ctx, conn, t)
 	if err != nil {
 		return nil, err
 	}
-	state := map[string]string{}
-	for rows.Next() {
-		var name, enabled string
-		if err := rows.Scan(&name, &enabled); err != nil {
-			return nil, err
-		}
-		state[name] = enabled
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
+	want := triggersOf(sh)
 	for _, tg := range triggers {
-		switch state[tg] {
-		case "O":
-		case "":
+		switch {
+		case !slices.Contains(want, tg):
+			if state[tg] != "" {
+				problems = append(problems, fmt.Sprintf("trigger %s on %s is left from capture of another kind", tg, t.Display()))
+			}
+		case state[tg] == "O":
+		case state[tg] == "":
 			problems = append(problems, fmt.Sprintf("trigger %s on %s is missing", tg, t.Display()))
 		default:
 			problems = append(problems, fmt.Sprintf("trigger %s on %s is not enabled as gobucardo needs (tgenabled %s)", tg, t.Display(), state[tg]))
+		}
+	}
+	if sh.partitioned {
+		ps, err := checkPartitions(ctx, conn, t, sh)
+		if err != nil {
+			return nil, err
+		}
+		problems = append(problems, ps...)
+	}
+	return problems, nil
+}
+
+// checkPartitions finds the partitions of t without the truncate trigger
+// (created or attached since capture last looked) and the recorded
+// partitions that are gone.
+func checkPartitions(ctx context.Context, conn *pgx.Conn, t Table, sh shape) ([]string, error) {
+	have, err := partitionTriggers(ctx, conn, t, true)
+	if err != nil {
+		return nil, err
+	}
+	known, err := knownPartitions(ctx, conn, t)
+	if err != nil {
+		return nil, err
+	}
+	var problems []string
+	for _, l := range sh.leaves {
+		if !slices.Contains(have, l) {
+			problems = append(problems, fmt.Sprintf("partition %s of %s has no truncate trigger (created or attached since capture last looked)", l.display(), t.Display()))
+		}
+	}
+	for _, l := range known {
+		if !slices.Contains(sh.leaves, l) {
+			problems = append(problems, fmt.Sprintf("partition %s of %s is gone (detached or dropped)", l.display(), t.Display()))
 		}
 	}
 	return problems, nil

@@ -273,8 +273,10 @@ func TestFindRelations(t *testing.T) {
 	if got := find(`"Sales Dept".*`); len(got) != 1 {
 		t.Errorf("quoted schema pattern found %v", got)
 	}
-	if got := find("public.parted_1"); len(got) != 1 {
-		t.Errorf("an explicitly named partition is found: %v", got)
+	// A partition named on its own is refused, naming its root.
+	if _, err := FindRelations(ctx, conn, "A", KindTable, []string{"public.parted_1"}); err == nil ||
+		!strings.Contains(err.Error(), `table public.parted_1 of db "A" is a partition of public.parted: add public.parted instead`) {
+		t.Errorf("a partition named on its own: %v", err)
 	}
 	// An exact name in two schemas is ambiguous; a missing one says so.
 	if _, err := FindRelations(ctx, conn, "A", KindTable, []string{"pk"}); err == nil ||
@@ -304,6 +306,44 @@ func TestFindRelations(t *testing.T) {
 	filtered, err = FindAll(ctx, conn, KindTable, Filter{ExcludeSchemas: []string{"public", "other"}, Tables: []string{"*Tåble"}})
 	if err != nil || len(filtered) != 1 || filtered[0].Schema != "Sales Dept" {
 		t.Errorf("FindAll -N public -N other -t *Tåble = %v, %v", filtered, err)
+	}
+}
+
+// TestFindPartitionedWithoutKey: a partitioned table whose key is its
+// partitions' only, or whose unique index one partition lacks, is refused
+// with what to do; one without any key is a keyless table like another.
+func TestFindPartitionedWithoutKey(t *testing.T) {
+	c := pgtest.Shared(t)
+	db := c.NewDB(t)
+	c.Exec(t, db, `
+		CREATE TABLE leafkeys (id int NOT NULL, m int NOT NULL) PARTITION BY LIST (m);
+		CREATE TABLE leafkeys_1 PARTITION OF leafkeys (PRIMARY KEY (id)) FOR VALUES IN (1);
+		CREATE TABLE leafkeys_2 PARTITION OF leafkeys (UNIQUE (id, m)) FOR VALUES IN (2);
+		CREATE TABLE halfindex (id int NOT NULL, m int NOT NULL) PARTITION BY LIST (m);
+		CREATE TABLE halfindex_1 PARTITION OF halfindex FOR VALUES IN (1);
+		CREATE TABLE halfindex_2 PARTITION OF halfindex FOR VALUES IN (2);
+		CREATE UNIQUE INDEX halfindex_key ON ONLY halfindex (id, m);
+		CREATE UNIQUE INDEX halfindex_1_key ON halfindex_1 (id, m);
+		ALTER INDEX halfindex_key ATTACH PARTITION halfindex_1_key;
+		CREATE TABLE nokeys (id int, m int) PARTITION BY LIST (m);
+		CREATE TABLE nokeys_1 PARTITION OF nokeys FOR VALUES IN (1);`)
+	conn := c.Connect(t, db)
+	ctx := context.Background()
+	for name, want := range map[string]string{
+		"public.leafkeys":  "partitioned table public.leafkeys has no primary key or unique index of its own, though its partition leafkeys_1 has one (leafkeys_1_pkey)",
+		"public.halfindex": "its unique index halfindex_key is not valid because partition halfindex_2 has no index attached to it",
+	} {
+		_, err := FindRelations(ctx, conn, "A", KindTable, []string{name})
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("FindRelations(%s) = %v, want %q", name, err, want)
+		}
+		if _, err := FindAll(ctx, conn, KindTable, Filter{Tables: []string{name}}); err == nil {
+			t.Errorf("FindAll -t %s accepted it", name)
+		}
+	}
+	fs, err := FindRelations(ctx, conn, "A", KindTable, []string{"public.nokeys"})
+	if err != nil || len(fs) != 1 || len(fs[0].KeyColumns) != 0 {
+		t.Errorf("a partitioned table without any key = %v, %v", fs, err)
 	}
 }
 

@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -42,6 +43,8 @@ type candidate struct {
 	schema, name string
 	kind         string
 	isPartition  bool
+	partitioned  bool
+	root         string // the root of a partition's tree, for messages
 }
 
 func candidates(ctx context.Context, q Querier, kind string) ([]candidate, error) {
@@ -49,8 +52,11 @@ func candidates(ctx context.Context, q Querier, kind string) ([]candidate, error
 	if kind == KindSequence {
 		relkinds = []string{"S"}
 	}
-	rows, err := q.Query(ctx, `SELECT c.oid, n.nspname::text, c.relname::text, c.relispartition
+	rows, err := q.Query(ctx, `SELECT c.oid, n.nspname::text, c.relname::text, c.relispartition, c.relkind = 'p',
+			coalesce(rn.nspname::text, ''), coalesce(r.relname::text, '')
 		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		LEFT JOIN pg_class r ON c.relispartition AND r.oid = pg_partition_root(c.oid)
+		LEFT JOIN pg_namespace rn ON rn.oid = r.relnamespace
 		WHERE c.relkind::text = ANY($1) AND `+systemSchemaClause+`
 		ORDER BY n.nspname, c.relname`, relkinds)
 	if err != nil {
@@ -58,7 +64,11 @@ func candidates(ctx context.Context, q Querier, kind string) ([]candidate, error
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (candidate, error) {
 		c := candidate{kind: kind}
-		err := r.Scan(&c.oid, &c.schema, &c.name, &c.isPartition)
+		var rootSchema, rootName string
+		err := r.Scan(&c.oid, &c.schema, &c.name, &c.isPartition, &c.partitioned, &rootSchema, &rootName)
+		if c.isPartition {
+			c.root = DisplayName(rootSchema, rootName)
+		}
 		return c, err
 	})
 }
@@ -97,6 +107,11 @@ func FindRelations(ctx context.Context, q Querier, dbName, kind string, patterns
 			return nil, Invalidf("%s %q exists in several schemas of db %q (%s): write SCHEMA.NAME", kind, p, dbName, strings.Join(where, ", "))
 		}
 		for _, h := range hits {
+			if h.isPartition {
+				return nil, Invalidf("table %s of db %q is a partition of %s: add %s instead (mcp add table %s db=%s), which replicates "+
+					"every partition, those created later included; to replicate this partition on its own, detach it first (ALTER TABLE %s DETACH PARTITION %s)",
+					DisplayName(h.schema, h.name), dbName, h.root, h.root, h.root, dbName, h.root, DisplayName(h.schema, h.name))
+			}
 			if !seen[h.oid] {
 				seen[h.oid] = true
 				chosen = append(chosen, h)
@@ -220,5 +235,49 @@ func withKeys(ctx context.Context, q Querier, cs []candidate) ([]Found, error) {
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("find keys: %w", err)
 	}
+	for i, c := range cs {
+		if c.partitioned && len(out[i].KeyColumns) == 0 {
+			if err := partitionedWithoutKey(ctx, q, c); err != nil {
+				return nil, err
+			}
+		}
+	}
 	return out, nil
+}
+
+// partitionedWithoutKey explains why the partitioned table c has no key
+// when its partitions suggest it should have one: a unique index of the
+// root left invalid by a partition without its index, or partitions with
+// keys of their own that the root lacks. A partitioned table whose
+// partitions have no key either is a keyless table like any other.
+func partitionedWithoutKey(ctx context.Context, q Querier, c candidate) error {
+	table := DisplayName(c.schema, c.name)
+	var index, partition string
+	err := q.QueryRow(ctx, `SELECT i.indexrelid::regclass::text, p.relid::regclass::text
+		FROM pg_index i CROSS JOIN LATERAL pg_partition_tree(i.indrelid) p
+		WHERE i.indrelid = $1 AND i.indisunique AND NOT i.indisvalid AND p.level = 1
+		  AND NOT EXISTS (SELECT 1 FROM pg_inherits h JOIN pg_index pi ON pi.indexrelid = h.inhrelid
+		                  WHERE h.inhparent = i.indexrelid AND pi.indrelid = p.relid)
+		ORDER BY 1, 2 LIMIT 1`, c.oid).Scan(&index, &partition)
+	switch {
+	case err == nil:
+		return Invalidf("partitioned table %s has no usable key: its unique index %s is not valid because partition %s has no index attached to it: "+
+			"create the same unique index on %s and ALTER INDEX %s ATTACH PARTITION it, then add the table again", table, index, partition, partition, index)
+	case !errors.Is(err, pgx.ErrNoRows):
+		return fmt.Errorf("look at the indexes of %s: %w", table, err)
+	}
+	err = q.QueryRow(ctx, `SELECT p.relid::regclass::text, i.indexrelid::regclass::text
+		FROM pg_partition_tree($1) p JOIN pg_index i ON i.indrelid = p.relid
+		WHERE p.level > 0 AND i.indisunique AND i.indisvalid AND i.indpred IS NULL
+		ORDER BY p.level, 1, 2 LIMIT 1`, c.oid).Scan(&partition, &index)
+	switch {
+	case err == nil:
+		return Invalidf("partitioned table %s has no primary key or unique index of its own, though its partition %s has one (%s): "+
+			"rows are replicated through the root, so give the root a key that every partition shares "+
+			"(ALTER TABLE %s ADD PRIMARY KEY (...), with the partition key's columns among them), then add the table again",
+			table, partition, index, table)
+	case !errors.Is(err, pgx.ErrNoRows):
+		return fmt.Errorf("look at the partitions of %s: %w", table, err)
+	}
+	return nil
 }

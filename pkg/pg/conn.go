@@ -180,14 +180,16 @@ func Display(parts ...string) string {
 const (
 	SerializationFailure = "40001"
 	DeadlockDetected     = "40P01"
+	LockNotAvailable     = "55P03" // lock_timeout ran out
 )
 
-// IsRetryable reports whether err is a serialization failure or a deadlock,
-// after which the same transaction may succeed if run again.
+// IsRetryable reports whether err is a serialization failure, a deadlock or
+// a lock not granted within lock_timeout, after which the same transaction
+// may succeed if run again.
 func IsRetryable(err error) bool {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
-		return pgErr.Code == SerializationFailure || pgErr.Code == DeadlockDetected
+		return pgErr.Code == SerializationFailure || pgErr.Code == DeadlockDetected || pgErr.Code == LockNotAvailable
 	}
 	return false
 }

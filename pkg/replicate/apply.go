@@ -106,7 +106,7 @@ func (r *run) table(ctx context.Context, rel Relation) (TableResult, error) {
 			full = append(full, t)
 		case r.s.OneTimeCopy == 2:
 			var empty bool
-			if err := t.tx.QueryRow(ctx, "SELECT NOT EXISTS (SELECT 1 FROM ONLY "+pg.Ident(rel.Schema, rel.Name)+")").Scan(&empty); err != nil {
+			if err := t.tx.QueryRow(ctx, "SELECT NOT EXISTS (SELECT 1 FROM "+cols.ref(t.Name)+")").Scan(&empty); err != nil {
 				return tr, fmt.Errorf("look at %s on %s: %w", tr.Table, t.Name, err)
 			}
 			if empty {
@@ -140,6 +140,9 @@ func (r *run) table(ctx context.Context, rel Relation) (TableResult, error) {
 		}
 		tr.Deletes += d
 		tr.Inserts += n
+		if err := r.clearPartitionNotes(ctx, rel, cols, from, full); err != nil {
+			return tr, err
+		}
 	}
 	if len(delta) > 0 || (r.multi() && truncator == nil && len(rel.KeyColumns) > 0) {
 		if tr.Mode == "none" {
@@ -152,6 +155,27 @@ func (r *run) table(ctx context.Context, rel Relation) (TableResult, error) {
 		}
 	}
 	return tr, nil
+}
+
+// clearPartitionNotes forgets, once rel was copied whole from source from
+// to dests, the partitions attached or detached on from, and on the
+// sources among dests, which now hold from's rows (see
+// capture.PartitionNote).
+func (r *run) clearPartitionNotes(ctx context.Context, rel Relation, cols *columnSet, from *source, dests []*node) error {
+	if strings.HasPrefix(cols.ref(from.Name), "ONLY ") {
+		return nil // not partitioned there: nothing to note
+	}
+	if err := capture.ClearPartitionNotes(ctx, from.tx, rel.Schema, rel.Name); err != nil {
+		return fmt.Errorf("forget the partition notes of %s on %s: %w", rel.Display(), from.Name, err)
+	}
+	for _, t := range dests {
+		if t.source {
+			if err := capture.ClearPartitionNotes(ctx, t.tx, rel.Schema, rel.Name); err != nil {
+				return fmt.Errorf("forget the partition notes of %s on %s: %w", rel.Display(), t.Name, err)
+			}
+		}
+	}
+	return nil
 }
 
 // lastTruncate returns the source that truncated rel last since its
@@ -179,16 +203,16 @@ func (r *run) lastTruncate(ctx context.Context, rel Relation) (*source, error) {
 }
 
 // empty removes every row of rel on t as the sync's deletemethod says.
-func (r *run) empty(ctx context.Context, rel Relation, t *node) (int64, error) {
-	tbl := pg.Ident(rel.Schema, rel.Name)
+func (r *run) empty(ctx context.Context, rel Relation, cols *columnSet, t *node) (int64, error) {
+	tbl := cols.ref(t.Name)
 	var sql string
 	switch r.s.DeleteMethod {
 	case "truncate":
-		sql = "TRUNCATE ONLY " + tbl
+		sql = "TRUNCATE " + tbl
 	case "truncate_cascade":
-		sql = "TRUNCATE ONLY " + tbl + " CASCADE"
+		sql = "TRUNCATE " + tbl + " CASCADE"
 	default:
-		sql = "DELETE FROM ONLY " + tbl
+		sql = "DELETE FROM " + tbl
 	}
 	tag, err := t.tx.Exec(ctx, sql)
 	if err != nil {
@@ -199,30 +223,29 @@ func (r *run) empty(ctx context.Context, rel Relation, t *node) (int64, error) {
 
 func (r *run) fullCopy(ctx context.Context, rel Relation, cols *columnSet, from *source, targets []*node) (deletes, inserts int64, err error) {
 	table := rel.Display()
-	tbl := pg.Ident(rel.Schema, rel.Name)
 	r.progress(Progress{Table: table, Phase: "fullcopy"})
 	for _, t := range targets {
 		// makedelta: the rows that go away are changes too.
-		if err := r.makeDelta(ctx, rel, t, "SELECT %s FROM ONLY "+tbl); err != nil {
+		if err := r.makeDelta(ctx, rel, t, "SELECT %s FROM "+cols.ref(t.Name)); err != nil {
 			return 0, 0, err
 		}
-		n, err := r.empty(ctx, rel, t)
+		n, err := r.empty(ctx, rel, cols, t)
 		if err != nil {
 			return 0, 0, err
 		}
 		deletes += n
 	}
 	var total int64
-	if err := from.tx.QueryRow(ctx, "SELECT count(*) FROM ONLY "+tbl).Scan(&total); err != nil {
+	if err := from.tx.QueryRow(ctx, "SELECT count(*) FROM "+cols.ref(from.Name)).Scan(&total); err != nil {
 		return 0, 0, fmt.Errorf("count %s on %s: %w", table, from.Name, err)
 	}
-	srcSQL := fmt.Sprintf("COPY (SELECT %s FROM ONLY %s t) TO STDOUT%s", cols.selectList("t"), tbl, cols.format())
+	srcSQL := fmt.Sprintf("COPY (SELECT %s FROM %s t) TO STDOUT%s", cols.selectList("t"), cols.ref(from.Name), cols.format())
 	n, err := r.fanOut(ctx, table, "copy", total, from.endpoint(), srcSQL, targets, cols.copyIn(rel))
 	if err != nil {
 		return 0, 0, err
 	}
 	for _, t := range targets {
-		if err := r.makeDelta(ctx, rel, t, "SELECT %s FROM ONLY "+tbl); err != nil {
+		if err := r.makeDelta(ctx, rel, t, "SELECT %s FROM "+cols.ref(t.Name)); err != nil {
 			return 0, 0, err
 		}
 	}
@@ -362,7 +385,7 @@ func (r *run) applyKeys(ctx context.Context, rel Relation, cols *columnSet, s *s
 	for _, t := range dests {
 		stmts := []string{
 			"DROP TABLE IF EXISTS pg_temp.gb_keys",
-			fmt.Sprintf("CREATE TEMP TABLE gb_keys ON COMMIT DROP AS SELECT %s FROM ONLY %s WITH NO DATA", keyList, tbl),
+			fmt.Sprintf("CREATE TEMP TABLE gb_keys ON COMMIT DROP AS SELECT %s FROM %s WITH NO DATA", keyList, cols.ref(t.Name)),
 		}
 		for _, st := range stmts {
 			if _, err := t.tx.Exec(ctx, st); err != nil {
@@ -391,14 +414,14 @@ func (r *run) applyKeys(ctx context.Context, rel Relation, cols *columnSet, s *s
 		if inPlace(t) {
 			continue
 		}
-		tag, err := t.tx.Exec(ctx, fmt.Sprintf("DELETE FROM ONLY %s t USING pg_temp.gb_keys k WHERE %s", tbl, on))
+		tag, err := t.tx.Exec(ctx, fmt.Sprintf("DELETE FROM %s t USING pg_temp.gb_keys k WHERE %s", cols.ref(t.Name), on))
 		if err != nil {
 			return 0, 0, fmt.Errorf("delete changed rows of %s on %s: %w", table, t.Name, err)
 		}
 		deletes += tag.RowsAffected()
 	}
-	srcRows := fmt.Sprintf("COPY (SELECT %s FROM ONLY %s t JOIN pg_temp.%s k ON %s%s) TO STDOUT%s",
-		cols.selectList("t"), tbl, keyTable, on, where, cols.format())
+	srcRows := fmt.Sprintf("COPY (SELECT %s FROM %s t JOIN pg_temp.%s k ON %s%s) TO STDOUT%s",
+		cols.selectList("t"), cols.ref(s.Name), keyTable, on, where, cols.format())
 	// Rows go through pg_temp.gb_rows where an INSERT may fail without
 	// breaking the COPY: on sources (see node.source), and everywhere when
 	// exception handlers may have to set rows aside.
@@ -408,7 +431,7 @@ func (r *run) applyKeys(ctx context.Context, rel Relation, cols *columnSet, s *s
 			continue
 		}
 		for _, st := range []string{"DROP TABLE IF EXISTS pg_temp.gb_rows",
-			fmt.Sprintf("CREATE TEMP TABLE gb_rows ON COMMIT DROP AS SELECT %s FROM ONLY %s WITH NO DATA", cols.selectList(""), tbl)} {
+			fmt.Sprintf("CREATE TEMP TABLE gb_rows ON COMMIT DROP AS SELECT %s FROM %s WITH NO DATA", cols.selectList(""), cols.ref(t.Name))} {
 			if _, err := t.tx.Exec(ctx, st); err != nil {
 				return 0, 0, fmt.Errorf("stage rows of %s on %s: %w", table, t.Name, err)
 			}
@@ -479,7 +502,6 @@ func (r *run) applyKeys(ctx context.Context, rel Relation, cols *columnSet, s *s
 // row counts as one delete and one insert, as before.
 func (r *run) writeInPlace(ctx context.Context, rel Relation, cols *columnSet, t *node, insert string) (deletes, inserts int64, err error) {
 	table := rel.Display()
-	tbl := pg.Ident(rel.Schema, rel.Name)
 	keys := map[string]bool{}
 	for _, k := range rel.KeyColumns {
 		keys[k] = true
@@ -491,10 +513,10 @@ func (r *run) writeInPlace(ctx context.Context, rel Relation, cols *columnSet, t
 		}
 	}
 	// Without an in-place update, every key is deleted and its row inserted.
-	del := fmt.Sprintf("DELETE FROM ONLY %s t USING pg_temp.gb_keys k WHERE %s", tbl, keyJoin(rel.KeyColumns, "t", "k"))
+	del := fmt.Sprintf("DELETE FROM %s t USING pg_temp.gb_keys k WHERE %s", cols.ref(t.Name), keyJoin(rel.KeyColumns, "t", "k"))
 	if len(set) > 0 {
-		updated, ok, err := r.updateInPlace(ctx, t, fmt.Sprintf("UPDATE ONLY %s t SET %s FROM pg_temp.gb_rows r WHERE %s",
-			tbl, strings.Join(set, ", "), keyJoin(rel.KeyColumns, "t", "r")))
+		updated, ok, err := r.updateInPlace(ctx, t, fmt.Sprintf("UPDATE %s t SET %s FROM pg_temp.gb_rows r WHERE %s",
+			cols.ref(t.Name), strings.Join(set, ", "), keyJoin(rel.KeyColumns, "t", "r")))
 		if err != nil {
 			return 0, 0, fmt.Errorf("update changed rows of %s on %s: %w", table, t.Name, err)
 		}

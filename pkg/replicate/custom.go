@@ -162,12 +162,13 @@ func textArray(cols []string, alias string) string {
 // lookedUp is a row read by key: nil when the db has no such row.
 type lookedUp map[string][]*string
 
-// lookup reads the rows of keys (key JSON texts) of rel on tx, as text.
-func lookup(ctx context.Context, q querier, db string, rel Relation, cols []string, keys []string) (lookedUp, error) {
+// lookup reads the rows of keys (key JSON texts) of rel on tx, as text;
+// ref names the table there (columnSet.ref).
+func lookup(ctx context.Context, q querier, db string, rel Relation, ref string, cols []string, keys []string) (lookedUp, error) {
 	tbl := pg.Ident(rel.Schema, rel.Name)
 	rows, err := q.Query(ctx, fmt.Sprintf(`SELECT %s, t.ctid IS NOT NULL, %s
 		FROM jsonb_array_elements($1::jsonb) j CROSS JOIN LATERAL jsonb_populate_record(NULL::%s, j) k
-		LEFT JOIN ONLY %s t ON %s`, keyJSON(rel.KeyColumns, "k"), textArray(cols, "t"), tbl, tbl, keyJoin(rel.KeyColumns, "t", "k")),
+		LEFT JOIN %s t ON %s`, keyJSON(rel.KeyColumns, "k"), textArray(cols, "t"), tbl, ref, keyJoin(rel.KeyColumns, "t", "k")),
 		"["+strings.Join(keys, ",")+"]")
 	if err != nil {
 		return nil, fmt.Errorf("read rows of %s on %s: %w", rel.Display(), db, err)
@@ -282,13 +283,13 @@ func (r *run) customResolve(ctx context.Context, rel Relation, cols *columnSet, 
 			if len(ks) == 0 {
 				continue
 			}
-			if got[i], err = lookup(ctx, active[i].tx, active[i].Name, rel, cols.names, ks); err != nil {
+			if got[i], err = lookup(ctx, active[i].tx, active[i].Name, rel, cols.ref(active[i].Name), cols.names, ks); err != nil {
 				return nil, err
 			}
 		}
 		var prev lookedUp
 		if base != nil {
-			if prev, err = lookup(ctx, base.tx, base.Name, rel, cols.names, all); err != nil {
+			if prev, err = lookup(ctx, base.tx, base.Name, rel, cols.ref(base.Name), cols.names, all); err != nil {
 				return nil, err
 			}
 		}
@@ -384,7 +385,7 @@ func (r *run) applyMerged(ctx context.Context, rel Relation, cols *columnSet, me
 				return fmt.Errorf("stage merged rows of %s on %s: %w", rel.Display(), t.Name, err)
 			}
 		}
-		tag, err := t.tx.Exec(ctx, fmt.Sprintf("DELETE FROM ONLY %s t USING pg_temp.gb_merge k WHERE %s", tbl, keyJoin(rel.KeyColumns, "t", "k")))
+		tag, err := t.tx.Exec(ctx, fmt.Sprintf("DELETE FROM %s t USING pg_temp.gb_merge k WHERE %s", cols.ref(t.Name), keyJoin(rel.KeyColumns, "t", "k")))
 		if err != nil {
 			return fmt.Errorf("delete merged rows of %s on %s: %w", rel.Display(), t.Name, err)
 		}

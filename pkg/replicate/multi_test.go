@@ -387,12 +387,36 @@ func pgErrCode(err error) string {
 // writer, and are skipped.
 func startWriters(t *testing.T, e *env, dbs []string, seed int64, keys int, withOther bool) (stop func()) {
 	t.Helper()
-	var wg sync.WaitGroup
-	done := make(chan struct{})
 	ops := 5
 	if withOther {
 		ops = 6
 	}
+	return startWriterLoops(t, e, dbs, seed, func(db string, rnd *rand.Rand, j int) string {
+		k := rnd.Intn(keys)
+		switch rnd.Intn(ops) {
+		case 0, 1:
+			return fmt.Sprintf("INSERT INTO kv VALUES (%d, '%s%d', '%s') ON CONFLICT (k) DO UPDATE SET v = excluded.v, src = excluded.src", k, db, j, db)
+		case 2:
+			return fmt.Sprintf("UPDATE kv SET v = v || '+%s' WHERE k = %d", db, k)
+		case 3:
+			return fmt.Sprintf("DELETE FROM kv WHERE k = %d", k)
+		case 4:
+			return fmt.Sprintf("UPDATE kv SET k = %d WHERE k = %d AND NOT EXISTS (SELECT 1 FROM kv WHERE k = %d)", 100+k, k, 100+k)
+		default:
+			return fmt.Sprintf("INSERT INTO other VALUES (%d, '%s') ON CONFLICT (id) DO UPDATE SET v = excluded.v", k, db)
+		}
+	})
+}
+
+// startWriterLoops starts, on each of dbs, a connection running the
+// statements next makes (the j-th of that db, from its own random source)
+// until the returned stop is called. Statements that collide with the rows
+// a run writes into a source (a unique key, a deadlock) fail for the
+// application, as against any writer, and are skipped.
+func startWriterLoops(t *testing.T, e *env, dbs []string, seed int64, next func(db string, rnd *rand.Rand, j int) string) (stop func()) {
+	t.Helper()
+	var wg sync.WaitGroup
+	done := make(chan struct{})
 	for i, db := range dbs {
 		conn := e.c.Connect(t, e.dbs[db])
 		rnd := rand.New(rand.NewSource(seed + int64(i)))
@@ -405,25 +429,12 @@ func startWriters(t *testing.T, e *env, dbs []string, seed int64, keys int, with
 					return
 				default:
 				}
-				k := rnd.Intn(keys)
-				var sql string
-				switch rnd.Intn(ops) {
-				case 0, 1:
-					sql = fmt.Sprintf("INSERT INTO kv VALUES (%d, '%s%d', '%s') ON CONFLICT (k) DO UPDATE SET v = excluded.v, src = excluded.src", k, db, j, db)
-				case 2:
-					sql = fmt.Sprintf("UPDATE kv SET v = v || '+%s' WHERE k = %d", db, k)
-				case 3:
-					sql = fmt.Sprintf("DELETE FROM kv WHERE k = %d", k)
-				case 4:
-					sql = fmt.Sprintf("UPDATE kv SET k = %d WHERE k = %d AND NOT EXISTS (SELECT 1 FROM kv WHERE k = %d)", 100+k, k, 100+k)
-				default:
-					sql = fmt.Sprintf("INSERT INTO other VALUES (%d, '%s') ON CONFLICT (id) DO UPDATE SET v = excluded.v", k, db)
-				}
+				sql := next(db, rnd, j)
 				if _, err := conn.Exec(context.Background(), sql); err != nil {
 					if c := pgErrCode(err); c == "23505" || c == "40P01" {
 						continue
 					}
-					t.Errorf("writer on %s: %v", db, err)
+					t.Errorf("writer on %s: %s: %v", db, sql, err)
 					return
 				}
 			}

@@ -98,18 +98,18 @@ func Reapply(ctx context.Context, sync string, source, target DB, rel Relation, 
 	if _, err := ttx.Exec(ctx, "SET CONSTRAINTS ALL IMMEDIATE"); err != nil {
 		return nil, fmt.Errorf("db %s: %w", target.Name, err)
 	}
-	cols, err := sharedColumns(ctx, stx, ttx, source.Name, target.Name, rel)
+	cols, srcRef, dstRef, err := sharedColumns(ctx, stx, ttx, source.Name, target.Name, rel)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := currentRows(ctx, stx, source.Name, rel, keys, valid)
+	rows, err := currentRows(ctx, stx, source.Name, rel, srcRef, keys, valid)
 	if err != nil {
 		return nil, err
 	}
 
 	tbl := pg.Ident(rel.Schema, rel.Name)
-	del := fmt.Sprintf("DELETE FROM ONLY %s t USING jsonb_populate_record(NULL::%s, $1::jsonb) k WHERE %s",
-		tbl, tbl, keyJoin(rel.KeyColumns, "t", "k"))
+	del := fmt.Sprintf("DELETE FROM %s t USING jsonb_populate_record(NULL::%s, $1::jsonb) k WHERE %s",
+		dstRef, tbl, keyJoin(rel.KeyColumns, "t", "k"))
 	ins := fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM jsonb_populate_record(NULL::%s, $1::jsonb) r",
 		tbl, identList(cols, ""), identList(cols, "r"), tbl)
 	for n, i := range valid {
@@ -146,21 +146,20 @@ func checkKey(key json.RawMessage, cols []string) error {
 }
 
 // sharedColumns are the columns of rel, in target's order, that both dbs
-// have and neither generates.
-func sharedColumns(ctx context.Context, stx, ttx pgx.Tx, source, target string, rel Relation) ([]string, error) {
-	scols, _, err := readColumns(ctx, stx, source, rel)
+// have and neither generates, and how each db names the table.
+func sharedColumns(ctx context.Context, stx, ttx pgx.Tx, source, target string, rel Relation) (cols []string, srcRef, dstRef string, err error) {
+	scols, _, srcRef, err := readColumns(ctx, stx, source, rel)
 	if err != nil {
-		return nil, err
+		return nil, "", "", err
 	}
-	tcols, _, err := readColumns(ctx, ttx, target, rel)
+	tcols, _, dstRef, err := readColumns(ctx, ttx, target, rel)
 	if err != nil {
-		return nil, err
+		return nil, "", "", err
 	}
 	have := map[string]bool{}
 	for _, c := range scols {
 		have[c.name] = true
 	}
-	var cols []string
 	for _, c := range tcols {
 		if have[c.name] {
 			cols = append(cols, c.name)
@@ -172,15 +171,15 @@ func sharedColumns(ctx context.Context, stx, ttx pgx.Tx, source, target string, 
 	}
 	for _, k := range rel.KeyColumns {
 		if !shared[k] {
-			return nil, fmt.Errorf("key column %s of %s is not a plain column on both %s and %s", pg.Display(k), rel.Display(), source, target)
+			return nil, "", "", fmt.Errorf("key column %s of %s is not a plain column on both %s and %s", pg.Display(k), rel.Display(), source, target)
 		}
 	}
-	return cols, nil
+	return cols, srcRef, dstRef, nil
 }
 
 // currentRows reads source's row (to_jsonb) of each of keys[valid[n]], nil
 // when it has none.
-func currentRows(ctx context.Context, q pgx.Tx, source string, rel Relation, keys []json.RawMessage, valid []int) ([]json.RawMessage, error) {
+func currentRows(ctx context.Context, q pgx.Tx, source string, rel Relation, ref string, keys []json.RawMessage, valid []int) ([]json.RawMessage, error) {
 	list := make([]json.RawMessage, len(valid))
 	for n, i := range valid {
 		list[n] = keys[i]
@@ -192,7 +191,7 @@ func currentRows(ctx context.Context, q pgx.Tx, source string, rel Relation, key
 	tbl := pg.Ident(rel.Schema, rel.Name)
 	rows, err := q.Query(ctx, fmt.Sprintf(`SELECT j.n, to_jsonb(t)::text
 		FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY j(v, n) CROSS JOIN LATERAL jsonb_populate_record(NULL::%s, j.v) k
-		LEFT JOIN ONLY %s t ON %s`, tbl, tbl, keyJoin(rel.KeyColumns, "t", "k")), string(arg))
+		LEFT JOIN %s t ON %s`, tbl, ref, keyJoin(rel.KeyColumns, "t", "k")), string(arg))
 	if err != nil {
 		return nil, fmt.Errorf("read current rows of %s on %s: %w", rel.Display(), source, err)
 	}

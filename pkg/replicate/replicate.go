@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
@@ -290,13 +292,20 @@ func (r *run) open(ctx context.Context) error {
 	if err := g.Wait(); err != nil {
 		return err
 	}
+	for _, n := range r.writers {
+		if err := r.beginWriter(ctx, n, false); err != nil {
+			return err
+		}
+	}
+	// A source's writer takes its locks right after the source's reading
+	// session did: see lockTables.
 	for _, s := range r.sources {
 		if err := r.beginSource(ctx, s); err != nil {
 			return err
 		}
 	}
-	for _, n := range r.writers {
-		if err := r.beginWriter(ctx, n); err != nil {
+	for _, t := range r.targets {
+		if err := r.lockTables(ctx, t.tx, t.Name, "ROW EXCLUSIVE"); err != nil {
 			return err
 		}
 	}
@@ -319,6 +328,14 @@ func (r *run) beginSource(ctx context.Context, s *source) error {
 	if !locked {
 		return fmt.Errorf("sync %s: %w", r.s.Name, ErrBusy)
 	}
+	if err := r.lockTables(ctx, s.tx, s.Name, "ACCESS SHARE"); err != nil {
+		return err
+	}
+	if s.writer != nil {
+		if err := r.lockTables(ctx, s.writer.tx, s.Name, "ROW EXCLUSIVE"); err != nil {
+			return err
+		}
+	}
 	if err := s.tx.QueryRow(ctx, "SELECT pg_current_snapshot()::text").Scan(&s.cur); err != nil {
 		return fmt.Errorf("snapshot of %s: %w", s.Name, err)
 	}
@@ -335,7 +352,9 @@ func (r *run) beginSource(ctx context.Context, s *source) error {
 	return nil
 }
 
-func (r *run) beginWriter(ctx context.Context, t *node) error {
+// beginWriter begins t's transaction; with lock, it also takes its table
+// locks (open takes them itself, in an order of its own).
+func (r *run) beginWriter(ctx context.Context, t *node, lock bool) error {
 	var err error
 	if t.tx, err = t.conn.Begin(ctx); err != nil {
 		return fmt.Errorf("begin on %s: %w", t.Name, err)
@@ -343,6 +362,47 @@ func (r *run) beginWriter(ctx context.Context, t *node) error {
 	if _, err := t.tx.Exec(ctx, "SET LOCAL session_replication_role = replica"); err != nil {
 		return fmt.Errorf("db %s: cannot set session_replication_role (gobucardo's user must be a superuser, "+
 			"or on PostgreSQL 15+ hold GRANT SET ON PARAMETER session_replication_role): %w", t.Name, err)
+	}
+	if !lock {
+		return nil
+	}
+	return r.lockTables(ctx, t.tx, t.Name, "ROW EXCLUSIVE")
+}
+
+// lockWait bounds how long a run waits for its table locks when it begins
+// (and so how long an application's TRUNCATE may wait for a run that
+// cannot begin).
+const lockWait = "1s"
+
+// lockTables takes, at the start of a transaction of the run on db, the
+// lock its statements will need on every table of the sync (partitions
+// and inheritance children with them). Taken later, one statement at a
+// time, such a lock could queue behind an application's TRUNCATE or ALTER
+// TABLE that itself waits for another session of this run: a deadlock
+// across sessions that the server cannot see, and the run and the
+// application would wait forever. Taken first, with lock_timeout, the run
+// either holds them all or fails within lockWait and is retried. On a
+// source that is also written to, its two sessions lock one right after
+// the other, so that such a statement rarely comes between them.
+func (r *run) lockTables(ctx context.Context, tx pgx.Tx, db, mode string) error {
+	var tables []string
+	for _, rel := range r.s.Relations {
+		if !rel.Sequence {
+			tables = append(tables, pg.Ident(rel.Schema, rel.Name))
+		}
+	}
+	if len(tables) == 0 {
+		return nil
+	}
+	// One round trip: without arguments, pgx sends the three statements as one query.
+	sql := fmt.Sprintf("SET LOCAL lock_timeout = '%s'; LOCK TABLE %s IN %s MODE; SET LOCAL lock_timeout TO DEFAULT",
+		lockWait, strings.Join(tables, ", "), mode)
+	if _, err := tx.Exec(ctx, sql); err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "42P01" {
+			return fmt.Errorf("db %s: %s: create it there, or run mcp validate %s", db, pgErr.Message, r.s.Name)
+		}
+		return fmt.Errorf("lock the tables of sync %s on db %s: %w", r.s.Name, db, err)
 	}
 	return nil
 }
@@ -428,7 +488,7 @@ func (r *run) maybeCommitWriters(ctx context.Context) error {
 			return fmt.Errorf("commit on %s: %w", t.Name, err)
 		}
 		t.tx = nil
-		if err := r.beginWriter(ctx, t); err != nil {
+		if err := r.beginWriter(ctx, t, true); err != nil {
 			return err
 		}
 	}

@@ -168,7 +168,7 @@ func (r *run) resolve(ctx context.Context, rel Relation, cols *columnSet, active
 		}
 	}
 	if conflicts > 0 && r.opts.Conflicts != nil {
-		if err := r.reportConflicts(ctx, rel, strategy, active); err != nil {
+		if err := r.reportConflicts(ctx, rel, cols, strategy, active); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -231,7 +231,7 @@ const conflictBatch = 5000
 // reportConflicts gathers, for every conflicting key, the winner and each
 // loser's row as of its snapshot, and hands them to Options.Conflicts in
 // batches, so that memory does not grow with the number of conflicts.
-func (r *run) reportConflicts(ctx context.Context, rel Relation, strategy string, active []*source) error {
+func (r *run) reportConflicts(ctx context.Context, rel Relation, cols *columnSet, strategy string, active []*source) error {
 	coord := active[0]
 	keyList := identList(rel.KeyColumns, "")
 	tbl := pg.Ident(rel.Schema, rel.Name)
@@ -296,7 +296,7 @@ func (r *run) reportConflicts(ctx context.Context, rel Relation, strategy string
 			s := active[src]
 			rs, err := s.tx.Query(ctx, fmt.Sprintf(`SELECT %s, to_jsonb(t)::text
 				FROM jsonb_array_elements($1::jsonb) j CROSS JOIN LATERAL jsonb_populate_record(NULL::%s, j) k
-				LEFT JOIN ONLY %s t ON %s`, keyJSON(rel.KeyColumns, "k"), tbl, tbl, keyJoin(rel.KeyColumns, "t", "k")),
+				LEFT JOIN %s t ON %s`, keyJSON(rel.KeyColumns, "k"), tbl, cols.ref(s.Name), keyJoin(rel.KeyColumns, "t", "k")),
 				"["+strings.Join(ks, ",")+"]")
 			if err != nil {
 				return fmt.Errorf("read losing rows of %s on %s: %w", rel.Display(), s.Name, err)

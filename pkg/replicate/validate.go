@@ -56,6 +56,13 @@ func Validate(ctx context.Context, s Sync) ([]string, error) {
 			add("db %s: %s %s is missing: create it there, or remove it from the sync's relgroup", src.Name, kindOf(rel), rel.Display())
 			continue
 		}
+		if !rel.Sequence {
+			ps, err := unseenRows(ctx, nodes, s, rel)
+			if err != nil {
+				return nil, err
+			}
+			problems = append(problems, ps...)
+		}
 		if !rel.Sequence && len(rel.KeyColumns) > 0 {
 			ok, err := keyStillUnique(ctx, srcConn, rel)
 			if err != nil {
@@ -99,6 +106,59 @@ func Validate(ctx context.Context, s Sync) ([]string, error) {
 					add("db %s: column %s of %s is NOT NULL without a default and missing on %s: give it a default or drop it", d.Name, pg.Display(tc.name), rel.Display(), src.Name)
 				}
 			}
+		}
+	}
+	return problems, nil
+}
+
+// unseenRows finds, on every db, rows of rel that a run would not see or
+// would put where nobody reads them: rel is a partition there (its root
+// is what is replicated), or a legacy inheritance parent whose children
+// are not in the sync (a run copies the parent's own rows only).
+func unseenRows(ctx context.Context, nodes map[string]*pgx.Conn, s Sync, rel Relation) ([]string, error) {
+	in := map[string]bool{}
+	for _, r := range s.Relations {
+		in[r.Display()] = true
+	}
+	var problems []string
+	for _, d := range s.DBs {
+		conn := nodes[d.Name]
+		if conn == nil || d.Role != RoleSource {
+			continue
+		}
+		var rootSchema, rootName *string
+		var childSchemas, childNames []string
+		err := conn.QueryRow(ctx, `SELECT rn.nspname::text, r.relname::text,
+			coalesce((SELECT array_agg(n.nspname::text ORDER BY n.nspname, k.relname) FROM pg_inherits i JOIN pg_class k ON k.oid = i.inhrelid
+				JOIN pg_namespace n ON n.oid = k.relnamespace WHERE i.inhparent = c.oid AND NOT k.relispartition), '{}'),
+			coalesce((SELECT array_agg(k.relname::text ORDER BY n.nspname, k.relname) FROM pg_inherits i JOIN pg_class k ON k.oid = i.inhrelid
+				JOIN pg_namespace n ON n.oid = k.relnamespace WHERE i.inhparent = c.oid AND NOT k.relispartition), '{}')
+			FROM pg_class c
+			LEFT JOIN pg_class r ON c.relispartition AND r.oid = pg_partition_root(c.oid)
+			LEFT JOIN pg_namespace rn ON rn.oid = r.relnamespace
+			WHERE c.oid = to_regclass($1)`, pg.Ident(rel.Schema, rel.Name)).Scan(&rootSchema, &rootName, &childSchemas, &childNames)
+		if errors.Is(err, pgx.ErrNoRows) {
+			continue // missing: said elsewhere
+		}
+		if err != nil {
+			return nil, fmt.Errorf("look at %s on %s: %w", rel.Display(), d.Name, err)
+		}
+		if rootName != nil {
+			root := pg.Display(*rootSchema, *rootName)
+			problems = append(problems, fmt.Sprintf("db %s: table %s is a partition of %s, whose rows a run of it would miss "+
+				"(writes through %s are not captured as its own): replicate %s instead (mcp remove table %s, then mcp add table %s)",
+				d.Name, rel.Display(), root, root, root, rel.Display(), root))
+		}
+		var missing []string
+		for i := range childNames {
+			if c := pg.Display(childSchemas[i], childNames[i]); !in[c] {
+				missing = append(missing, c)
+			}
+		}
+		if len(missing) > 0 {
+			problems = append(problems, fmt.Sprintf("db %s: table %s has inheritance children (%s) that sync %s does not replicate: "+
+				"their rows show in %s but are not copied with it (each child is a table of its own): add them with mcp update sync %s add table %s",
+				d.Name, rel.Display(), strings.Join(missing, ", "), s.Name, rel.Display(), s.Name, missing[0]))
 		}
 	}
 	return problems, nil
