@@ -153,24 +153,24 @@ func (p Purger) Purge(ctx context.Context, conn *pgx.Conn) (PurgeResult, error) 
 			continue
 		}
 		table := pg.Display(it.schema, it.name)
-		n, err := p.deleteBelow(ctx, conn, &res, pg.Ident("gobucardo", it.delta), "", *it.horizon)
-		res.Deltas += n
-		if isLockTimeout(err) {
-			res.Busy = append(res.Busy, table)
-			continue
+		parts := []struct {
+			what, table, filter string
+			args                []any
+			count               *int64
+		}{
+			{"deltas", pg.Ident("gobucardo", it.delta), "", nil, &res.Deltas},
+			{"truncates", "gobucardo.truncate_log", " AND schema_name = $4 AND rel_name = $5", []any{it.schema, it.name}, &res.Truncates},
 		}
-		if err != nil {
-			return res, fmt.Errorf("purge deltas of %s: %w", table, err)
-		}
-		n, err = p.deleteBelow(ctx, conn, &res, "gobucardo.truncate_log", " AND schema_name = $4 AND rel_name = $5",
-			*it.horizon, it.schema, it.name)
-		res.Truncates += n
-		if isLockTimeout(err) {
-			res.Busy = append(res.Busy, table)
-			continue
-		}
-		if err != nil {
-			return res, fmt.Errorf("purge truncates of %s: %w", table, err)
+		for _, part := range parts {
+			n, err := p.deleteBelow(ctx, conn, &res, part.table, part.filter, *it.horizon, part.args...)
+			*part.count += n
+			if isLockTimeout(err) {
+				res.Busy = append(res.Busy, table)
+				break
+			}
+			if err != nil {
+				return res, fmt.Errorf("purge %s of %s: %w", part.what, table, err)
+			}
 		}
 	}
 	return res, nil
