@@ -109,10 +109,11 @@ func (d *daemon) try(args ...string) (string, int) {
 	return string(out), 0
 }
 
-// start runs `mcp run` in the background until the test ends.
-func (d *daemon) start() {
+// start runs `mcp run` with extra arguments in the background until the
+// test ends.
+func (d *daemon) start(extra ...string) {
 	d.t.Helper()
-	cmd := exec.Command(filepath.Join(d.bin, "mcp"), "run", "--log-level", "debug")
+	cmd := exec.Command(filepath.Join(d.bin, "mcp"), append([]string{"run", "--log-level", "debug"}, extra...)...)
 	cmd.Env = d.env
 	cmd.Stdout, cmd.Stderr = d, d
 	if err := cmd.Start(); err != nil {
@@ -128,6 +129,7 @@ func (d *daemon) start() {
 			case <-time.After(30 * time.Second):
 				_ = d.mcp.Process.Kill()
 			}
+			d.mcp = nil
 		}
 		if d.t.Failed() {
 			d.t.Logf("MCP log:\n%s", tailLines(d.logText(), 80))

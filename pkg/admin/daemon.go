@@ -46,6 +46,9 @@ func runDir() string {
 var (
 	pidFileFlag = &cli.StringFlag{Name: "pid-file", Usage: "write the MCP's pid here (default for mcp start: " + runDir() + "/mcp.pid)"}
 	logFileFlag = &cli.StringFlag{Name: "log-file", Usage: "append the logs of every process here instead of stderr"}
+	// purgeIntervalFlag sets mcp.Options.PurgeInterval; 0 turns the purge off.
+	purgeIntervalFlag = &cli.DurationFlag{Name: "purge-interval", Value: mcp.DefaultPurgeInterval,
+		Usage: "delete the deltas every sync has consumed on their sources every `DURATION` (0: never; mcp purge does it by hand)"}
 )
 
 func daemonCommands() []*cli.Command {
@@ -56,8 +59,11 @@ func daemonCommands() []*cli.Command {
 			Description: "Holds the catalog's lock (a second MCP is refused), starts one controller per active sync,\n" +
 				"listens for kicks and admin requests, and restarts whatever dies. SIGTERM or SIGINT stop it\n" +
 				"and every process it started; SIGHUP reloads every sync. Logs of every process go to\n" +
-				"stderr (or --log-file) as JSON lines with role, sync and pid.",
-			Flags: []cli.Flag{pidFileFlag, logFileFlag,
+				"stderr (or --log-file) as JSON lines with role, sync and pid. Every --purge-interval it\n" +
+				"deletes, on each source db of the active syncs, the deltas that every sync reading them has\n" +
+				"consumed: a paused, inactive or failing sync keeps what it has not read (mcp status SYNC\n" +
+				"shows how much).",
+			Flags: []cli.Flag{pidFileFlag, logFileFlag, purgeIntervalFlag,
 				&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 				&cli.StringFlag{Name: "controller", Usage: "the controller binary (default: beside mcp)"},
 				&cli.StringFlag{Name: "kid", Usage: "the kid binary (default: beside mcp)"},
@@ -69,7 +75,7 @@ func daemonCommands() []*cli.Command {
 			Name:      "start",
 			Usage:     "start the MCP in the background, with a pid file and a log file",
 			ArgsUsage: `["reason"]`,
-			Flags: []cli.Flag{pidFileFlag, logFileFlag,
+			Flags: []cli.Flag{pidFileFlag, logFileFlag, purgeIntervalFlag,
 				&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 				&cli.DurationFlag{Name: "timeout", Value: 30 * time.Second, Usage: "how long to wait for it to be up"}},
 			Action: func(c *cli.Context) error { return startMCP(newEnv(c)) },
@@ -84,7 +90,7 @@ func daemonCommands() []*cli.Command {
 		{
 			Name:  "restart",
 			Usage: "stop the MCP, then start it again in the background",
-			Flags: []cli.Flag{pidFileFlag, logFileFlag,
+			Flags: []cli.Flag{pidFileFlag, logFileFlag, purgeIntervalFlag,
 				&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 				&cli.DurationFlag{Name: "timeout", Value: time.Minute, Usage: "how long to wait for each step"}},
 			Action: func(c *cli.Context) error {
@@ -213,8 +219,12 @@ func runMCP(e *env) error {
 			}
 		}
 	}()
+	purge := c.Duration("purge-interval")
+	if purge <= 0 {
+		purge = -1 // off
+	}
 	err = mcp.Run(e.ctx(), mcp.Options{MainDSN: dsn, ControllerPath: ctrl, KidPath: kidBin, Log: log,
-		LogLevel: level.String(), LogOut: out, Reload: reload})
+		LogLevel: level.String(), LogOut: out, Reload: reload, PurgeInterval: purge})
 	if err != nil {
 		log.Error("MCP stopped", zap.Error(err))
 	}
@@ -250,7 +260,8 @@ func startMCP(e *env) error {
 	if err := os.MkdirAll(filepath.Dir(logFile), 0o755); err != nil {
 		return fmt.Errorf("log file: %w", err)
 	}
-	args := []string{"run", "--dsn-stdin", "--pid-file", e.pidFile(), "--log-file", logFile, "--log-level", e.c.String("log-level")}
+	args := []string{"run", "--dsn-stdin", "--pid-file", e.pidFile(), "--log-file", logFile, "--log-level", e.c.String("log-level"),
+		"--purge-interval", e.c.Duration("purge-interval").String()}
 	cmd := exec.Command(self, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	stdin, err := cmd.StdinPipe()

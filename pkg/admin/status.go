@@ -9,7 +9,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/urfave/cli/v2"
 
+	"github.com/gobucardo/gobucardo/pkg/capture"
 	"github.com/gobucardo/gobucardo/pkg/catalog"
+	"github.com/gobucardo/gobucardo/pkg/pg"
 )
 
 // changeCatalog is inCatalog for commands that change what the daemon
@@ -46,9 +48,25 @@ type syncStatus struct {
 	LastGood    *runInfo            `json:"last_good,omitempty"`
 	LastBad     *runInfo            `json:"last_bad,omitempty"`
 	Current     *runInfo            `json:"current,omitempty"`
-	Parked      int64               `json:"parked"` // rows an exception handler set aside
+	Parked      int64               `json:"parked"`            // rows an exception handler set aside
+	Backlog     []sourceBacklog     `json:"backlog,omitempty"` // per source, in the detail view
 	Processes   []catalog.Process   `json:"processes,omitempty"`
 	Sync        *catalog.SyncDetail `json:"-"`
+}
+
+// backlogLimit caps the count of a sync's pending deltas on one source, so
+// that status stays cheap over a large backlog: the count is exact up to it
+// (an index range on txid from the watermark), "over" it beyond.
+const backlogLimit = 100000
+
+// sourceBacklog is what a sync has not consumed yet on one of its sources.
+type sourceBacklog struct {
+	DB       string     `json:"db"`
+	Pending  int64      `json:"pending"`                  // delta rows not consumed yet, counted up to backlogLimit
+	Capped   bool       `json:"pending_capped"`           // there are more than pending
+	Oldest   *time.Time `json:"oldest_pending,omitempty"` // changed_at of the oldest of them
+	Consumed *time.Time `json:"consumed,omitempty"`       // when the sync's watermark last advanced there
+	Error    string     `json:"error,omitempty"`          // why the backlog is unknown
 }
 
 func statusCommand() *cli.Command {
@@ -58,7 +76,8 @@ func statusCommand() *cli.Command {
 		ArgsUsage: "[SYNC...]",
 		Description: "Without arguments: one line per sync with its state, its last good run (how long ago, how\n" +
 			"long it took, rows inserted/deleted and conflicts) and its last failed run. With sync names:\n" +
-			"everything about each, including its current run and its processes.",
+			"everything about each, including its current run, its processes, and per source db how many\n" +
+			"changes it has not consumed yet (counted up to 100000) and since when.",
 		Action: func(c *cli.Context) error { return status(newEnv(c)) },
 	}
 }
@@ -158,6 +177,9 @@ func (e *env) statusDetail(s syncStatus) {
 	if s.Current != nil {
 		run("Current run", s.Current)
 	}
+	for _, b := range s.Backlog {
+		line("Pending on "+b.DB, b.describe())
+	}
 	for _, p := range s.Processes {
 		detail := p.State
 		if p.Detail != "" {
@@ -166,6 +188,27 @@ func (e *env) statusDetail(s syncStatus) {
 		line(strings.ToUpper(p.Role[:1])+p.Role[1:], fmt.Sprintf("pid %d on %s, %s for %s", p.PID, p.Host, detail,
 			time.Since(p.StateSince).Round(time.Second)))
 	}
+}
+
+// describe is the backlog in words, for the detail view.
+func (b sourceBacklog) describe() string {
+	if b.Error != "" {
+		return "unknown: " + b.Error
+	}
+	when := func(t time.Time) string {
+		return fmt.Sprintf("%s (%s ago)", t.Local().Format("2006-01-02 15:04:05"), short(time.Since(t)))
+	}
+	consumed := "never consumed"
+	if b.Consumed != nil {
+		consumed = "last consumed " + when(*b.Consumed)
+	}
+	switch {
+	case b.Pending == 0:
+		return "none; " + consumed
+	case b.Capped:
+		return fmt.Sprintf("over %d changes, the oldest from %s; %s", b.Pending, when(*b.Oldest), consumed)
+	}
+	return fmt.Sprintf("%s, the oldest from %s; %s", plural(int(b.Pending), "change"), when(*b.Oldest), consumed)
 }
 
 func ago(r *runInfo) string {
@@ -258,11 +301,43 @@ func loadStatus(ctx context.Context, conn *pgx.Conn, names []string) ([]syncStat
 				return nil, false, err
 			}
 			st.Sync = &d
+			if d.HasDeltaRole() {
+				for _, src := range d.Sources() {
+					st.Backlog = append(st.Backlog, backlogOn(ctx, src, s.Name))
+				}
+			}
 		}
 		st.State = stateOf(st, running)
 		out = append(out, st)
 	}
 	return out, running, nil
+}
+
+// backlogOn reads what sync has not consumed yet on the source db; a db
+// that cannot be reached within a few seconds is reported, not waited for.
+func backlogOn(ctx context.Context, db catalog.DB, sync string) sourceBacklog {
+	b := sourceBacklog{DB: db.Name}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	conn, err := connectDB(ctx, db)
+	if err != nil {
+		b.Error = message(err)
+		return b
+	}
+	defer closeConn(ctx, conn)
+	got, err := capture.BacklogOf(ctx, conn, sync, backlogLimit)
+	switch {
+	case err != nil:
+		b.Error = fmt.Sprintf("db %s: %v", db.Name, pg.RedactError(err, db.Password))
+	case !got.HasWatermark:
+		b.Error = fmt.Sprintf("sync %s has no capture on db %s: mcp validate %s installs it", sync, db.Name, sync)
+	default:
+		b.Pending, b.Capped, b.Consumed = got.Pending, got.Capped, &got.Consumed
+		if !got.Oldest.IsZero() {
+			b.Oldest = &got.Oldest
+		}
+	}
+	return b
 }
 
 // stateOf is the one word of the summary's State column.

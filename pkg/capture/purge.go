@@ -2,9 +2,12 @@ package capture
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/gobucardo/gobucardo/pkg/pg"
 )
@@ -67,16 +70,71 @@ func Backlog(ctx context.Context, conn *pgx.Conn) ([]Pending, error) {
 	return out, nil
 }
 
-// Purge deletes the delta rows and truncate records that every sync
-// reading their table has consumed (older than the oldest watermark's
-// xmin), and returns how many delta rows it deleted.
+// Purge defaults: see Purger.
+const (
+	DefaultPurgeBatch       = 10000
+	DefaultPurgeLockTimeout = 500 * time.Millisecond
+)
+
+// Purger deletes consumed deltas; the zero value uses the defaults.
+//
+// A delta row is consumed when every sync that reads its table has a
+// watermark whose xmin is above the row's txid: the slowest consumer
+// bounds the purge, so a paused, inactive or failing sync (whose watermark
+// does not advance) keeps every delta it still needs. A table that a
+// subscribed sync has no watermark for is not purged at all.
+//
+// Rows are deleted in batches, each its own short transaction, found by an
+// index range on txid whatever the statistics say: a purge of millions of
+// rows holds no long transaction (which would hold back vacuum) and takes
+// no lock but the ROW EXCLUSIVE one of a DELETE on gobucardo's own tables.
+// Each batch sets lock_timeout: when another session holds a conflicting
+// lock on a delta table (a reinstall, another purge), the table is left for
+// the next pass instead of queueing; Result.Busy names it. A purge cut
+// short (cancelled, killed, a db gone) loses nothing: every batch that
+// committed deleted consumed rows only, and the next pass goes on.
+type Purger struct {
+	BatchSize   int           // rows per DELETE transaction; 0: DefaultPurgeBatch
+	LockTimeout time.Duration // how long a batch may wait for a lock; 0: DefaultPurgeLockTimeout
+}
+
+// PurgeResult is what one Purge deleted.
+type PurgeResult struct {
+	Deltas    int64    // delta rows deleted
+	Truncates int64    // truncate records deleted
+	Batches   int      // DELETE transactions committed
+	Busy      []string // tables (schema.name) skipped because a lock was held
+}
+
+// Purge deletes, with the default Purger, the delta rows and truncate
+// records that every sync reading their table has consumed, and returns
+// how many delta rows it deleted.
 func Purge(ctx context.Context, conn *pgx.Conn) (int64, error) {
+	r, err := Purger{}.Purge(ctx, conn)
+	return r.Deltas, err
+}
+
+// Purge deletes, in batches, the delta rows and truncate records of every
+// captured table that every sync reading the table has consumed (txid below
+// the oldest xmin of their watermarks). On error, the result counts what
+// was deleted before it.
+func (p Purger) Purge(ctx context.Context, conn *pgx.Conn) (PurgeResult, error) {
+	if p.BatchSize <= 0 {
+		p.BatchSize = DefaultPurgeBatch
+	}
+	if p.LockTimeout <= 0 {
+		p.LockTimeout = DefaultPurgeLockTimeout
+	}
+	var res PurgeResult
+	// The horizon of a table is NULL when no sync reads it (nothing is known
+	// to be consumed) or when one that reads it has no watermark.
 	rows, err := conn.Query(ctx, `SELECT c.delta_table, c.schema_name, c.rel_name,
-			(SELECT min(pg_snapshot_xmin(w.snap)) FROM gobucardo.subscription s JOIN gobucardo.watermark w USING (sync)
+			(SELECT CASE WHEN count(*) = count(w.sync) THEN min(pg_snapshot_xmin(w.snap)) END
+			   FROM gobucardo.subscription s LEFT JOIN gobucardo.watermark w USING (sync)
 			  WHERE (s.schema_name, s.rel_name) = (c.schema_name, c.rel_name))::text
 		FROM gobucardo.captured c ORDER BY 1`)
 	if err != nil {
-		return 0, fmt.Errorf("read captured tables: %w", err)
+		return res, fmt.Errorf("read captured tables: %w", err)
 	}
 	type item struct {
 		delta, schema, name string
@@ -88,24 +146,79 @@ func Purge(ctx context.Context, conn *pgx.Conn) (int64, error) {
 		return it, err
 	})
 	if err != nil {
-		return 0, err
+		return res, fmt.Errorf("read captured tables: %w", err)
 	}
-	var total int64
 	for _, it := range items {
 		if it.horizon == nil {
-			continue // no sync reads it: nothing is known to be consumed
+			continue
 		}
-		tag, err := conn.Exec(ctx, "DELETE FROM "+pg.Ident("gobucardo", it.delta)+" WHERE txid < $1::xid8", *it.horizon)
-		if err != nil {
-			return total, fmt.Errorf("purge deltas of %s: %w", pg.Display(it.schema, it.name), err)
+		table := pg.Display(it.schema, it.name)
+		parts := []struct {
+			what, table, filter string
+			args                []any
+			count               *int64
+		}{
+			{"deltas", pg.Ident("gobucardo", it.delta), "", nil, &res.Deltas},
+			{"truncates", "gobucardo.truncate_log", " AND schema_name = $4 AND rel_name = $5", []any{it.schema, it.name}, &res.Truncates},
 		}
-		total += tag.RowsAffected()
-		if _, err := conn.Exec(ctx, "DELETE FROM gobucardo.truncate_log WHERE schema_name = $1 AND rel_name = $2 AND txid < $3::xid8",
-			it.schema, it.name, *it.horizon); err != nil {
-			return total, fmt.Errorf("purge truncates of %s: %w", pg.Display(it.schema, it.name), err)
+		for _, part := range parts {
+			n, err := p.deleteBelow(ctx, conn, &res, part.table, part.filter, *it.horizon, part.args...)
+			*part.count += n
+			if isLockTimeout(err) {
+				res.Busy = append(res.Busy, table)
+				break
+			}
+			if err != nil {
+				return res, fmt.Errorf("purge %s of %s: %w", part.what, table, err)
+			}
 		}
 	}
-	return total, nil
+	return res, nil
+}
+
+// deleteBelow deletes the rows of table (quoted) with txid below horizon
+// and matching filter (a constant condition on $4...), a batch per
+// transaction, and returns how many it deleted. Each batch walks the txid
+// index from where the last one stopped, so that it does not wade again
+// through the index entries of the rows already deleted.
+func (p Purger) deleteBelow(ctx context.Context, conn *pgx.Conn, res *PurgeResult, table, filter, horizon string, filterArgs ...any) (int64, error) {
+	sql := `WITH del AS (
+			DELETE FROM ` + table + ` WHERE ctid = ANY (ARRAY(
+				SELECT ctid FROM ` + table + ` WHERE txid >= $1::xid8 AND txid < $2::xid8` + filter + `
+				ORDER BY txid LIMIT $3))
+			RETURNING txid)
+		SELECT count(*), coalesce(max(txid), $1::xid8)::text FROM del`
+	// The inner SELECT can only be an index range on txid, whatever the
+	// statistics say; the outer DELETE is a TID scan.
+	set := fmt.Sprintf("SET LOCAL lock_timeout = %d; SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; "+
+		"SET LOCAL synchronous_commit = off", p.LockTimeout.Milliseconds())
+	from := "0"
+	var total int64
+	for {
+		var n int64
+		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, set); err != nil {
+				return err
+			}
+			args := append([]any{from, horizon, p.BatchSize}, filterArgs...)
+			return tx.QueryRow(ctx, sql, args...).Scan(&n, &from)
+		})
+		if err != nil {
+			return total, err
+		}
+		total += n
+		res.Batches++
+		if n < int64(p.BatchSize) {
+			return total, nil
+		}
+	}
+}
+
+// isLockTimeout reports whether err is PostgreSQL's lock_not_available
+// (lock_timeout expired).
+func isLockTimeout(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "55P03"
 }
 
 // Syncs lists the syncs that have a watermark on this database.
@@ -115,4 +228,76 @@ func Syncs(ctx context.Context, conn *pgx.Conn) ([]string, error) {
 		return nil, fmt.Errorf("read watermarks: %w", err)
 	}
 	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+// SyncBacklog is what one sync has not consumed yet on one database.
+type SyncBacklog struct {
+	HasWatermark bool      // false: the sync has no capture on this database
+	Consumed     time.Time // when the sync's watermark last advanced here
+	Pending      int64     // delta rows not consumed yet, counted up to the limit
+	Capped       bool      // there are more than Pending
+	Oldest       time.Time // changed_at of the oldest pending change (zero when none)
+}
+
+// BacklogOf counts the delta rows that sync has not consumed yet on the
+// database behind conn, up to limit rows in all: each table's count is an
+// index range on txid from the watermark's xmin, cut at the limit, so that
+// a large backlog costs no more than limit index entries.
+func BacklogOf(ctx context.Context, conn *pgx.Conn, sync string, limit int64) (SyncBacklog, error) {
+	var b SyncBacklog
+	if ok, err := Installed(ctx, conn); err != nil || !ok {
+		return b, err
+	}
+	var snap string
+	err := conn.QueryRow(ctx, "SELECT snap::text, updated FROM gobucardo.watermark WHERE sync = $1", sync).Scan(&snap, &b.Consumed)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return b, nil
+	}
+	if err != nil {
+		return b, fmt.Errorf("read watermark of sync %s: %w", sync, err)
+	}
+	b.HasWatermark = true
+	rows, err := conn.Query(ctx, `SELECT c.delta_table, c.schema_name, c.rel_name
+		FROM gobucardo.subscription s JOIN gobucardo.captured c USING (schema_name, rel_name)
+		WHERE s.sync = $1 ORDER BY 1`, sync)
+	if err != nil {
+		return b, fmt.Errorf("read tables of sync %s: %w", sync, err)
+	}
+	type item struct{ delta, schema, name string }
+	items, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (item, error) {
+		var it item
+		err := r.Scan(&it.delta, &it.schema, &it.name)
+		return it, err
+	})
+	if err != nil {
+		return b, fmt.Errorf("read tables of sync %s: %w", sync, err)
+	}
+	for _, it := range items {
+		// One row more than is left tells a cut count from an exact one.
+		left := limit - b.Pending
+		var n int64
+		var oldest *time.Time
+		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off"); err != nil {
+				return err
+			}
+			return tx.QueryRow(ctx, `SELECT count(*), min(changed_at) FROM (
+					SELECT changed_at FROM `+pg.Ident("gobucardo", it.delta)+`
+					WHERE txid >= pg_snapshot_xmin($1::pg_snapshot) AND NOT pg_visible_in_snapshot(txid, $1::pg_snapshot)
+					  AND (origin IS NULL OR origin <> $2)
+					ORDER BY txid LIMIT $3) p`, snap, sync, left+1).Scan(&n, &oldest)
+		})
+		if err != nil {
+			return b, fmt.Errorf("count pending deltas of %s: %w", pg.Display(it.schema, it.name), err)
+		}
+		if oldest != nil && (b.Oldest.IsZero() || oldest.Before(b.Oldest)) {
+			b.Oldest = *oldest
+		}
+		if n > left {
+			b.Pending, b.Capped = limit, true
+			break
+		}
+		b.Pending += n
+	}
+	return b, nil
 }

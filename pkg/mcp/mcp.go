@@ -2,7 +2,8 @@
 // that only one MCP runs, LISTENs on the main database for admin requests and
 // on every source db of an autokick sync, keeps one controller process per
 // active sync, forwards kicks to them, reconnects to any database that goes
-// away, and publishes its process tree in gobucardo.process for `mcp ps`.
+// away, purges the deltas every sync has consumed on their sources, and
+// publishes its process tree in gobucardo.process for `mcp ps`.
 package mcp
 
 import (
@@ -35,6 +36,10 @@ type Options struct {
 	LogLevel       string              // passed to the children
 	LogOut         zapcore.WriteSyncer // where the children's log lines go
 	StopGrace      time.Duration       // how long a controller may take to stop; 0: 15s
+	// PurgeInterval is how often the consumed deltas and truncate records
+	// of every source db of the active syncs are deleted (capture.Purger);
+	// 0: DefaultPurgeInterval; negative: never.
+	PurgeInterval time.Duration
 	// Reload, when set, delivers reload requests (SIGHUP).
 	Reload <-chan struct{}
 }
@@ -61,6 +66,7 @@ type daemon struct {
 	syncs  map[string]catalog.SyncDetail // active syncs as last read
 	listen map[string]*sourceListener    // by db name
 	seen   map[int]time.Time             // pid -> first seen, for ps
+	purge  *purger                       // nil when the purge is off
 }
 
 type sourceListener struct {
@@ -78,6 +84,9 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if o.LogOut == nil {
 		o.LogOut = logging.Stderr
+	}
+	if o.PurgeInterval == 0 {
+		o.PurgeInterval = DefaultPurgeInterval
 	}
 	host, _ := os.Hostname()
 	d := &daemon{o: o, log: o.Log, host: host, started: time.Now(), events: make(chan event, 256),
@@ -124,6 +133,9 @@ func Run(ctx context.Context, o Options) error {
 	case <-locked:
 	}
 	d.log.Info("MCP started", zap.Int(logging.FieldPID, os.Getpid()), zap.String("host", host))
+	if o.PurgeInterval > 0 {
+		d.purge = newPurger(lctx, o.Log)
+	}
 
 	err := d.loop(lctx, listenDone)
 	d.shutdown()
@@ -170,6 +182,12 @@ func (d *daemon) loop(ctx context.Context, listenDone <-chan error) error {
 	defer tick.Stop()
 	reconcile := time.NewTicker(30 * time.Second) // also catch catalog edits made without a reload
 	defer reconcile.Stop()
+	var purge <-chan time.Time
+	if d.purge != nil {
+		t := time.NewTicker(d.o.PurgeInterval)
+		defer t.Stop()
+		purge = t.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -182,6 +200,11 @@ func (d *daemon) loop(ctx context.Context, listenDone <-chan error) error {
 			d.reconcile(ctx, conn, "")
 		case <-tick.C:
 			d.publish(ctx, conn)
+		case <-purge:
+			d.mu.Lock()
+			dbs := purgeSources(d.syncs)
+			d.mu.Unlock()
+			d.purge.start(dbs)
 		case e := <-d.events:
 			switch e.kind {
 			case "reconcile":
@@ -369,9 +392,12 @@ func (d *daemon) syncsOf(db string) []string {
 	return out
 }
 
-// shutdown stops every controller, waits for them, and clears the process
-// table.
+// shutdown stops every controller and purge, waits for them, and clears
+// the process table.
 func (d *daemon) shutdown() {
+	if d.purge != nil {
+		d.purge.cancelPasses() // a batch cut short rolls back; nothing is lost
+	}
 	d.mu.Lock()
 	ctls := make([]*ctl, 0, len(d.ctls))
 	for _, c := range d.ctls {
@@ -387,6 +413,9 @@ func (d *daemon) shutdown() {
 	}
 	for _, c := range ctls {
 		<-c.done
+	}
+	if d.purge != nil {
+		d.purge.wait()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

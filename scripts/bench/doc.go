@@ -47,6 +47,16 @@
 //     it (for a conflict, one of the two), the run must report the keys and
 //     the conflicts expected, gobucardo.conflict_log must have grown by the
 //     conflicts, and a second run must find nothing to do (no echo).
+//  6. The automatic purge (BenchmarkPurge). pgbench -c 4 on the source for
+//     BENCH_PURGE_SECONDS while `mcp run --purge-interval
+//     BENCH_PURGE_INTERVAL` replicates the pgbench tables to a target
+//     cluster. Every 3 s the delta rows kept on the source and the delta
+//     tables' total size (pg_total_relation_size) are sampled; the report
+//     gives their maximum and their values once the target has caught up,
+//     the purge passes the MCP logged, and the source's TPS over the first
+//     and the last fifth of the run (pgbench -P), which would part if the
+//     deltas or their bloat grew without bound. The target must end equal to
+//     the source.
 //
 // Run it with
 //
@@ -54,13 +64,15 @@
 //	BENCH_ROWS=100000 BENCH_PGBENCH_SECONDS=10 BENCH_TWO_ROWS=50000 make bench   # shorter
 //
 // or directly with `go test -run '^$' -bench . -benchtime 1x -timeout 60m
-// ./scripts/bench/` (-bench BulkUpdate, -bench Pgbench or -bench TwoSource for
-// one figure).
+// ./scripts/bench/` (-bench BulkUpdate, -bench Pgbench, -bench TwoSource or
+// -bench Purge for one figure).
 // Environment:
 //
 //	BENCH_ROWS             comma-separated table sizes of figures 1, 2 and 4 (default 100000,1000000)
 //	BENCH_PGBENCH_SECONDS  length of each pgbench run (default 30)
 //	BENCH_TWO_ROWS         table size N of figure 5 (default 200000)
+//	BENCH_PURGE_SECONDS    length of the purge benchmark's pgbench run (default 60; 1800 for the long version)
+//	BENCH_PURGE_INTERVAL   the MCP's --purge-interval in it (default 10s)
 //	BENCH_PHASES           when 1, `mcp sync run` runs without --quiet and its progress lines are
 //	                       printed to stderr with the time since the run started, to see where the
 //	                       time goes

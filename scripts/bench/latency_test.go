@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -39,49 +38,12 @@ func BenchmarkLatency(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	dir, err := pgtest.BinDir()
-	if err != nil {
-		b.Fatal(err)
-	}
-	progressf(b, "starting the source and target clusters")
-	srcC, dstC := newServer(b), newServer(b)
-	srcDB, dstDB := srcC.NewDB(b), dstC.NewDB(b)
-	pgb := &pgbench{bin: filepath.Join(dir, "pgbench"), c: srcC, db: srcDB, conn: srcC.Connect(b, srcDB)}
-	progressf(b, "pgbench -i -s %d on the source and the target", pgbenchScale)
-	pgb.exec(b, "-i", "-q", "-s", strconv.Itoa(pgbenchScale))
-	(&pgbench{bin: pgb.bin, c: dstC, db: dstDB}).exec(b, "-i", "-q", "-s", strconv.Itoa(pgbenchScale))
-	src, dst := pgb.conn, dstC.Connect(b, dstDB)
-	for _, c := range []*pgx.Conn{src, dst} {
-		mustExec(b, c, "CREATE TABLE public.probe (id int PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())")
-	}
-	m := mcp{bin: mcpBinary(b), dsn: srcC.DSN("gobucardo")}
-	m.run(b, "install", "--create-db")
-	m.run(b, append([]string{"add", "db", "A"}, dbArgs(srcC, srcDB)...)...)
-	m.run(b, append([]string{"add", "db", "B"}, dbArgs(dstC, dstDB)...)...)
-	m.run(b, "add", "table", "public.probe", "public.pgbench_accounts", "public.pgbench_branches", "public.pgbench_tellers",
-		"db=A", "relgroup=r")
-	m.run(b, "add", "sync", "s", "relgroup=r", "dbs=A:source,B:target")
-
-	daemon := exec.Command(m.bin, "--dsn", m.dsn, "run")
-	var logBuf lockedBuffer
-	daemon.Stdout, daemon.Stderr = &logBuf, &logBuf
-	if err := daemon.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer func() {
-		m.run(b, "stop")
-		_ = daemon.Wait()
-	}()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if err := exec.Command(m.bin, "--dsn", m.dsn, "ping").Run(); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("the MCP is not up after 30s:\n%s", logBuf.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	ps := newPgbenchSync(b, "CREATE TABLE public.probe (id int PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())",
+		"public.probe")
+	pgb, dstC, dstDB, src, dst := ps.pgb, ps.dstC, ps.dstDB, ps.pgb.conn, ps.dst
+	srcC, srcDB := pgb.c, pgb.db
+	stop, _ := ps.m.startDaemon(b)
+	defer stop()
 	time.Sleep(time.Second) // the startup runs are over
 
 	b.ResetTimer()
@@ -143,6 +105,51 @@ func BenchmarkLatency(b *testing.B) {
 	b.ReportMetric(pct(idle, 99).Seconds()*1000, "idle-p99-ms")
 	b.ReportMetric(pct(loaded, 99).Seconds()*1000, "load-p99-ms")
 	results.setLag(res)
+}
+
+// pgbenchSync is a pgbench database (scale pgbenchScale) on a source
+// cluster and another on a target cluster, replicated by sync s
+// (A:source, B:target) over pgbench_accounts, _branches and _tellers and the
+// extra tables, configured with the real mcp over a main database on the
+// source's cluster.
+type pgbenchSync struct {
+	pgb   *pgbench // on the source
+	dstC  *pgtest.Cluster
+	dstDB string
+	dst   *pgx.Conn
+	m     mcp
+}
+
+// newPgbenchSync starts the clusters and configures the sync; extraDDL
+// creates the extra tables on both databases.
+func newPgbenchSync(b *testing.B, extraDDL string, extraTables ...string) *pgbenchSync {
+	b.Helper()
+	dir, err := pgtest.BinDir()
+	if err != nil {
+		b.Fatal(err)
+	}
+	progressf(b, "starting the source and target clusters")
+	srcC, dstC := newServer(b), newServer(b)
+	srcDB, dstDB := srcC.NewDB(b), dstC.NewDB(b)
+	pgb := &pgbench{bin: filepath.Join(dir, "pgbench"), c: srcC, db: srcDB, conn: srcC.Connect(b, srcDB)}
+	progressf(b, "pgbench -i -s %d on the source and the target", pgbenchScale)
+	pgb.exec(b, "-i", "-q", "-s", strconv.Itoa(pgbenchScale))
+	(&pgbench{bin: pgb.bin, c: dstC, db: dstDB}).exec(b, "-i", "-q", "-s", strconv.Itoa(pgbenchScale))
+	ps := &pgbenchSync{pgb: pgb, dstC: dstC, dstDB: dstDB, dst: dstC.Connect(b, dstDB),
+		m: mcp{bin: mcpBinary(b), dsn: srcC.DSN("gobucardo")}}
+	if extraDDL != "" {
+		for _, c := range []*pgx.Conn{pgb.conn, ps.dst} {
+			mustExec(b, c, extraDDL)
+		}
+	}
+	m := ps.m
+	m.run(b, "install", "--create-db")
+	m.run(b, append([]string{"add", "db", "A"}, dbArgs(srcC, srcDB)...)...)
+	m.run(b, append([]string{"add", "db", "B"}, dbArgs(dstC, dstDB)...)...)
+	m.run(b, append(append([]string{"add", "table"}, extraTables...), "public.pgbench_accounts", "public.pgbench_branches",
+		"public.pgbench_tellers", "db=A", "relgroup=r")...)
+	m.run(b, "add", "sync", "s", "relgroup=r", "dbs=A:source,B:target")
+	return ps
 }
 
 // probe commits row id on the source and waits until the target has it.
@@ -243,6 +250,14 @@ func (l *lockedBuffer) Write(p []byte) (int, error) {
 	return l.buf.Write(p)
 }
 
+// all is everything written.
+func (l *lockedBuffer) all() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// String is the last 4000 bytes or so, from a line's start.
 func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()

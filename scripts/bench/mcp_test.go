@@ -111,6 +111,34 @@ func (m mcp) runWithStderr(b *testing.B, w io.Writer, args ...string) procRun {
 	return r
 }
 
+// startDaemon starts `mcp run` with args, its output into log, and waits
+// until it answers mcp ping; stop stops it with mcp stop and waits for it.
+func (m mcp) startDaemon(b *testing.B, args ...string) (stop func(), log *lockedBuffer) {
+	b.Helper()
+	daemon := exec.Command(m.bin, append([]string{"--dsn", m.dsn, "run"}, args...)...)
+	log = &lockedBuffer{}
+	daemon.Stdout, daemon.Stderr = log, log
+	if err := daemon.Start(); err != nil {
+		b.Fatal(err)
+	}
+	stop = func() {
+		m.run(b, "stop")
+		_ = daemon.Wait()
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if err := exec.Command(m.bin, "--dsn", m.dsn, "ping").Run(); err == nil {
+			return stop, log
+		}
+		if time.Now().After(deadline) {
+			_ = daemon.Process.Kill()
+			_ = daemon.Wait()
+			b.Fatalf("the MCP is not up after 30s:\n%s", log.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // stampedLines is a writer that prints each line written to it on stderr,
 // prefixed with the time since start: the phases of a run as they happen.
 type stampedLines struct {

@@ -72,6 +72,7 @@ type report struct {
 	two     []twoResult
 	pgbench *pgbenchResult
 	lag     *lagResult
+	purge   *purgeResult
 }
 
 var results report
@@ -98,6 +99,12 @@ func (r *report) setPgbench(res pgbenchResult) {
 	r.pgbench = &res
 }
 
+func (r *report) setPurge(res purgeResult) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.purge = &res
+}
+
 func (r *report) setLag(res lagResult) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -109,7 +116,7 @@ func (r *report) setLag(res lagResult) {
 func (r *report) print(w io.Writer) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.bulk) == 0 && len(r.two) == 0 && r.pgbench == nil && r.lag == nil {
+	if len(r.bulk) == 0 && len(r.two) == 0 && r.pgbench == nil && r.lag == nil && r.purge == nil {
 		return
 	}
 	fmt.Fprintf(w, "\ngobucardo bench (%d cores, %s/%s)\n", runtime.NumCPU(), runtime.GOOS, runtime.GOARCH)
@@ -127,6 +134,9 @@ func (r *report) print(w io.Writer) {
 	}
 	if r.lag != nil {
 		r.lag.print(w)
+	}
+	if r.purge != nil {
+		r.purge.print(w)
 	}
 	if len(r.bulk) > 0 {
 		big := r.bulk[len(r.bulk)-1]
