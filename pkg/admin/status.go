@@ -67,6 +67,9 @@ type sourceBacklog struct {
 	Oldest   *time.Time `json:"oldest_pending,omitempty"` // changed_at of the oldest of them
 	Consumed *time.Time `json:"consumed,omitempty"`       // when the sync's watermark last advanced there
 	Error    string     `json:"error,omitempty"`          // why the backlog is unknown
+	// Partitions says, for each partition attached or detached there since
+	// the table was last copied whole, what to run (see capture.PartitionNote).
+	Partitions []string `json:"partition_notes,omitempty"`
 }
 
 func statusCommand() *cli.Command {
@@ -179,6 +182,9 @@ func (e *env) statusDetail(s syncStatus) {
 	}
 	for _, b := range s.Backlog {
 		line("Pending on "+b.DB, b.describe())
+		for _, n := range b.Partitions {
+			line("Partitions", n)
+		}
 	}
 	for _, p := range s.Processes {
 		detail := p.State
@@ -303,7 +309,7 @@ func loadStatus(ctx context.Context, conn *pgx.Conn, names []string) ([]syncStat
 			st.Sync = &d
 			if d.HasDeltaRole() {
 				for _, src := range d.Sources() {
-					st.Backlog = append(st.Backlog, backlogOn(ctx, src, s.Name))
+					st.Backlog = append(st.Backlog, backlogOn(ctx, src, capture.SyncFrom(d)))
 				}
 			}
 		}
@@ -313,9 +319,11 @@ func loadStatus(ctx context.Context, conn *pgx.Conn, names []string) ([]syncStat
 	return out, running, nil
 }
 
-// backlogOn reads what sync has not consumed yet on the source db; a db
-// that cannot be reached within a few seconds is reported, not waited for.
-func backlogOn(ctx context.Context, db catalog.DB, sync string) sourceBacklog {
+// backlogOn reads what sync has not consumed yet on the source db, and the
+// partitions attached or detached there; a db that cannot be reached
+// within a few seconds is reported, not waited for.
+func backlogOn(ctx context.Context, db catalog.DB, cs capture.Sync) sourceBacklog {
+	sync := cs.Name
 	b := sourceBacklog{DB: db.Name}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -335,6 +343,13 @@ func backlogOn(ctx context.Context, db catalog.DB, sync string) sourceBacklog {
 		b.Pending, b.Capped, b.Consumed = got.Pending, got.Capped, &got.Consumed
 		if !got.Oldest.IsZero() {
 			b.Oldest = &got.Oldest
+		}
+		notes, err := capture.PartitionNotes(ctx, conn, cs)
+		if err != nil {
+			b.Error = fmt.Sprintf("db %s: %v", db.Name, pg.RedactError(err, db.Password))
+		}
+		for _, n := range notes {
+			b.Partitions = append(b.Partitions, n.Problem(db.Name, sync))
 		}
 	}
 	return b

@@ -37,7 +37,9 @@ func purgeSources(syncs map[string]catalog.SyncDetail) map[string]string {
 	return out
 }
 
-// purger is the MCP's automatic purge, Bucardo's VAC: each pass on a db runs
+// purger is the MCP's automatic purge, Bucardo's VAC, which also keeps the
+// capture of partitioned tables in step with their partitions (see
+// capture.RefreshPartitions): each pass on a db runs
 // in a goroutine of its own, so that a slow or unreachable db neither holds
 // up the main loop nor the others; a db whose last pass is still running is
 // left out of the next one. cancelPasses cancels the passes in progress and
@@ -140,5 +142,14 @@ func (p *purger) pass(ctx context.Context, db, connString string) {
 	if res.Deltas > 0 || res.Truncates > 0 {
 		log.Info("purged consumed deltas", zap.Int64("rows", res.Deltas), zap.Int64("truncates", res.Truncates),
 			zap.Int("transactions", res.Batches), zap.Duration("duration", time.Since(started)))
+	}
+	// New partitions get their truncate trigger; attached and detached ones
+	// are noted for mcp status and mcp validate.
+	done, err := capture.RefreshPartitions(ctx, conn)
+	if err != nil && ctx.Err() == nil {
+		log.Warn("cannot bring the capture of partitioned tables in step; trying again next interval", zap.Error(err))
+	}
+	for _, d := range done {
+		log.Info("capture of a partitioned table: " + d)
 	}
 }
