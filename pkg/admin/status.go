@@ -50,6 +50,7 @@ type syncStatus struct {
 	Current     *runInfo            `json:"current,omitempty"`
 	Parked      int64               `json:"parked"`            // rows an exception handler set aside
 	Backlog     []sourceBacklog     `json:"backlog,omitempty"` // per source, in the detail view
+	Targets     []targetState       `json:"targets,omitempty"` // per target, in the detail view
 	Processes   []catalog.Process   `json:"processes,omitempty"`
 	Sync        *catalog.SyncDetail `json:"-"`
 }
@@ -70,6 +71,72 @@ type sourceBacklog struct {
 	// Partitions says, for each partition attached or detached there since
 	// the table was last copied whole, what to run (see capture.PartitionNote).
 	Partitions []string `json:"partition_notes,omitempty"`
+	behind     []capture.TargetBehind
+}
+
+// targetState is where a target of the sync stands.
+type targetState struct {
+	DB      string     `json:"db"`
+	Role    string     `json:"role"`
+	State   string     `json:"state"`            // in step, behind, inactive
+	Since   *time.Time `json:"since,omitempty"`  // behind since
+	Reason  string     `json:"reason,omitempty"` // why it was left out last
+	Pending int64      `json:"pending"`          // changes to catch up, summed over the sources (each capped)
+	Capped  bool       `json:"pending_capped"`
+}
+
+// targetStates says where each target of d stands, from what the sources
+// said of the targets that are behind.
+func targetStates(d catalog.SyncDetail, backlog []sourceBacklog) []targetState {
+	var out []targetState
+	for _, m := range d.Members {
+		if m.Role == catalog.RoleSource {
+			continue
+		}
+		ts := targetState{DB: m.DB, Role: m.Role, State: "in step"}
+		for _, b := range backlog {
+			for _, tb := range b.behind {
+				if tb.Target != m.DB {
+					continue
+				}
+				ts.State = "behind"
+				if ts.Since == nil || tb.Since.Before(*ts.Since) {
+					since := tb.Since
+					ts.Since = &since
+				}
+				ts.Reason = tb.Reason
+				ts.Pending += tb.Pending
+				ts.Capped = ts.Capped || tb.Capped
+			}
+		}
+		if d.DBs[m.DB].Status == catalog.StatusInactive {
+			ts.State, ts.Reason = "inactive", "status=inactive: runs leave it out; mcp update db "+m.DB+" status=active brings it back"
+		}
+		out = append(out, ts)
+	}
+	return out
+}
+
+// describe is the target's state in words, for the detail view.
+func (t targetState) describe() string {
+	switch t.State {
+	case "in step":
+		return "in step"
+	case "inactive":
+		if t.Since == nil {
+			return t.Reason
+		}
+	}
+	more := ""
+	if t.Capped {
+		more = "over "
+	}
+	s := fmt.Sprintf("%s since %s (%s ago), %s%s to catch up", t.State, t.Since.Local().Format("2006-01-02 15:04:05"),
+		short(time.Since(*t.Since)), more, plural(int(t.Pending), "change"))
+	if t.Reason != "" {
+		s += "; " + t.Reason
+	}
+	return s
 }
 
 func statusCommand() *cli.Command {
@@ -185,6 +252,9 @@ func (e *env) statusDetail(s syncStatus) {
 		for _, n := range b.Partitions {
 			line("Partitions", n)
 		}
+	}
+	for _, t := range s.Targets {
+		line(strings.ToUpper(t.Role[:1])+t.Role[1:]+" "+t.DB, t.describe())
 	}
 	for _, p := range s.Processes {
 		detail := p.State
@@ -311,6 +381,7 @@ func loadStatus(ctx context.Context, conn *pgx.Conn, names []string) ([]syncStat
 				for _, src := range d.Sources() {
 					st.Backlog = append(st.Backlog, backlogOn(ctx, src, capture.SyncFrom(d)))
 				}
+				st.Targets = targetStates(d, st.Backlog)
 			}
 		}
 		st.State = stateOf(st, running)
@@ -345,6 +416,9 @@ func backlogOn(ctx context.Context, db catalog.DB, cs capture.Sync) sourceBacklo
 			b.Oldest = &got.Oldest
 		}
 		notes, err := capture.PartitionNotes(ctx, conn, cs)
+		if err == nil {
+			b.behind, err = capture.TargetsBehind(ctx, conn, sync, backlogLimit)
+		}
 		if err != nil {
 			b.Error = fmt.Sprintf("db %s: %v", db.Name, pg.RedactError(err, db.Password))
 		}

@@ -104,6 +104,13 @@ CREATE TABLE IF NOT EXISTS gobucardo.watermark (
     sync        text PRIMARY KEY,
     snap        pg_snapshot NOT NULL,
     updated     timestamptz NOT NULL DEFAULT now());
+CREATE TABLE IF NOT EXISTS gobucardo.target_watermark (
+    sync        text NOT NULL,
+    target      text NOT NULL,
+    snap        pg_snapshot NOT NULL,
+    since       timestamptz NOT NULL DEFAULT now(),
+    reason      text NOT NULL DEFAULT '',
+    PRIMARY KEY (sync, target));
 CREATE TABLE IF NOT EXISTS gobucardo.truncate_log (
     schema_name text NOT NULL,
     rel_name    text NOT NULL,
@@ -439,7 +446,17 @@ func rowFunctionBody(t Table, kick []string, sh shape) string {
 		b.WriteString("        GET DIAGNOSTICS n = ROW_COUNT;\n")
 	}
 	b.WriteString("    END IF;\n")
-	writeKick(&b, kick)
+	if len(kick) > 0 {
+		// Autokick once per transaction and table, not once per row: a
+		// transaction that wrote before the mark was armed and writes on
+		// after is in progress at the arming, which the controller's
+		// settle run catches (see Arm).
+		sum := md5.Sum([]byte(delta))
+		flag := quoteLiteral("gobucardo.kicked_" + hex.EncodeToString(sum[:6]))
+		fmt.Fprintf(&b, "    IF current_setting(%s, true) IS DISTINCT FROM 'on' THEN\n        PERFORM set_config(%s, 'on', true);\n", flag, flag)
+		writeKick(&b, kick)
+		b.WriteString("    END IF;\n")
+	}
 	b.WriteString("    RETURN NULL;\nEND\n")
 	return b.String()
 }
@@ -561,7 +578,15 @@ func RemoveSync(ctx context.Context, conn *pgx.Conn, sync string) error {
 		if err := tx.QueryRow(ctx, "SELECT to_regclass('gobucardo.subscription') IS NOT NULL").Scan(&ok); err != nil || !ok {
 			return err
 		}
-		for _, s := range []string{"DELETE FROM gobucardo.subscription WHERE sync = $1", "DELETE FROM gobucardo.watermark WHERE sync = $1"} {
+		stmts := []string{"DELETE FROM gobucardo.subscription WHERE sync = $1", "DELETE FROM gobucardo.watermark WHERE sync = $1"}
+		var targets bool
+		if err := tx.QueryRow(ctx, "SELECT to_regclass('gobucardo.target_watermark') IS NOT NULL").Scan(&targets); err != nil {
+			return err
+		}
+		if targets {
+			stmts = append(stmts, "DELETE FROM gobucardo.target_watermark WHERE sync = $1")
+		}
+		for _, s := range stmts {
 			if _, err := tx.Exec(ctx, s, sync); err != nil {
 				return fmt.Errorf("remove sync %s from capture: %w", sync, err)
 			}
@@ -609,7 +634,7 @@ func Uninstall(ctx context.Context, conn *pgx.Conn) error {
 			}
 		}
 		for _, s := range []string{
-			"DROP TABLE IF EXISTS gobucardo.partition_note, gobucardo.partition, gobucardo.subscription, gobucardo.watermark, gobucardo.truncate_log, gobucardo.captured",
+			"DROP TABLE IF EXISTS gobucardo.partition_note, gobucardo.partition, gobucardo.subscription, gobucardo.target_watermark, gobucardo.watermark, gobucardo.truncate_log, gobucardo.captured",
 			"DROP SEQUENCE IF EXISTS gobucardo.activity",
 			"DROP FUNCTION IF EXISTS gobucardo.kick(text[])",
 			"DROP FUNCTION IF EXISTS gobucardo.note_truncate()",

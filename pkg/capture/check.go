@@ -27,7 +27,7 @@ func Check(ctx context.Context, conn *pgx.Conn, sync Sync) ([]string, error) {
 		return []string{"gobucardo's capture is not installed"}, nil
 	}
 	var current bool
-	if err := conn.QueryRow(ctx, "SELECT to_regclass('gobucardo.partition_note') IS NOT NULL").Scan(&current); err != nil {
+	if err := conn.QueryRow(ctx, "SELECT to_regclass('gobucardo.partition_note') IS NOT NULL AND to_regclass('gobucardo.target_watermark') IS NOT NULL").Scan(&current); err != nil {
 		return nil, fmt.Errorf("check capture: %w", err)
 	}
 	if !current {

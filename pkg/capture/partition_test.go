@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -198,5 +199,72 @@ func TestCaptureInheritance(t *testing.T) {
 	}
 	if got := strings.Join(deltas(t, conn, child), " "); got != "101 102 101 102 102 101 103" {
 		t.Errorf("child's deltas %q", got)
+	}
+}
+
+// TestAutokickRowLevel: a table captured row by row kicks once per
+// transaction (not once per row) and table, and again once armed.
+func TestAutokickRowLevel(t *testing.T) {
+	c, db, conn := setup(t)
+	ctx := context.Background()
+	c.Exec(t, db, partitionedDDL)
+	if err := Install(ctx, conn, Sync{Name: "s1", Autokick: true, Tables: []Table{orders}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := Install(ctx, conn, Sync{Name: "s2", Autokick: true, Tables: []Table{plain}}); err != nil {
+		t.Fatal(err)
+	}
+	listener := c.Connect(t, db)
+	if _, err := listener.Exec(ctx, "LISTEN "+KickChannel); err != nil {
+		t.Fatal(err)
+	}
+	notified := func() string {
+		t.Helper()
+		var got []string
+		for {
+			wctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+			n, err := listener.WaitForNotification(wctx)
+			cancel()
+			if err != nil {
+				return strings.Join(got, ",")
+			}
+			got = append(got, n.Payload)
+		}
+	}
+	var calls int64
+	count := func() int64 {
+		var n int64
+		if err := conn.QueryRow(ctx, "SELECT last_value FROM gobucardo.activity").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := count()
+	// One transaction, many rows of the row-level table, then a row of another table.
+	if _, err := conn.Exec(ctx, `INSERT INTO "Sales Dept"."Orders" SELECT g, 1 + g % 12, 'x' FROM generate_series(1, 200) g;
+		INSERT INTO public.t VALUES (1, 'x')`); err != nil {
+		t.Fatal(err)
+	}
+	calls = count() - before
+	if got := notified(); got != "s1,s2" {
+		t.Errorf("notifications = %q, want one for each table's sync", got)
+	}
+	if calls > 2 {
+		t.Errorf("the 200-row transaction bumped the activity sequence %d times, want once per table", calls)
+	}
+	if _, err := conn.Exec(ctx, `INSERT INTO "Sales Dept"."Orders" VALUES (500, 2, 'disarmed')`); err != nil {
+		t.Fatal(err)
+	}
+	if got := notified(); got != "" {
+		t.Errorf("a second transaction notified %q before the mark was armed again", got)
+	}
+	if _, err := Arm(ctx, conn, "s1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, `UPDATE "Sales Dept"."Orders" SET v = 'armed' WHERE id = 500`); err != nil {
+		t.Fatal(err)
+	}
+	if got := notified(); got != "s1" {
+		t.Errorf("after arming, notifications = %q, want s1", got)
 	}
 }

@@ -127,9 +127,18 @@ func (p Purger) Purge(ctx context.Context, conn *pgx.Conn) (PurgeResult, error) 
 	}
 	var res PurgeResult
 	// The horizon of a table is NULL when no sync reads it (nothing is known
-	// to be consumed) or when one that reads it has no watermark.
+	// to be consumed) or when one that reads it has no watermark. A target
+	// that is behind keeps its own watermark: it still needs what is after.
+	var targets bool
+	if err := conn.QueryRow(ctx, "SELECT to_regclass('gobucardo.target_watermark') IS NOT NULL").Scan(&targets); err != nil {
+		return res, fmt.Errorf("read captured tables: %w", err)
+	}
+	behind := "NULL::xid8"
+	if targets {
+		behind = "(SELECT min(pg_snapshot_xmin(t.snap)) FROM gobucardo.target_watermark t WHERE t.sync = s.sync)"
+	}
 	rows, err := conn.Query(ctx, `SELECT c.delta_table, c.schema_name, c.rel_name,
-			(SELECT CASE WHEN count(*) = count(w.sync) THEN min(pg_snapshot_xmin(w.snap)) END
+			(SELECT CASE WHEN count(*) = count(w.sync) THEN min(least(pg_snapshot_xmin(w.snap), `+behind+`)) END
 			   FROM gobucardo.subscription s LEFT JOIN gobucardo.watermark w USING (sync)
 			  WHERE (s.schema_name, s.rel_name) = (c.schema_name, c.rel_name))::text
 		FROM gobucardo.captured c ORDER BY 1`)
@@ -257,11 +266,18 @@ func BacklogOf(ctx context.Context, conn *pgx.Conn, sync string, limit int64) (S
 		return b, fmt.Errorf("read watermark of sync %s: %w", sync, err)
 	}
 	b.HasWatermark = true
+	err = b.countSince(ctx, conn, sync, snap, limit)
+	return b, err
+}
+
+// countSince counts into b, up to limit, the delta rows of sync's tables
+// not visible in snap, and the oldest change among them.
+func (b *SyncBacklog) countSince(ctx context.Context, conn *pgx.Conn, sync, snap string, limit int64) error {
 	rows, err := conn.Query(ctx, `SELECT c.delta_table, c.schema_name, c.rel_name
 		FROM gobucardo.subscription s JOIN gobucardo.captured c USING (schema_name, rel_name)
 		WHERE s.sync = $1 ORDER BY 1`, sync)
 	if err != nil {
-		return b, fmt.Errorf("read tables of sync %s: %w", sync, err)
+		return fmt.Errorf("read tables of sync %s: %w", sync, err)
 	}
 	type item struct{ delta, schema, name string }
 	items, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (item, error) {
@@ -270,7 +286,7 @@ func BacklogOf(ctx context.Context, conn *pgx.Conn, sync string, limit int64) (S
 		return it, err
 	})
 	if err != nil {
-		return b, fmt.Errorf("read tables of sync %s: %w", sync, err)
+		return fmt.Errorf("read tables of sync %s: %w", sync, err)
 	}
 	for _, it := range items {
 		// One row more than is left tells a cut count from an exact one.
@@ -288,7 +304,7 @@ func BacklogOf(ctx context.Context, conn *pgx.Conn, sync string, limit int64) (S
 					ORDER BY txid LIMIT $3) p`, snap, sync, left+1).Scan(&n, &oldest)
 		})
 		if err != nil {
-			return b, fmt.Errorf("count pending deltas of %s: %w", pg.Display(it.schema, it.name), err)
+			return fmt.Errorf("count pending deltas of %s: %w", pg.Display(it.schema, it.name), err)
 		}
 		if oldest != nil && (b.Oldest.IsZero() || oldest.Before(b.Oldest)) {
 			b.Oldest = *oldest
@@ -299,5 +315,48 @@ func BacklogOf(ctx context.Context, conn *pgx.Conn, sync string, limit int64) (S
 		}
 		b.Pending += n
 	}
-	return b, nil
+	return nil
+}
+
+// TargetBehind is a target of a sync that missed runs: its place on this
+// source, and what it has to catch up from here.
+type TargetBehind struct {
+	Target string
+	Since  time.Time // when it was first left out
+	Reason string    // why it was left out last
+	SyncBacklog
+}
+
+// TargetsBehind lists the targets of sync that are behind on the database
+// behind conn, each with its backlog there counted up to limit.
+func TargetsBehind(ctx context.Context, conn *pgx.Conn, sync string, limit int64) ([]TargetBehind, error) {
+	var ok bool
+	if err := conn.QueryRow(ctx, "SELECT to_regclass('gobucardo.target_watermark') IS NOT NULL").Scan(&ok); err != nil || !ok {
+		return nil, err
+	}
+	rows, err := conn.Query(ctx, "SELECT target, since, reason, snap::text FROM gobucardo.target_watermark WHERE sync = $1 ORDER BY target", sync)
+	if err != nil {
+		return nil, fmt.Errorf("read the targets of sync %s that are behind: %w", sync, err)
+	}
+	type item struct {
+		t    TargetBehind
+		snap string
+	}
+	items, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (item, error) {
+		var it item
+		err := r.Scan(&it.t.Target, &it.t.Since, &it.t.Reason, &it.snap)
+		return it, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the targets of sync %s that are behind: %w", sync, err)
+	}
+	out := make([]TargetBehind, len(items))
+	for i, it := range items {
+		it.t.HasWatermark = true
+		if err := it.t.countSince(ctx, conn, sync, it.snap, limit); err != nil {
+			return nil, err
+		}
+		out[i] = it.t
+	}
+	return out, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -29,7 +30,17 @@ const (
 	reasonSettle   = "settle"
 	reasonRetry    = "retry"
 	reasonChecking = "checktime"
+	reasonProbe    = "try the targets left out"
 )
+
+// hold is a target that could not be reached: runs leave it out until
+// next, then try it again with a short timeout (replicate.DB.Probe).
+type hold struct {
+	tries  int
+	next   time.Time
+	reason string
+	out    bool // the run in progress leaves it out without trying it
+}
 
 // retryPolicy spaces the retries of failed runs.
 var retryPolicy = proc.Policy{Initial: 500 * time.Millisecond, Max: 30 * time.Second, Multiplier: 2}
@@ -67,6 +78,8 @@ type loop struct {
 	settleAt   time.Time
 	checkAt    time.Time
 	ranOnce    bool
+	holds      map[string]*hold // targets left out, by db
+	probeAt    time.Time        // when to try them again
 }
 
 func (l *loop) run(ctx context.Context) error {
@@ -173,6 +186,8 @@ func (l *loop) due(ctx context.Context) string {
 		}
 	case l.detail.Checktime > 0 && !l.checkAt.IsZero() && !now.Before(l.checkAt):
 		return reasonChecking
+	case !l.probeAt.IsZero() && !now.Before(l.probeAt):
+		return reasonProbe
 	}
 	return ""
 }
@@ -186,6 +201,7 @@ func (l *loop) nextTimer() time.Time {
 		}
 	}
 	earliest(l.retryAt)
+	earliest(l.probeAt)
 	if len(l.settling) > 0 {
 		earliest(l.settleAt)
 	}
@@ -245,7 +261,16 @@ func (l *loop) load(ctx context.Context) error {
 		reason = "paused"
 	}
 	held := l.paused != "" || l.detail.Status == catalog.StatusInactive
+	back := reactivated(l.detail, d)
 	l.detail, l.paused, l.loaded = d, reason, true
+	if back != "" && l.kick == "" {
+		l.kick = "db " + back + " active again"
+	}
+	// Settings may have changed: try the targets left out at the next run.
+	for _, h := range l.holds {
+		h.next = time.Now()
+	}
+	l.scheduleProbe()
 	if held && l.paused == "" && l.detail.Status == catalog.StatusActive && l.kick == "" {
 		// Kicks were dropped while it was held, and the mark is disarmed.
 		l.kick = "resumed"
@@ -254,6 +279,94 @@ func (l *loop) load(ctx context.Context) error {
 		l.checkAt = time.Now().Add(l.detail.Checktime)
 	}
 	return nil
+}
+
+// reactivated names a target db of the sync that was inactive in before
+// and is active in after ("" when none).
+func reactivated(before, after catalog.SyncDetail) string {
+	for _, m := range after.Members {
+		if m.Role == replicate.RoleSource {
+			continue
+		}
+		was, ok := before.DBs[m.DB]
+		if ok && was.Status == catalog.StatusInactive && after.DBs[m.DB].Status == catalog.StatusActive {
+			return m.DB
+		}
+	}
+	return ""
+}
+
+// noteTargets updates the holds after a run: a target it could not reach,
+// or whose connection broke, is left out of the runs for a while, longer
+// each time; one it reached is no longer.
+func (l *loop) noteTargets(res replicate.Result, lost []string) {
+	now := time.Now()
+	if l.holds == nil {
+		l.holds = map[string]*hold{}
+	}
+	skipped := map[string]string{}
+	for _, s := range res.Skipped {
+		skipped[s.DB] = s.Reason
+	}
+	unreachable := func(db, reason string) {
+		h := l.holds[db]
+		if h == nil {
+			h = &hold{}
+			l.holds[db] = h
+			l.log.Warn("target unreachable: runs leave it out, and it catches up once back", zap.String("db", db), zap.String("reason", reason))
+		}
+		h.tries++
+		h.next, h.reason = now.Add(retryPolicy.Delay(h.tries)), reason
+	}
+	for _, db := range lost {
+		unreachable(db, "its connection broke during a run")
+	}
+	if len(lost) == 0 {
+		for _, m := range l.detail.Members {
+			if m.Role == replicate.RoleSource {
+				continue
+			}
+			reason, left := skipped[m.DB]
+			switch {
+			case l.holds[m.DB] != nil && l.holds[m.DB].out:
+			case left && strings.HasPrefix(reason, "unreachable"):
+				unreachable(m.DB, reason)
+			case !left && l.holds[m.DB] != nil:
+				l.log.Info("target reachable again", zap.String("db", m.DB))
+				delete(l.holds, m.DB)
+			}
+		}
+	}
+	l.scheduleProbe()
+}
+
+// scheduleProbe sets probeAt to the earliest try of a held target.
+func (l *loop) scheduleProbe() {
+	l.probeAt = time.Time{}
+	for _, h := range l.holds {
+		if l.probeAt.IsZero() || h.next.Before(l.probeAt) {
+			l.probeAt = h.next
+		}
+	}
+}
+
+// withHolds is the run's specification with the held targets left out,
+// and those due for a try marked Probe.
+func (l *loop) withHolds(s replicate.Sync) replicate.Sync {
+	now := time.Now()
+	for i := range s.DBs {
+		h := l.holds[s.DBs[i].Name]
+		switch {
+		case h == nil || s.DBs[i].Role == replicate.RoleSource:
+		case now.Before(h.next):
+			h.out = true
+			s.DBs[i].Hold = fmt.Sprintf("not reached lately, next try in %s: %s", h.next.Sub(now).Round(time.Second), h.reason)
+		default:
+			h.out = false
+			s.DBs[i].Probe = true
+		}
+	}
+	return s
 }
 
 func (l *loop) catalog(ctx context.Context) (*pgx.Conn, error) {
@@ -283,6 +396,12 @@ func (l *loop) runOnce(ctx context.Context, reason string) {
 	l.board.set(0, "running", reason)
 	res, kind, runErr := l.execute(ctx, reason)
 	now := time.Now()
+	var lost *replicate.TargetsLostError
+	if errors.As(runErr, &lost) {
+		l.noteTargets(res, lost.DBs)
+	} else if runErr == nil {
+		l.noteTargets(res, nil)
+	}
 	if l.detail.Checktime > 0 {
 		l.checkAt = now.Add(l.detail.Checktime)
 	}
@@ -375,7 +494,7 @@ func (l *loop) execute(ctx context.Context, reason string) (replicate.Result, ki
 		if kind == kidpb.Failure_KIND_CONFLICT_ABORT {
 			recErr = errors.Join(recErr, catalog.Pause(bg, conn, l.sync, msg))
 		}
-	case res.Empty() && (reason == reasonMore || reason == reasonSettle):
+	case res.Empty() && len(res.CaughtUp) == 0 && (reason == reasonMore || reason == reasonSettle || reason == reasonProbe):
 		recErr = catalog.ForgetRun(bg, conn, id)
 	default:
 		state := catalog.RunGood
@@ -403,7 +522,7 @@ func (l *loop) execute(ctx context.Context, reason string) (replicate.Result, ki
 
 // stream asks the kid for the run and follows it to its outcome.
 func (l *loop) stream(ctx context.Context, conn *pgx.Conn, id int64) (replicate.Result, kidpb.Failure_Kind, error) {
-	spec := SyncToProto(replicate.SyncFrom(l.detail))
+	spec := SyncToProto(l.withHolds(replicate.SyncFrom(l.detail)))
 	st, err := l.kidClient.Run(ctx, &kidpb.RunRequest{Sync: spec, RunId: id, Attempts: 5})
 	if err != nil {
 		return replicate.Result{}, kidpb.Failure_KIND_ERROR, l.kidFailed(err)
@@ -436,7 +555,11 @@ func (l *loop) stream(ctx context.Context, conn *pgx.Conn, id int64) (replicate.
 		case *kidpb.RunEvent_Result:
 			return resultFromProto(e.Result), 0, nil
 		case *kidpb.RunEvent_Failure:
-			return resultFromProto(e.Failure.GetPartial()), e.Failure.GetKind(), errors.New(e.Failure.GetMessage())
+			err := errors.New(e.Failure.GetMessage())
+			if lost := e.Failure.GetLostTargets(); len(lost) > 0 {
+				err = &replicate.TargetsLostError{DBs: lost, Err: err}
+			}
+			return resultFromProto(e.Failure.GetPartial()), e.Failure.GetKind(), err
 		}
 	}
 }
@@ -598,9 +721,13 @@ func closeQuietly(c *pgx.Conn) {
 }
 
 func resultFromProto(r *kidpb.Result) replicate.Result {
-	return replicate.Result{Deletes: r.GetDeletes(), Inserts: r.GetInserts(), Truncates: r.GetTruncates(),
+	res := replicate.Result{Deletes: r.GetDeletes(), Inserts: r.GetInserts(), Truncates: r.GetTruncates(),
 		Conflicts: r.GetConflicts(), Duration: time.Duration(r.GetDurationUs()) * time.Microsecond,
-		OneTimeCopyDone: r.GetOneTimeCopyDone(), Parked: r.GetParked()}
+		OneTimeCopyDone: r.GetOneTimeCopyDone(), Parked: r.GetParked(), CaughtUp: r.GetCaughtUp()}
+	for _, s := range r.GetSkipped() {
+		res.Skipped = append(res.Skipped, replicate.Skipped{DB: s.GetDb(), Reason: s.GetReason()})
+	}
+	return res
 }
 
 // SyncToProto is the run's specification for the kid.
@@ -608,7 +735,8 @@ func SyncToProto(s replicate.Sync) *kidpb.Sync {
 	p := &kidpb.Sync{Name: s.Name, OneTimeCopy: int32(s.OneTimeCopy), CommitEvery: int32(s.CommitEvery),
 		IsolationLevel: s.IsolationLevel, DeleteMethod: s.DeleteMethod, ConflictStrategy: s.ConflictStrategy}
 	for _, d := range s.DBs {
-		p.Dbs = append(p.Dbs, &kidpb.DB{Name: d.Name, Role: d.Role, ConnString: d.ConnString, MakeDelta: d.MakeDelta})
+		p.Dbs = append(p.Dbs, &kidpb.DB{Name: d.Name, Role: d.Role, ConnString: d.ConnString, MakeDelta: d.MakeDelta, Inactive: d.Inactive,
+			Hold: d.Hold, Probe: d.Probe})
 	}
 	for _, r := range s.Relations {
 		p.Relations = append(p.Relations, &kidpb.Relation{Schema: r.Schema, Name: r.Name, Sequence: r.Sequence,

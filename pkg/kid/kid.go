@@ -177,15 +177,25 @@ func (s *Server) Run(req *kidpb.RunRequest, stream kidpb.Kid_RunServer) error {
 		}
 		msg := pg.RedactError(err, append(spec.Secrets(), pg.Password(cfg.GetMainDsn()))...).Error()
 		log.Warn("run failed", zap.String("error", msg))
-		return send(&kidpb.RunEvent{Event: &kidpb.RunEvent_Failure{Failure: &kidpb.Failure{Kind: kind, Message: msg, Partial: out}}})
+		failure := &kidpb.Failure{Kind: kind, Message: msg, Partial: out}
+		var lost *replicate.TargetsLostError
+		if errors.As(err, &lost) {
+			failure.LostTargets = lost.DBs
+		}
+		return send(&kidpb.RunEvent{Event: &kidpb.RunEvent_Failure{Failure: failure}})
 	}
 	log.Debug("run done", zap.String("result", res.Summary()))
 	return send(&kidpb.RunEvent{Event: &kidpb.RunEvent_Result{Result: out}})
 }
 
 func resultToProto(r replicate.Result) *kidpb.Result {
-	return &kidpb.Result{Deletes: r.Deletes, Inserts: r.Inserts, Truncates: r.Truncates, Conflicts: r.Conflicts,
-		DurationUs: r.Duration.Microseconds(), OneTimeCopyDone: r.OneTimeCopyDone, Tables: int32(len(r.Tables)), Parked: r.Parked}
+	p := &kidpb.Result{Deletes: r.Deletes, Inserts: r.Inserts, Truncates: r.Truncates, Conflicts: r.Conflicts,
+		DurationUs: r.Duration.Microseconds(), OneTimeCopyDone: r.OneTimeCopyDone, Tables: int32(len(r.Tables)), Parked: r.Parked,
+		CaughtUp: r.CaughtUp}
+	for _, s := range r.Skipped {
+		p.Skipped = append(p.Skipped, &kidpb.Skipped{Db: s.DB, Reason: s.Reason})
+	}
+	return p
 }
 
 // SyncFromProto is the run's specification as the controller sent it.
@@ -193,7 +203,8 @@ func SyncFromProto(p *kidpb.Sync) replicate.Sync {
 	s := replicate.Sync{Name: p.GetName(), OneTimeCopy: int(p.GetOneTimeCopy()), CommitEvery: int(p.GetCommitEvery()),
 		IsolationLevel: p.GetIsolationLevel(), DeleteMethod: p.GetDeleteMethod(), ConflictStrategy: p.GetConflictStrategy()}
 	for _, d := range p.GetDbs() {
-		s.DBs = append(s.DBs, replicate.DB{Name: d.GetName(), Role: d.GetRole(), ConnString: d.GetConnString(), MakeDelta: d.GetMakeDelta()})
+		s.DBs = append(s.DBs, replicate.DB{Name: d.GetName(), Role: d.GetRole(), ConnString: d.GetConnString(), MakeDelta: d.GetMakeDelta(),
+			Inactive: d.GetInactive(), Hold: d.GetHold(), Probe: d.GetProbe()})
 	}
 	for _, r := range p.GetRelations() {
 		s.Relations = append(s.Relations, replicate.Relation{Schema: r.GetSchema(), Name: r.GetName(), Sequence: r.GetSequence(),

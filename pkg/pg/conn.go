@@ -41,6 +41,11 @@ func ParseConfig(connString string) (*pgx.ConnConfig, error) {
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = DefaultConnectTimeout
 	}
+	dp, err := takeDeadPeerSettings(cfg)
+	if err != nil {
+		return nil, err
+	}
+	cfg.DialFunc = dp.dialer(cfg.ConnectTimeout)
 	return cfg, nil
 }
 

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -113,5 +115,46 @@ func TestMainDSN(t *testing.T) {
 	t.Setenv("PGDATABASE", "other")
 	if got := MainDSN(""); got != "" {
 		t.Errorf("with PGDATABASE = %q, want the environment's choice", got)
+	}
+}
+
+// TestDeadPeerSettings: libpq's keepalive and tcp_user_timeout parameters
+// are taken out of the settings sent to the server and read; defaults
+// apply otherwise; a bad value is refused without quoting the string.
+func TestDeadPeerSettings(t *testing.T) {
+	for _, c := range []struct {
+		dsn  string
+		want DeadPeerSettings
+		bad  bool
+	}{
+		{"host=h", DeadPeerSettings{true, DefaultKeepalivesIdle, DefaultKeepalivesInterval, DefaultKeepalivesCount, DefaultTCPUserTimeout}, false},
+		{"host=h keepalives_idle=2 keepalives_interval=3 keepalives_count=4 tcp_user_timeout=1500",
+			DeadPeerSettings{true, 2 * time.Second, 3 * time.Second, 4, 1500 * time.Millisecond}, false},
+		{"postgres://u:secret@h/db?keepalives=0&tcp_user_timeout=0",
+			DeadPeerSettings{false, DefaultKeepalivesIdle, DefaultKeepalivesInterval, DefaultKeepalivesCount, 0}, false},
+		{"host=h password=secret tcp_user_timeout=soon", DeadPeerSettings{}, true},
+	} {
+		cfg, err := pgx.ParseConfig(c.dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := takeDeadPeerSettings(cfg)
+		if c.bad {
+			if !errors.Is(err, ErrInvalidDSN) || strings.Contains(err.Error(), "secret") {
+				t.Errorf("%s: %v", c.dsn, err)
+			}
+			continue
+		}
+		if err != nil || got != c.want {
+			t.Errorf("%s: %+v, %v; want %+v", c.dsn, got, err, c.want)
+		}
+		for _, k := range deadPeerParams {
+			if _, ok := cfg.RuntimeParams[k]; ok {
+				t.Errorf("%s: %s is still sent to the server", c.dsn, k)
+			}
+		}
+		if _, err := ParseConfig(c.dsn); err != nil {
+			t.Errorf("ParseConfig(%s): %v", c.dsn, err)
+		}
 	}
 }

@@ -99,24 +99,37 @@ func (r *run) table(ctx context.Context, rel Relation) (TableResult, error) {
 		}
 	}
 	first := r.sources[0]
-	var full, delta []*node
+	var full, delta, lagging []*node
 	for _, t := range r.targets {
-		switch {
-		case t.Role == RoleFullcopy, truncator != nil, r.s.OneTimeCopy == 1:
+		if t.Role == RoleFullcopy || truncator != nil || r.s.OneTimeCopy == 1 {
 			full = append(full, t)
-		case r.s.OneTimeCopy == 2:
-			var empty bool
-			if err := t.tx.QueryRow(ctx, "SELECT NOT EXISTS (SELECT 1 FROM "+cols.ref(t.Name)+")").Scan(&empty); err != nil {
+			continue
+		}
+		whole := false // the whole table first
+		if r.s.OneTimeCopy == 2 {
+			if err := t.tx.QueryRow(ctx, "SELECT NOT EXISTS (SELECT 1 FROM "+cols.ref(t.Name)+")").Scan(&whole); err != nil {
 				return tr, fmt.Errorf("look at %s on %s: %w", tr.Table, t.Name, err)
 			}
-			if empty {
-				full = append(full, t)
-			} else {
-				delta = append(delta, t)
-			}
-		default:
-			delta = append(delta, t)
 		}
+		if whole && !t.behind {
+			full = append(full, t)
+			continue
+		}
+		if t.behind && len(rel.KeyColumns) > 0 && !whole {
+			// A target that missed runs also takes the keys changed since
+			// its own watermark; or, if a source truncated the table since,
+			// the whole table; then this run's keys.
+			if whole, err = r.truncatedWhileBehind(ctx, rel, t); err != nil {
+				return tr, err
+			}
+			if !whole {
+				lagging = append(lagging, t)
+			}
+		}
+		if whole {
+			full = append(full, t)
+		}
+		delta = append(delta, t)
 	}
 	if len(delta) > 0 && len(rel.KeyColumns) == 0 {
 		return tr, fmt.Errorf("table %s has no key, so it cannot go to target %s by delta: make that db a fullcopy target", tr.Table, delta[0].Name)
@@ -150,7 +163,7 @@ func (r *run) table(ctx context.Context, rel Relation) (TableResult, error) {
 		} else {
 			tr.Mode = "delta+fullcopy"
 		}
-		if err := r.deltaCopy(ctx, rel, cols, delta, &tr); err != nil {
+		if err := r.deltaCopy(ctx, rel, cols, delta, lagging, &tr); err != nil {
 			return tr, err
 		}
 	}
@@ -176,6 +189,29 @@ func (r *run) clearPartitionNotes(ctx context.Context, rel Relation, cols *colum
 		}
 	}
 	return nil
+}
+
+// truncatedWhileBehind reports whether a source truncated rel after target
+// t stopped and before the sync's watermark.
+func (r *run) truncatedWhileBehind(ctx context.Context, rel Relation, t *node) (bool, error) {
+	for _, s := range r.sources {
+		wm := s.behind[t.Name]
+		if wm == "" || s.last == "" {
+			continue
+		}
+		var truncated bool
+		err := s.tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM gobucardo.truncate_log
+			WHERE schema_name = $1 AND rel_name = $2
+			  AND txid >= pg_snapshot_xmin($3::pg_snapshot) AND NOT pg_visible_in_snapshot(txid, $3::pg_snapshot)
+			  AND pg_visible_in_snapshot(txid, $4::pg_snapshot))`, rel.Schema, rel.Name, wm, s.last).Scan(&truncated)
+		if err != nil {
+			return false, fmt.Errorf("read truncates of %s on %s: %w", rel.Display(), s.Name, err)
+		}
+		if truncated {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // lastTruncate returns the source that truncated rel last since its
@@ -258,14 +294,38 @@ func (r *run) fullCopy(ctx context.Context, rel Relation, cols *columnSet, from 
 // several sources are conflicts, resolved per row; each source's winning
 // keys are deleted on every other db and their current rows copied there.
 // targets are the targets that take this table by delta (with several
-// sources, the other sources always do).
-func (r *run) deltaCopy(ctx context.Context, rel Relation, cols *columnSet, targets []*node, tr *TableResult) error {
+// sources, the other sources always do). Each of lagging (a target that
+// missed runs) first takes, from each source, the keys changed there from
+// its own watermark to the sync's: the other dbs have them already, every
+// source holds the same row for each of them (but for those changed since,
+// which this run then applies as usual, after).
+func (r *run) deltaCopy(ctx context.Context, rel Relation, cols *columnSet, targets, lagging []*node, tr *TableResult) error {
 	table := rel.Display()
 	r.progress(Progress{Table: table, Phase: "keys"})
+	for _, t := range lagging {
+		for _, s := range r.sources {
+			wm := s.behind[t.Name]
+			if wm == "" || s.last == "" {
+				continue
+			}
+			n, err := r.stageKeys(ctx, rel, s, wm, s.last)
+			if err != nil {
+				return err
+			}
+			if n == 0 {
+				continue
+			}
+			tr.Keys += n
+			r.log.Debug("catching up a target", zap.String("db", t.Name), zap.String("table", table), zap.String("from", s.Name), zap.Int64("keys", n))
+			if err := r.applyFrom(ctx, rel, cols, s, "gb_keys", n, []*node{t}, tr); err != nil {
+				return err
+			}
+		}
+	}
 	var active []*source
 	counts := map[*source]int64{}
 	for _, s := range r.sources {
-		n, err := r.stageKeys(ctx, rel, s)
+		n, err := r.stageKeys(ctx, rel, s, s.last, "")
 		if err != nil {
 			return err
 		}
@@ -314,11 +374,11 @@ func (r *run) deltaCopy(ctx context.Context, rel Relation, cols *columnSet, targ
 }
 
 // stageKeys creates pg_temp.gb_keys on s: the keys changed since the
-// watermark (not those this sync wrote there itself), with their latest
-// change time. The index range on txid keeps it fast whatever the
-// statistics say.
-func (r *run) stageKeys(ctx context.Context, rel Relation, s *source) (int64, error) {
-	if s.last == "" {
+// watermark from (not those this sync wrote there itself), up to the
+// snapshot upTo when given, with their latest change time. The index range
+// on txid keeps it fast whatever the statistics say.
+func (r *run) stageKeys(ctx context.Context, rel Relation, s *source, from, upTo string) (int64, error) {
+	if from == "" {
 		return 0, nil
 	}
 	delta := pg.Ident("gobucardo", capture.DeltaName(rel.Schema, rel.Name))
@@ -326,11 +386,15 @@ func (r *run) stageKeys(ctx context.Context, rel Relation, s *source) (int64, er
 	if _, err := s.tx.Exec(ctx, "DROP TABLE IF EXISTS pg_temp.gb_keys"); err != nil {
 		return 0, err
 	}
+	bound, args := "", []any{from, r.s.Name}
+	if upTo != "" {
+		bound, args = " AND pg_visible_in_snapshot(txid, $3::pg_snapshot)", append(args, upTo)
+	}
 	tag, err := s.tx.Exec(ctx, fmt.Sprintf(`CREATE TEMP TABLE gb_keys ON COMMIT DROP AS
 		SELECT %s, max(changed_at) AS changed_at FROM %s
 		WHERE txid >= pg_snapshot_xmin($1::pg_snapshot) AND NOT pg_visible_in_snapshot(txid, $1::pg_snapshot)
-		  AND (origin IS NULL OR origin <> $2)
-		GROUP BY %s`, keyList, delta, keyList), s.last, r.s.Name)
+		  AND (origin IS NULL OR origin <> $2)%s
+		GROUP BY %s`, keyList, delta, bound, keyList), args...)
 	if err != nil {
 		return 0, fmt.Errorf("read changed keys of %s on %s: %w", rel.Display(), s.Name, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -33,7 +34,31 @@ type DB struct {
 	// db (with the sync as their origin), so that other syncs reading it
 	// carry them on, and kicks those syncs.
 	MakeDelta bool
+	// Inactive (the db's status=inactive): a target is left out of the run
+	// and catches up once active again; a source holds the whole sync.
+	Inactive bool
+	// Hold, for a target, leaves it out of the run for that reason (a
+	// controller backing off a target it could not reach); it catches up
+	// later as an inactive one does.
+	Hold string
+	// Probe: a target that could not be reached lately is given
+	// ProbeTimeout to connect, so that it holds up the others little.
+	Probe bool
 }
+
+// ProbeTimeout bounds the connection to a target with DB.Probe.
+const ProbeTimeout = 2 * time.Second
+
+// TargetsLostError is a run that failed because the connection to targets
+// broke (a server gone, a network cut). Use errors.As; Unwrap gives the
+// run's error.
+type TargetsLostError struct {
+	DBs []string
+	Err error
+}
+
+func (e *TargetsLostError) Error() string { return e.Err.Error() }
+func (e *TargetsLostError) Unwrap() error { return e.Err }
 
 // Relation is a table or sequence to replicate, in order.
 type Relation struct {
@@ -124,6 +149,17 @@ type Result struct {
 	Duration                               time.Duration
 	OneTimeCopyDone                        bool  // the run did the sync's onetimecopy
 	Parked                                 int64 // rows an exception handler set aside
+	// Skipped are the targets left out of the run (inactive, or not
+	// reachable): each keeps its own watermark and catches up later.
+	Skipped []Skipped
+	// CaughtUp are the targets that were behind and are in step again.
+	CaughtUp []string
+}
+
+// Skipped is a target left out of a run, and why.
+type Skipped struct {
+	DB     string `json:"db"`
+	Reason string `json:"reason"`
 }
 
 // Empty reports whether the run changed nothing.
@@ -170,6 +206,10 @@ type node struct {
 	// of that db's own, which the next run carries on) instead of failing
 	// the run.
 	source bool
+	// behind: a target that missed runs (it was down or inactive). Each
+	// source holds its own watermark (Run explains), and this run applies
+	// the keys changed since it too, before the run's own.
+	behind bool
 }
 
 // source is a source's reading side: one snapshot for the whole run.
@@ -181,6 +221,10 @@ type source struct {
 	cur    string // this run's snapshot
 	last   string // the watermark: the snapshot of the last run ("" when none)
 	writer *node  // with several sources: where the others' changes go
+	// behind is, per target that missed runs, its own watermark here.
+	behind map[string]string
+	// targetMarks: the source has gobucardo.target_watermark.
+	targetMarks bool
 }
 
 func (s *source) endpoint() endpoint { return endpoint{name: s.Name, conn: s.conn} }
@@ -190,7 +234,8 @@ type run struct {
 	opts    Options
 	log     *zap.Logger
 	sources []*source
-	targets []*node // role target or fullcopy
+	targets []*node // role target or fullcopy, that the run reaches
+	skipped []DB    // targets left out: inactive or unreachable
 	writers []*node // targets, then the sources' writers
 	rows    int64   // rows written since the writers' last commit
 	latest  []any   // per source, its latest change over all tables (bucardo_latest_all_tables)
@@ -208,7 +253,11 @@ func Run(ctx context.Context, s Sync, opts Options) (Result, error) {
 		return Result{}, err
 	}
 	err := r.run(ctx)
+	lost := r.lostTargets(err)
 	r.close(ctx)
+	if len(lost) > 0 {
+		err = &TargetsLostError{DBs: lost, Err: err}
+	}
 	if err != nil {
 		_ = r.hooks(ctx, sdk.AfterSync, r.summary(err))
 		return Result{}, err
@@ -235,6 +284,22 @@ func (r *run) run(ctx context.Context) error {
 	return r.commit(ctx)
 }
 
+// lostTargets are, after the run failed, the targets whose connection
+// broke (pgx closes a connection that failed; the run closes its own only
+// after this).
+func (r *run) lostTargets(err error) []string {
+	if err == nil {
+		return nil
+	}
+	var lost []string
+	for _, t := range r.targets {
+		if t.conn != nil && t.conn.IsClosed() {
+			lost = append(lost, t.Name)
+		}
+	}
+	return lost
+}
+
 func (r *run) hook(point string) {
 	if r.opts.Hook != nil {
 		r.opts.Hook(point)
@@ -250,14 +315,19 @@ func (r *run) progress(p Progress) {
 func (r *run) multi() bool { return len(r.sources) > 1 }
 
 // open connects to every db, takes each source's snapshot and begins the
-// writers' transactions.
+// writers' transactions. A target that is inactive, or cannot be reached,
+// is left out (r.skipped): the others go on without it. A source that is
+// inactive or down holds the whole run.
 func (r *run) open(ctx context.Context) error {
+	var targets []*node
 	for _, d := range r.s.DBs {
-		switch d.Role {
-		case RoleSource:
+		switch {
+		case d.Role == RoleSource && d.Inactive:
+			return fmt.Errorf("sync %s waits: its source db %s is inactive (mcp update db %s status=active)", r.s.Name, d.Name, d.Name)
+		case d.Role == RoleSource:
 			r.sources = append(r.sources, &source{DB: d, index: len(r.sources)})
-		case RoleTarget, RoleFullcopy:
-			r.targets = append(r.targets, &node{DB: d})
+		case d.Role == RoleTarget || d.Role == RoleFullcopy:
+			targets = append(targets, &node{DB: d})
 		default:
 			return fmt.Errorf("db %s: unknown role %q", d.Name, d.Role)
 		}
@@ -265,32 +335,73 @@ func (r *run) open(ctx context.Context) error {
 	if len(r.sources) == 0 {
 		return fmt.Errorf("sync %s has no source", r.s.Name)
 	}
-	r.writers = append(r.writers, r.targets...)
 	if r.multi() {
 		for _, s := range r.sources {
 			s.writer = &node{DB: s.DB, source: true}
-			r.writers = append(r.writers, s.writer)
 		}
+	}
+	// Targets are reached on their own: one that fails is skipped.
+	var wg sync.WaitGroup
+	reached := make([]error, len(targets))
+	for i, t := range targets {
+		if t.Inactive || t.Hold != "" {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx := ctx
+			if t.Probe {
+				var cancel context.CancelFunc
+				cctx, cancel = context.WithTimeout(ctx, ProbeTimeout)
+				defer cancel()
+			}
+			t.conn, reached[i] = connect(cctx, t.DB)
+		}()
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	for _, s := range r.sources {
-		s := s
 		g.Go(func() error {
 			conn, err := connect(gctx, s.DB)
 			s.conn = conn
 			return err
 		})
+		if s.writer != nil {
+			g.Go(func() error {
+				conn, err := connect(gctx, s.DB)
+				s.writer.conn = conn
+				return err
+			})
+		}
 	}
-	for _, n := range r.writers {
-		n := n
-		g.Go(func() error {
-			conn, err := connect(gctx, n.DB)
-			n.conn = conn
-			return err
-		})
+	srcErr := g.Wait()
+	wg.Wait()
+	for i, t := range targets {
+		switch {
+		case t.Inactive:
+			r.skipped = append(r.skipped, t.DB)
+			r.res.Skipped = append(r.res.Skipped, Skipped{DB: t.Name, Reason: "inactive"})
+		case t.Hold != "":
+			r.skipped = append(r.skipped, t.DB)
+			r.res.Skipped = append(r.res.Skipped, Skipped{DB: t.Name, Reason: t.Hold})
+		case reached[i] != nil:
+			r.skipped = append(r.skipped, t.DB)
+			r.res.Skipped = append(r.res.Skipped, Skipped{DB: t.Name, Reason: "unreachable: " + reached[i].Error()})
+		default:
+			r.targets = append(r.targets, t)
+		}
 	}
-	if err := g.Wait(); err != nil {
-		return err
+	r.writers = append(r.writers, r.targets...)
+	for _, s := range r.sources {
+		if s.writer != nil {
+			r.writers = append(r.writers, s.writer)
+		}
+	}
+	for _, s := range r.res.Skipped {
+		r.log.Info("target left out of the run; it catches up later", zap.String("db", s.DB), zap.String("reason", s.Reason))
+	}
+	if srcErr != nil {
+		return srcErr
 	}
 	for _, n := range r.writers {
 		if err := r.beginWriter(ctx, n, false); err != nil {
@@ -308,8 +419,32 @@ func (r *run) open(ctx context.Context) error {
 		if err := r.lockTables(ctx, t.tx, t.Name, "ROW EXCLUSIVE"); err != nil {
 			return err
 		}
+		for _, s := range r.sources {
+			if t.Role == RoleTarget && s.behind[t.Name] != "" {
+				t.behind = true
+			}
+		}
+	}
+	if r.needsWatermark() {
+		for _, d := range r.skipped {
+			for _, s := range r.sources {
+				if d.Role == RoleTarget && !s.targetMarks {
+					return fmt.Errorf("target %s is left out (%s), but the capture on source %s is of an older version that cannot keep its place: run mcp validate %s",
+						d.Name, r.skipReason(d.Name), s.Name, r.s.Name)
+				}
+			}
+		}
 	}
 	return nil
+}
+
+func (r *run) skipReason(db string) string {
+	for _, s := range r.res.Skipped {
+		if s.DB == db {
+			return s.Reason
+		}
+	}
+	return ""
 }
 
 func (r *run) beginSource(ctx context.Context, s *source) error {
@@ -348,8 +483,32 @@ func (r *run) beginSource(ctx context.Context, s *source) error {
 		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("read watermark of sync %s on %s: %w", r.s.Name, s.Name, err)
 		}
+		if err := s.readBehind(ctx, r.s.Name); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// readBehind reads the watermarks of the sync's targets that are behind.
+func (s *source) readBehind(ctx context.Context, sync string) error {
+	s.behind = map[string]string{}
+	if err := s.tx.QueryRow(ctx, "SELECT to_regclass('gobucardo.target_watermark') IS NOT NULL").Scan(&s.targetMarks); err != nil || !s.targetMarks {
+		return err
+	}
+	rows, err := s.tx.Query(ctx, "SELECT target, snap::text FROM gobucardo.target_watermark WHERE sync = $1", sync)
+	if err != nil {
+		return fmt.Errorf("read the watermarks of the targets of sync %s on %s: %w", sync, s.Name, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var target, snap string
+		if err := rows.Scan(&target, &snap); err != nil {
+			return err
+		}
+		s.behind[target] = snap
+	}
+	return rows.Err()
 }
 
 // beginWriter begins t's transaction; with lock, it also takes its table
@@ -441,6 +600,9 @@ func (r *run) commit(ctx context.Context) error {
 	r.hook("targets-committed")
 	for _, s := range r.sources {
 		if s.last != "" || r.needsWatermark() {
+			if err := r.keepTargetPlaces(ctx, s); err != nil {
+				return err
+			}
 			if _, err := s.tx.Exec(ctx, `INSERT INTO gobucardo.watermark (sync, snap, updated) VALUES ($1, $2::pg_snapshot, now())
 				ON CONFLICT (sync) DO UPDATE SET snap = excluded.snap, updated = excluded.updated`, r.s.Name, s.cur); err != nil {
 				return fmt.Errorf("advance watermark of sync %s on %s: %w", r.s.Name, s.Name, err)
@@ -450,6 +612,38 @@ func (r *run) commit(ctx context.Context) error {
 			return fmt.Errorf("commit on source %s: %w", s.Name, err)
 		}
 		s.tx = nil
+	}
+	for _, t := range r.targets {
+		if t.behind {
+			r.res.CaughtUp = append(r.res.CaughtUp, t.Name)
+		}
+	}
+	return nil
+}
+
+// keepTargetPlaces records, on source s, where each target left out of
+// this run stopped: the watermark it had (the sync's, before this run;
+// or its own, if it was behind already), so that it catches up from there
+// once back; and forgets the place of each target this run caught up.
+// It runs in s's transaction, which advances the sync's watermark: a run
+// that dies before then changes neither.
+func (r *run) keepTargetPlaces(ctx context.Context, s *source) error {
+	for _, d := range r.skipped {
+		if d.Role != RoleTarget || s.last == "" {
+			continue
+		}
+		if _, err := s.tx.Exec(ctx, `INSERT INTO gobucardo.target_watermark (sync, target, snap, reason) VALUES ($1, $2, $3::pg_snapshot, $4)
+			ON CONFLICT (sync, target) DO UPDATE SET reason = excluded.reason`, r.s.Name, d.Name, s.last, r.skipReason(d.Name)); err != nil {
+			return fmt.Errorf("keep the place of target %s of sync %s on %s: %w", d.Name, r.s.Name, s.Name, err)
+		}
+	}
+	for _, t := range r.targets {
+		if s.behind[t.Name] == "" {
+			continue
+		}
+		if _, err := s.tx.Exec(ctx, "DELETE FROM gobucardo.target_watermark WHERE sync = $1 AND target = $2", r.s.Name, t.Name); err != nil {
+			return fmt.Errorf("forget the place of target %s of sync %s on %s: %w", t.Name, r.s.Name, s.Name, err)
+		}
 	}
 	return nil
 }

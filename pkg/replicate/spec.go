@@ -2,6 +2,7 @@ package replicate
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/gobucardo/gobucardo/pkg/catalog"
 	"github.com/gobucardo/gobucardo/pkg/pg"
@@ -15,7 +16,7 @@ func SyncFrom(d catalog.SyncDetail) Sync {
 	for _, m := range d.Members {
 		db := d.DBs[m.DB]
 		s.DBs = append(s.DBs, DB{Name: m.DB, Role: m.Role, ConnString: db.ConnString(),
-			MakeDelta: db.MakeDelta || d.MakeDelta})
+			MakeDelta: db.MakeDelta || d.MakeDelta, Inactive: db.Status == catalog.StatusInactive})
 	}
 	for _, r := range d.Relations {
 		s.Relations = append(s.Relations, Relation{Schema: r.Schema, Name: r.Name,
@@ -69,8 +70,15 @@ func (r Result) Summary() string {
 	if r.Parked > 0 {
 		parked = fmt.Sprintf(", %d parked", r.Parked)
 	}
-	return fmt.Sprintf("%d deleted, %d inserted, %d truncated, %d conflicts%s in %.3fs", r.Deletes, r.Inserts, r.Truncates,
-		r.Conflicts, parked, r.Duration.Seconds())
+	var more strings.Builder
+	for _, s := range r.Skipped {
+		fmt.Fprintf(&more, "; target %s skipped (%s), it catches up later", s.DB, s.Reason)
+	}
+	if len(r.CaughtUp) > 0 {
+		fmt.Fprintf(&more, "; caught up: %s", strings.Join(r.CaughtUp, ", "))
+	}
+	return fmt.Sprintf("%d deleted, %d inserted, %d truncated, %d conflicts%s in %.3fs%s", r.Deletes, r.Inserts, r.Truncates,
+		r.Conflicts, parked, r.Duration.Seconds(), more.String())
 }
 
 // ParkedRecords are parked rows as the catalog records them.

@@ -74,7 +74,7 @@ func (x Failure_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Failure_Kind.Descriptor instead.
 func (Failure_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{9, 0}
+	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{10, 0}
 }
 
 type Config struct {
@@ -195,6 +195,9 @@ type DB struct {
 	Role          string                 `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`                               // source, target, fullcopy
 	ConnString    string                 `protobuf:"bytes,3,opt,name=conn_string,json=connString,proto3" json:"conn_string,omitempty"` // never logged
 	MakeDelta     bool                   `protobuf:"varint,4,opt,name=make_delta,json=makeDelta,proto3" json:"make_delta,omitempty"`
+	Inactive      bool                   `protobuf:"varint,5,opt,name=inactive,proto3" json:"inactive,omitempty"` // status=inactive: a target is skipped, a source holds the sync
+	Hold          string                 `protobuf:"bytes,6,opt,name=hold,proto3" json:"hold,omitempty"`          // a target the run leaves out, and why (the controller backs off)
+	Probe         bool                   `protobuf:"varint,7,opt,name=probe,proto3" json:"probe,omitempty"`       // a target unreachable at its last try: connect with a short timeout
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -253,6 +256,27 @@ func (x *DB) GetConnString() string {
 func (x *DB) GetMakeDelta() bool {
 	if x != nil {
 		return x.MakeDelta
+	}
+	return false
+}
+
+func (x *DB) GetInactive() bool {
+	if x != nil {
+		return x.Inactive
+	}
+	return false
+}
+
+func (x *DB) GetHold() string {
+	if x != nil {
+		return x.Hold
+	}
+	return ""
+}
+
+func (x *DB) GetProbe() bool {
+	if x != nil {
+		return x.Probe
 	}
 	return false
 }
@@ -696,7 +720,9 @@ type Result struct {
 	DurationUs      int64                  `protobuf:"varint,5,opt,name=duration_us,json=durationUs,proto3" json:"duration_us,omitempty"`
 	OneTimeCopyDone bool                   `protobuf:"varint,6,opt,name=one_time_copy_done,json=oneTimeCopyDone,proto3" json:"one_time_copy_done,omitempty"`
 	Tables          int32                  `protobuf:"varint,7,opt,name=tables,proto3" json:"tables,omitempty"`
-	Parked          int64                  `protobuf:"varint,8,opt,name=parked,proto3" json:"parked,omitempty"` // rows an exception handler set aside
+	Parked          int64                  `protobuf:"varint,8,opt,name=parked,proto3" json:"parked,omitempty"`                     // rows an exception handler set aside
+	Skipped         []*Skipped             `protobuf:"bytes,9,rep,name=skipped,proto3" json:"skipped,omitempty"`                    // targets left out of the run, which catch up later
+	CaughtUp        []string               `protobuf:"bytes,10,rep,name=caught_up,json=caughtUp,proto3" json:"caught_up,omitempty"` // targets that were behind and are in step again
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -787,18 +813,85 @@ func (x *Result) GetParked() int64 {
 	return 0
 }
 
+func (x *Result) GetSkipped() []*Skipped {
+	if x != nil {
+		return x.Skipped
+	}
+	return nil
+}
+
+func (x *Result) GetCaughtUp() []string {
+	if x != nil {
+		return x.CaughtUp
+	}
+	return nil
+}
+
+type Skipped struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Db            string                 `protobuf:"bytes,1,opt,name=db,proto3" json:"db,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"` // passwords already removed
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Skipped) Reset() {
+	*x = Skipped{}
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Skipped) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Skipped) ProtoMessage() {}
+
+func (x *Skipped) ProtoReflect() protoreflect.Message {
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Skipped.ProtoReflect.Descriptor instead.
+func (*Skipped) Descriptor() ([]byte, []int) {
+	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Skipped) GetDb() string {
+	if x != nil {
+		return x.Db
+	}
+	return ""
+}
+
+func (x *Skipped) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 type Failure struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Kind          Failure_Kind           `protobuf:"varint,1,opt,name=kind,proto3,enum=gobucardo.kid.v1.Failure_Kind" json:"kind,omitempty"`
 	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"` // passwords already removed
 	Partial       *Result                `protobuf:"bytes,3,opt,name=partial,proto3" json:"partial,omitempty"`
+	LostTargets   []string               `protobuf:"bytes,4,rep,name=lost_targets,json=lostTargets,proto3" json:"lost_targets,omitempty"` // targets whose connection broke during the run
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Failure) Reset() {
 	*x = Failure{}
-	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[9]
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -810,7 +903,7 @@ func (x *Failure) String() string {
 func (*Failure) ProtoMessage() {}
 
 func (x *Failure) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[9]
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -823,7 +916,7 @@ func (x *Failure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Failure.ProtoReflect.Descriptor instead.
 func (*Failure) Descriptor() ([]byte, []int) {
-	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{9}
+	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Failure) GetKind() Failure_Kind {
@@ -847,6 +940,13 @@ func (x *Failure) GetPartial() *Result {
 	return nil
 }
 
+func (x *Failure) GetLostTargets() []string {
+	if x != nil {
+		return x.LostTargets
+	}
+	return nil
+}
+
 type RunEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Event:
@@ -862,7 +962,7 @@ type RunEvent struct {
 
 func (x *RunEvent) Reset() {
 	*x = RunEvent{}
-	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[10]
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -874,7 +974,7 @@ func (x *RunEvent) String() string {
 func (*RunEvent) ProtoMessage() {}
 
 func (x *RunEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[10]
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -887,7 +987,7 @@ func (x *RunEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunEvent.ProtoReflect.Descriptor instead.
 func (*RunEvent) Descriptor() ([]byte, []int) {
-	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{10}
+	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RunEvent) GetEvent() isRunEvent_Event {
@@ -970,7 +1070,7 @@ type Plugins struct {
 
 func (x *Plugins) Reset() {
 	*x = Plugins{}
-	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[11]
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -982,7 +1082,7 @@ func (x *Plugins) String() string {
 func (*Plugins) ProtoMessage() {}
 
 func (x *Plugins) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[11]
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -995,7 +1095,7 @@ func (x *Plugins) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Plugins.ProtoReflect.Descriptor instead.
 func (*Plugins) Descriptor() ([]byte, []int) {
-	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{11}
+	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Plugins) GetPlugins() []*Plugin {
@@ -1015,7 +1115,7 @@ type Plugin struct {
 
 func (x *Plugin) Reset() {
 	*x = Plugin{}
-	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[12]
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1027,7 +1127,7 @@ func (x *Plugin) String() string {
 func (*Plugin) ProtoMessage() {}
 
 func (x *Plugin) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[12]
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1040,7 +1140,7 @@ func (x *Plugin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Plugin.ProtoReflect.Descriptor instead.
 func (*Plugin) Descriptor() ([]byte, []int) {
-	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{12}
+	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Plugin) GetCode() string {
@@ -1066,7 +1166,7 @@ type StopRequest struct {
 
 func (x *StopRequest) Reset() {
 	*x = StopRequest{}
-	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[13]
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1078,7 +1178,7 @@ func (x *StopRequest) String() string {
 func (*StopRequest) ProtoMessage() {}
 
 func (x *StopRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[13]
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1091,7 +1191,7 @@ func (x *StopRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopRequest.ProtoReflect.Descriptor instead.
 func (*StopRequest) Descriptor() ([]byte, []int) {
-	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{13}
+	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *StopRequest) GetReason() string {
@@ -1109,7 +1209,7 @@ type StopReply struct {
 
 func (x *StopReply) Reset() {
 	*x = StopReply{}
-	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[14]
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1121,7 +1221,7 @@ func (x *StopReply) String() string {
 func (*StopReply) ProtoMessage() {}
 
 func (x *StopReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[14]
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1134,7 +1234,7 @@ func (x *StopReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopReply.ProtoReflect.Descriptor instead.
 func (*StopReply) Descriptor() ([]byte, []int) {
-	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{14}
+	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{15}
 }
 
 var File_pkg_ipc_kidpb_kid_proto protoreflect.FileDescriptor
@@ -1148,14 +1248,17 @@ const file_pkg_ipc_kidpb_kid_proto_rawDesc = "" +
 	"\tlog_level\x18\x03 \x01(\tR\blogLevel\"3\n" +
 	"\x05Hello\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x18\n" +
-	"\aversion\x18\x02 \x01(\tR\aversion\"l\n" +
+	"\aversion\x18\x02 \x01(\tR\aversion\"\xb2\x01\n" +
 	"\x02DB\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x1f\n" +
 	"\vconn_string\x18\x03 \x01(\tR\n" +
 	"connString\x12\x1d\n" +
 	"\n" +
-	"make_delta\x18\x04 \x01(\bR\tmakeDelta\"\xd3\x01\n" +
+	"make_delta\x18\x04 \x01(\bR\tmakeDelta\x12\x1a\n" +
+	"\binactive\x18\x05 \x01(\bR\binactive\x12\x12\n" +
+	"\x04hold\x18\x06 \x01(\tR\x04hold\x12\x14\n" +
+	"\x05probe\x18\a \x01(\bR\x05probe\"\xd3\x01\n" +
 	"\bRelation\x12\x16\n" +
 	"\x06schema\x18\x01 \x01(\tR\x06schema\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
@@ -1201,7 +1304,7 @@ const file_pkg_ipc_kidpb_kid_proto_rawDesc = "" +
 	"\x05table\x18\x01 \x01(\tR\x05table\x12\x14\n" +
 	"\x05phase\x18\x02 \x01(\tR\x05phase\x12\x12\n" +
 	"\x04rows\x18\x03 \x01(\x03R\x04rows\x12\x14\n" +
-	"\x05total\x18\x04 \x01(\x03R\x05total\"\xf6\x01\n" +
+	"\x05total\x18\x04 \x01(\x03R\x05total\"\xc8\x02\n" +
 	"\x06Result\x12\x18\n" +
 	"\adeletes\x18\x01 \x01(\x03R\adeletes\x12\x18\n" +
 	"\ainserts\x18\x02 \x01(\x03R\ainserts\x12\x1c\n" +
@@ -1211,11 +1314,18 @@ const file_pkg_ipc_kidpb_kid_proto_rawDesc = "" +
 	"durationUs\x12+\n" +
 	"\x12one_time_copy_done\x18\x06 \x01(\bR\x0foneTimeCopyDone\x12\x16\n" +
 	"\x06tables\x18\a \x01(\x05R\x06tables\x12\x16\n" +
-	"\x06parked\x18\b \x01(\x03R\x06parked\"\xe6\x01\n" +
+	"\x06parked\x18\b \x01(\x03R\x06parked\x123\n" +
+	"\askipped\x18\t \x03(\v2\x19.gobucardo.kid.v1.SkippedR\askipped\x12\x1b\n" +
+	"\tcaught_up\x18\n" +
+	" \x03(\tR\bcaughtUp\"1\n" +
+	"\aSkipped\x12\x0e\n" +
+	"\x02db\x18\x01 \x01(\tR\x02db\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x89\x02\n" +
 	"\aFailure\x122\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1e.gobucardo.kid.v1.Failure.KindR\x04kind\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x122\n" +
-	"\apartial\x18\x03 \x01(\v2\x18.gobucardo.kid.v1.ResultR\apartial\"Y\n" +
+	"\apartial\x18\x03 \x01(\v2\x18.gobucardo.kid.v1.ResultR\apartial\x12!\n" +
+	"\flost_targets\x18\x04 \x03(\tR\vlostTargets\"Y\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -1254,7 +1364,7 @@ func file_pkg_ipc_kidpb_kid_proto_rawDescGZIP() []byte {
 }
 
 var file_pkg_ipc_kidpb_kid_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_pkg_ipc_kidpb_kid_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_pkg_ipc_kidpb_kid_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_pkg_ipc_kidpb_kid_proto_goTypes = []any{
 	(Failure_Kind)(0),   // 0: gobucardo.kid.v1.Failure.Kind
 	(*Config)(nil),      // 1: gobucardo.kid.v1.Config
@@ -1266,38 +1376,40 @@ var file_pkg_ipc_kidpb_kid_proto_goTypes = []any{
 	(*RunRequest)(nil),  // 7: gobucardo.kid.v1.RunRequest
 	(*Progress)(nil),    // 8: gobucardo.kid.v1.Progress
 	(*Result)(nil),      // 9: gobucardo.kid.v1.Result
-	(*Failure)(nil),     // 10: gobucardo.kid.v1.Failure
-	(*RunEvent)(nil),    // 11: gobucardo.kid.v1.RunEvent
-	(*Plugins)(nil),     // 12: gobucardo.kid.v1.Plugins
-	(*Plugin)(nil),      // 13: gobucardo.kid.v1.Plugin
-	(*StopRequest)(nil), // 14: gobucardo.kid.v1.StopRequest
-	(*StopReply)(nil),   // 15: gobucardo.kid.v1.StopReply
-	nil,                 // 16: gobucardo.kid.v1.CustomCode.SettingsEntry
+	(*Skipped)(nil),     // 10: gobucardo.kid.v1.Skipped
+	(*Failure)(nil),     // 11: gobucardo.kid.v1.Failure
+	(*RunEvent)(nil),    // 12: gobucardo.kid.v1.RunEvent
+	(*Plugins)(nil),     // 13: gobucardo.kid.v1.Plugins
+	(*Plugin)(nil),      // 14: gobucardo.kid.v1.Plugin
+	(*StopRequest)(nil), // 15: gobucardo.kid.v1.StopRequest
+	(*StopReply)(nil),   // 16: gobucardo.kid.v1.StopReply
+	nil,                 // 17: gobucardo.kid.v1.CustomCode.SettingsEntry
 }
 var file_pkg_ipc_kidpb_kid_proto_depIdxs = []int32{
 	3,  // 0: gobucardo.kid.v1.Sync.dbs:type_name -> gobucardo.kid.v1.DB
 	4,  // 1: gobucardo.kid.v1.Sync.relations:type_name -> gobucardo.kid.v1.Relation
 	6,  // 2: gobucardo.kid.v1.Sync.custom_code:type_name -> gobucardo.kid.v1.CustomCode
-	16, // 3: gobucardo.kid.v1.CustomCode.settings:type_name -> gobucardo.kid.v1.CustomCode.SettingsEntry
+	17, // 3: gobucardo.kid.v1.CustomCode.settings:type_name -> gobucardo.kid.v1.CustomCode.SettingsEntry
 	5,  // 4: gobucardo.kid.v1.RunRequest.sync:type_name -> gobucardo.kid.v1.Sync
-	0,  // 5: gobucardo.kid.v1.Failure.kind:type_name -> gobucardo.kid.v1.Failure.Kind
-	9,  // 6: gobucardo.kid.v1.Failure.partial:type_name -> gobucardo.kid.v1.Result
-	8,  // 7: gobucardo.kid.v1.RunEvent.progress:type_name -> gobucardo.kid.v1.Progress
-	9,  // 8: gobucardo.kid.v1.RunEvent.result:type_name -> gobucardo.kid.v1.Result
-	10, // 9: gobucardo.kid.v1.RunEvent.failure:type_name -> gobucardo.kid.v1.Failure
-	12, // 10: gobucardo.kid.v1.RunEvent.plugins:type_name -> gobucardo.kid.v1.Plugins
-	13, // 11: gobucardo.kid.v1.Plugins.plugins:type_name -> gobucardo.kid.v1.Plugin
-	1,  // 12: gobucardo.kid.v1.Kid.Configure:input_type -> gobucardo.kid.v1.Config
-	7,  // 13: gobucardo.kid.v1.Kid.Run:input_type -> gobucardo.kid.v1.RunRequest
-	14, // 14: gobucardo.kid.v1.Kid.Stop:input_type -> gobucardo.kid.v1.StopRequest
-	2,  // 15: gobucardo.kid.v1.Kid.Configure:output_type -> gobucardo.kid.v1.Hello
-	11, // 16: gobucardo.kid.v1.Kid.Run:output_type -> gobucardo.kid.v1.RunEvent
-	15, // 17: gobucardo.kid.v1.Kid.Stop:output_type -> gobucardo.kid.v1.StopReply
-	15, // [15:18] is the sub-list for method output_type
-	12, // [12:15] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	10, // 5: gobucardo.kid.v1.Result.skipped:type_name -> gobucardo.kid.v1.Skipped
+	0,  // 6: gobucardo.kid.v1.Failure.kind:type_name -> gobucardo.kid.v1.Failure.Kind
+	9,  // 7: gobucardo.kid.v1.Failure.partial:type_name -> gobucardo.kid.v1.Result
+	8,  // 8: gobucardo.kid.v1.RunEvent.progress:type_name -> gobucardo.kid.v1.Progress
+	9,  // 9: gobucardo.kid.v1.RunEvent.result:type_name -> gobucardo.kid.v1.Result
+	11, // 10: gobucardo.kid.v1.RunEvent.failure:type_name -> gobucardo.kid.v1.Failure
+	13, // 11: gobucardo.kid.v1.RunEvent.plugins:type_name -> gobucardo.kid.v1.Plugins
+	14, // 12: gobucardo.kid.v1.Plugins.plugins:type_name -> gobucardo.kid.v1.Plugin
+	1,  // 13: gobucardo.kid.v1.Kid.Configure:input_type -> gobucardo.kid.v1.Config
+	7,  // 14: gobucardo.kid.v1.Kid.Run:input_type -> gobucardo.kid.v1.RunRequest
+	15, // 15: gobucardo.kid.v1.Kid.Stop:input_type -> gobucardo.kid.v1.StopRequest
+	2,  // 16: gobucardo.kid.v1.Kid.Configure:output_type -> gobucardo.kid.v1.Hello
+	12, // 17: gobucardo.kid.v1.Kid.Run:output_type -> gobucardo.kid.v1.RunEvent
+	16, // 18: gobucardo.kid.v1.Kid.Stop:output_type -> gobucardo.kid.v1.StopReply
+	16, // [16:19] is the sub-list for method output_type
+	13, // [13:16] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_pkg_ipc_kidpb_kid_proto_init() }
@@ -1306,7 +1418,7 @@ func file_pkg_ipc_kidpb_kid_proto_init() {
 		return
 	}
 	file_pkg_ipc_kidpb_kid_proto_msgTypes[3].OneofWrappers = []any{}
-	file_pkg_ipc_kidpb_kid_proto_msgTypes[10].OneofWrappers = []any{
+	file_pkg_ipc_kidpb_kid_proto_msgTypes[11].OneofWrappers = []any{
 		(*RunEvent_Progress)(nil),
 		(*RunEvent_Result)(nil),
 		(*RunEvent_Failure)(nil),
@@ -1318,7 +1430,7 @@ func file_pkg_ipc_kidpb_kid_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pkg_ipc_kidpb_kid_proto_rawDesc), len(file_pkg_ipc_kidpb_kid_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
