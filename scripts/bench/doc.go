@@ -73,6 +73,7 @@
 //	BENCH_TWO_ROWS         table size N of figure 5 (default 200000)
 //	BENCH_PURGE_SECONDS    length of the purge benchmark's pgbench run (default 60; 1800 for the long version)
 //	BENCH_PURGE_INTERVAL   the MCP's --purge-interval in it (default 10s)
+//	BENCH_PART_ROWS        rows of BenchmarkPartitioned, 12 monthly partitions vs a plain table (default 1000000; BENCH_PART_ROUNDS=2)
 //	BENCH_PHASES           when 1, `mcp sync run` runs without --quiet and its progress lines are
 //	                       printed to stderr with the time since the run started, to see where the
 //	                       time goes

@@ -128,24 +128,19 @@ func newPgbenchSync(b *testing.B, extraDDL string, extraTables ...string) *pgben
 	if err != nil {
 		b.Fatal(err)
 	}
-	progressf(b, "starting the source and target clusters")
-	srcC, dstC := newServer(b), newServer(b)
-	srcDB, dstDB := srcC.NewDB(b), dstC.NewDB(b)
-	pgb := &pgbench{bin: filepath.Join(dir, "pgbench"), c: srcC, db: srcDB, conn: srcC.Connect(b, srcDB)}
+	p := newServerPair(b, "source and target clusters")
+	pgb := &pgbench{bin: filepath.Join(dir, "pgbench"), c: p.aC, db: p.aDB, conn: p.a}
 	progressf(b, "pgbench -i -s %d on the source and the target", pgbenchScale)
 	pgb.exec(b, "-i", "-q", "-s", strconv.Itoa(pgbenchScale))
-	(&pgbench{bin: pgb.bin, c: dstC, db: dstDB}).exec(b, "-i", "-q", "-s", strconv.Itoa(pgbenchScale))
-	ps := &pgbenchSync{pgb: pgb, dstC: dstC, dstDB: dstDB, dst: dstC.Connect(b, dstDB),
-		m: mcp{bin: mcpBinary(b), dsn: srcC.DSN("gobucardo")}}
+	(&pgbench{bin: pgb.bin, c: p.bC, db: p.bDB}).exec(b, "-i", "-q", "-s", strconv.Itoa(pgbenchScale))
+	ps := &pgbenchSync{pgb: pgb, dstC: p.bC, dstDB: p.bDB, dst: p.b}
 	if extraDDL != "" {
 		for _, c := range []*pgx.Conn{pgb.conn, ps.dst} {
 			mustExec(b, c, extraDDL)
 		}
 	}
+	ps.m = p.newMCP(b)
 	m := ps.m
-	m.run(b, "install", "--create-db")
-	m.run(b, append([]string{"add", "db", "A"}, dbArgs(srcC, srcDB)...)...)
-	m.run(b, append([]string{"add", "db", "B"}, dbArgs(dstC, dstDB)...)...)
 	m.run(b, append(append([]string{"add", "table"}, extraTables...), "public.pgbench_accounts", "public.pgbench_branches",
 		"public.pgbench_tellers", "db=A", "relgroup=r")...)
 	m.run(b, "add", "sync", "s", "relgroup=r", "dbs=A:source,B:target")

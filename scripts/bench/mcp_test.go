@@ -111,6 +111,16 @@ func (m mcp) runWithStderr(b *testing.B, w io.Writer, args ...string) procRun {
 	return r
 }
 
+// syncRun runs sync once: quietly, or with its progress stamped on stderr
+// under BENCH_PHASES=1.
+func (m mcp) syncRun(b *testing.B, sync string) procRun {
+	b.Helper()
+	if os.Getenv("BENCH_PHASES") != "1" {
+		return m.run(b, "sync", "run", sync, "--quiet")
+	}
+	return m.runWithStderr(b, &stampedLines{start: time.Now()}, "sync", "run", sync)
+}
+
 // startDaemon starts `mcp run` with args, its output into log, and waits
 // until it answers mcp ping; stop stops it with mcp stop and waits for it.
 func (m mcp) startDaemon(b *testing.B, args ...string) (stop func(), log *lockedBuffer) {

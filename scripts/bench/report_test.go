@@ -73,6 +73,7 @@ type report struct {
 	pgbench *pgbenchResult
 	lag     *lagResult
 	purge   *purgeResult
+	part    *partResult
 }
 
 var results report
@@ -105,6 +106,15 @@ func (r *report) setPurge(res purgeResult) {
 	r.purge = &res
 }
 
+func (r *report) setPart(server string, res partResult) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.server == "" {
+		r.server = server
+	}
+	r.part = &res
+}
+
 func (r *report) setLag(res lagResult) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -116,7 +126,7 @@ func (r *report) setLag(res lagResult) {
 func (r *report) print(w io.Writer) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.bulk) == 0 && len(r.two) == 0 && r.pgbench == nil && r.lag == nil && r.purge == nil {
+	if len(r.bulk) == 0 && len(r.two) == 0 && r.pgbench == nil && r.lag == nil && r.purge == nil && r.part == nil {
 		return
 	}
 	fmt.Fprintf(w, "\ngobucardo bench (%d cores, %s/%s)\n", runtime.NumCPU(), runtime.GOOS, runtime.GOARCH)
@@ -137,6 +147,9 @@ func (r *report) print(w io.Writer) {
 	}
 	if r.purge != nil {
 		r.purge.print(w)
+	}
+	if r.part != nil {
+		r.part.print(w)
 	}
 	if len(r.bulk) > 0 {
 		big := r.bulk[len(r.bulk)-1]

@@ -28,6 +28,39 @@ func newServer(b *testing.B) *pgtest.Cluster {
 	return c
 }
 
+// serverPair is two clusters of their own with a database each: A, the
+// source (or first source), and B.
+type serverPair struct {
+	aC, bC   *pgtest.Cluster
+	aDB, bDB string
+	a, b     *pgx.Conn // connections to aDB and bDB
+	server   string    // serverInfo of A's
+}
+
+// newServerPair starts the clusters of a pair; what names them in the
+// progress line.
+func newServerPair(b *testing.B, what string) serverPair {
+	b.Helper()
+	progressf(b, "starting the %s", what)
+	var p serverPair
+	p.aC, p.bC = newServer(b), newServer(b)
+	p.aDB, p.bDB = p.aC.NewDB(b), p.bC.NewDB(b)
+	p.a, p.b = p.aC.Connect(b, p.aDB), p.bC.Connect(b, p.bDB)
+	p.server = serverInfo(b, p.a)
+	return p
+}
+
+// newMCP installs a main database on A's cluster and adds the pair's
+// databases to it as db A and db B.
+func (p serverPair) newMCP(b *testing.B) mcp {
+	b.Helper()
+	m := mcp{bin: mcpBinary(b), dsn: p.aC.DSN("gobucardo")}
+	m.run(b, "install", "--create-db")
+	m.run(b, append([]string{"add", "db", "A"}, dbArgs(p.aC, p.aDB)...)...)
+	m.run(b, append([]string{"add", "db", "B"}, dbArgs(p.bC, p.bDB)...)...)
+	return m
+}
+
 // serverInfo describes the server behind conn for the report's header.
 func serverInfo(b *testing.B, conn *pgx.Conn) string {
 	b.Helper()

@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -116,23 +115,17 @@ func BenchmarkTwoSource(b *testing.B) {
 // sync with mcp, which installs the capture on both.
 func newTwoSetup(b *testing.B, n int) *twoSetup {
 	b.Helper()
-	progressf(b, "starting the clusters of sources A and B")
-	aC, bC := newServer(b), newServer(b)
-	aDB, bDB := aC.NewDB(b), bC.NewDB(b)
-	s := &twoSetup{rows: n, a: aC.Connect(b, aDB), b: bC.Connect(b, bDB)}
-	s.server = serverInfo(b, s.a)
+	p := newServerPair(b, "clusters of sources A and B")
+	s := &twoSetup{rows: n, a: p.a, b: p.b, server: p.server}
 
 	progressf(b, "filling accounts with %d rows on A and B", n)
 	createAccounts(b, s.a, n, "accounts")
 	createAccounts(b, s.b, n, "accounts")
 
-	s.mcp = mcp{bin: mcpBinary(b), dsn: aC.DSN("gobucardo")}
-	s.mcp.run(b, "install", "--create-db")
-	s.mcp.run(b, append([]string{"add", "db", "A"}, dbArgs(aC, aDB)...)...)
-	s.mcp.run(b, append([]string{"add", "db", "B"}, dbArgs(bC, bDB)...)...)
+	s.mcp = p.newMCP(b)
 	s.mcp.run(b, "add", "table", "public.accounts", "db=A", "relgroup=r2")
 	s.mcp.run(b, "add", "sync", "s2", "relgroup=r2", "dbs=A:source,B:source")
-	s.main = aC.Connect(b, "gobucardo")
+	s.main = p.aC.Connect(b, "gobucardo")
 	if got := s.checkInStep(b); got.count != int64(n) || got.sumBalance != 0 {
 		b.Fatalf("accounts after the load: %d rows, balances %d; want %d rows, balances 0", got.count, got.sumBalance, n)
 	}
@@ -181,7 +174,7 @@ func (s *twoSetup) runScenario(b *testing.B, sc twoScenario) twoResult {
 
 	progressf(b, "%s: mcp sync run s2", sc.name)
 	b.StartTimer()
-	run := s.syncRun(b)
+	run := s.mcp.syncRun(b, "s2")
 	b.StopTimer()
 	res.sync, res.maxRSS, res.cpu = run.elapsed, run.maxRSS, run.cpu
 	s.checkRun(b, sc.name, run.stdout, sc.keysA+sc.keysB, sc.keys, sc.conflicts)
@@ -241,15 +234,6 @@ func (s *twoSetup) concurrentUpdates(b *testing.B, sc twoScenario) time.Duration
 		}
 	}
 	return elapsed
-}
-
-// syncRun runs s2 once, as bulkSetup.syncRun does s.
-func (s *twoSetup) syncRun(b *testing.B) procRun {
-	b.Helper()
-	if os.Getenv("BENCH_PHASES") != "1" {
-		return s.mcp.run(b, "sync", "run", "s2", "--quiet")
-	}
-	return s.mcp.runWithStderr(b, &stampedLines{start: time.Now()}, "sync", "run", "s2")
 }
 
 // Lines of `mcp sync run`: the summary, and the line of a table.
