@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -637,12 +638,23 @@ func (r *run) keepTargetPlaces(ctx context.Context, s *source) error {
 			return fmt.Errorf("keep the place of target %s of sync %s on %s: %w", d.Name, r.s.Name, s.Name, err)
 		}
 	}
-	for _, t := range r.targets {
-		if s.behind[t.Name] == "" {
-			continue
+	// Targets caught up, and those no longer targets of the sync (their
+	// place would hold back the purge for ever).
+	keep := []string{} // not nil: = ANY(NULL) would keep every row
+	for _, d := range r.skipped {
+		if d.Role == RoleTarget {
+			keep = append(keep, d.Name)
 		}
-		if _, err := s.tx.Exec(ctx, "DELETE FROM gobucardo.target_watermark WHERE sync = $1 AND target = $2", r.s.Name, t.Name); err != nil {
-			return fmt.Errorf("forget the place of target %s of sync %s on %s: %w", t.Name, r.s.Name, s.Name, err)
+	}
+	gone := false
+	for name := range s.behind {
+		if !slices.Contains(keep, name) {
+			gone = true
+		}
+	}
+	if gone {
+		if _, err := s.tx.Exec(ctx, "DELETE FROM gobucardo.target_watermark WHERE sync = $1 AND NOT (target = ANY($2))", r.s.Name, keep); err != nil {
+			return fmt.Errorf("forget the places of the targets of sync %s on %s that are in step: %w", r.s.Name, s.Name, err)
 		}
 	}
 	return nil

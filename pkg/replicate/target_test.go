@@ -97,6 +97,20 @@ func TestTargetFailsAlone(t *testing.T) {
 		t.Errorf("run with D active again: caught up %v", res.CaughtUp)
 	}
 	e.assertSame()
+
+	// A target taken out of the sync while behind leaves no place that
+	// would hold back the purge for ever.
+	e.down("D")
+	e.exec("A", "UPDATE accounts SET abalance = 11 WHERE aid = 8")
+	e.run()
+	if n := e.count("A", "gobucardo.target_watermark"); n != 1 {
+		t.Fatalf("%d places kept with D down, want 1", n)
+	}
+	e.sync.DBs = slices.DeleteFunc(e.sync.DBs, func(d DB) bool { return d.Name == "D" })
+	e.run()
+	if n := e.count("A", "gobucardo.target_watermark"); n != 0 {
+		t.Errorf("%d places kept after D left the sync", n)
+	}
 }
 
 // count is the number of rows of table on db.
