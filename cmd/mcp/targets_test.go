@@ -93,6 +93,19 @@ func TestDaemonTargetFailsAlone(t *testing.T) {
 	d.run(0, "update", "db", "B", "status=active")
 	d.eventually(30*time.Second, "B caught up once active", func() bool { return inStep(shared, b) })
 
+	// An inactive source holds the sync, which says so, and resumes.
+	d.run(0, "update", "db", "A", "status=inactive")
+	d.eventually(15*time.Second, "the controller waits for A", func() bool {
+		return strings.Contains(d.run(0, "status", "s"), "source db A is inactive: mcp update db A status=active resumes the sync")
+	})
+	write(10)
+	time.Sleep(time.Second) // a run now would copy the rows: none must
+	if inStep(shared, b) {
+		t.Error("a sync with its source inactive ran")
+	}
+	d.run(0, "update", "db", "A", "status=active")
+	d.eventually(30*time.Second, "B and C in step once A is active", func() bool { return inStep(shared, b) && inStep(farC, c) })
+
 	// Cut off: its packets dropped, no reset and no refusal.
 	if err := firewall(t, "-I", farC.Port()); err != nil {
 		// .ci/run says beforehand whether this case runs.

@@ -116,6 +116,15 @@ func (l *loop) run(ctx context.Context) error {
 				return l.stopped(reason)
 			}
 			continue
+		case l.inactiveSource() != "":
+			// Nothing can be read from it, and its own changes would be
+			// missed: the sync waits (its deltas are kept) until it is active.
+			db := l.inactiveSource()
+			l.board.set(0, "waiting", fmt.Sprintf("source db %s is inactive: mcp update db %s status=active resumes the sync", db, db))
+			if stop, reason := l.wait(ctx, time.Time{}); stop {
+				return l.stopped(reason)
+			}
+			continue
 		}
 		if reason := l.due(ctx); reason != "" {
 			l.runOnce(ctx, reason)
@@ -281,13 +290,20 @@ func (l *loop) load(ctx context.Context) error {
 	return nil
 }
 
-// reactivated names a target db of the sync that was inactive in before
-// and is active in after ("" when none).
+// inactiveSource names a source db of the sync whose status is inactive.
+func (l *loop) inactiveSource() string {
+	for _, m := range l.detail.Members {
+		if m.Role == replicate.RoleSource && l.detail.DBs[m.DB].Status == catalog.StatusInactive {
+			return m.DB
+		}
+	}
+	return ""
+}
+
+// reactivated names a db of the sync that was inactive in before and is
+// active in after ("" when none).
 func reactivated(before, after catalog.SyncDetail) string {
 	for _, m := range after.Members {
-		if m.Role == replicate.RoleSource {
-			continue
-		}
 		was, ok := before.DBs[m.DB]
 		if ok && was.Status == catalog.StatusInactive && after.DBs[m.DB].Status == catalog.StatusActive {
 			return m.DB
