@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -30,16 +31,28 @@ const (
 	reasonSettle   = "settle"
 	reasonRetry    = "retry"
 	reasonChecking = "checktime"
-	reasonProbe    = "try the targets left out"
 )
 
-// hold is a target that could not be reached: runs leave it out until
-// next, then try it again with a short timeout (replicate.DB.Probe).
+// holdPolicy spaces the tries of a target that could not be reached.
+var holdPolicy = proc.Policy{Initial: 500 * time.Millisecond, Max: 5 * time.Second, Multiplier: 2}
+
+// probeTimeout bounds one try to reach a held target.
+const probeTimeout = 2 * time.Second
+
+// hold is a target that could not be reached: runs leave it out (without
+// waiting on it), while the loop tries to reach it on its own at next,
+// and kicks a run, which catches it up, as soon as it answers.
 type hold struct {
 	tries  int
 	next   time.Time
 	reason string
 	out    bool // the run in progress leaves it out without trying it
+}
+
+// probed is the outcome of one try to reach a held target.
+type probed struct {
+	db  string
+	err error
 }
 
 // retryPolicy spaces the retries of failed runs.
@@ -79,7 +92,11 @@ type loop struct {
 	checkAt    time.Time
 	ranOnce    bool
 	holds      map[string]*hold // targets left out, by db
-	probeAt    time.Time        // when to try them again
+	probeAt    time.Time        // when to try them again (zero while tries are out)
+	probing    int              // tries out
+	probes     chan probed
+	probers    sync.WaitGroup // the tries' goroutines, waited for at shutdown
+	stopProbes chan struct{}  // closed at shutdown: a try's outcome is dropped
 }
 
 func (l *loop) run(ctx context.Context) error {
@@ -126,6 +143,7 @@ func (l *loop) run(ctx context.Context) error {
 			}
 			continue
 		}
+		l.startProbes(ctx)
 		if reason := l.due(ctx); reason != "" {
 			l.runOnce(ctx, reason)
 			continue
@@ -195,8 +213,6 @@ func (l *loop) due(ctx context.Context) string {
 		}
 	case l.detail.Checktime > 0 && !l.checkAt.IsZero() && !now.Before(l.checkAt):
 		return reasonChecking
-	case !l.probeAt.IsZero() && !now.Before(l.probeAt):
-		return reasonProbe
 	}
 	return ""
 }
@@ -242,9 +258,71 @@ func (l *loop) wait(ctx context.Context, until time.Time) (stop bool, reason str
 		}
 	case <-l.reloads:
 		l.loaded = false
+	case p := <-l.probes:
+		l.probeDone(p)
 	case <-timer:
 	}
 	return false, ""
+}
+
+// startProbes tries, each in a goroutine of its own, to reach every held
+// target whose next try is due; their outcomes come back on l.probes.
+func (l *loop) startProbes(ctx context.Context) {
+	if l.probeAt.IsZero() || time.Now().Before(l.probeAt) {
+		return
+	}
+	if l.probes == nil {
+		l.probes, l.stopProbes = make(chan probed), make(chan struct{})
+	}
+	now := time.Now()
+	for name, h := range l.holds {
+		if now.Before(h.next) {
+			continue
+		}
+		db, ok := l.detail.DBs[name]
+		if !ok { // no longer a db of the sync
+			delete(l.holds, name)
+			continue
+		}
+		h.next = time.Time{}
+		connString := db.ConnString()
+		l.probing++
+		l.probers.Add(1)
+		go func() {
+			defer l.probers.Done()
+			pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+			defer cancel()
+			conn, err := pg.Connect(pctx, connString)
+			if err == nil {
+				_ = conn.Close(pctx)
+			}
+			select {
+			case l.probes <- probed{db: name, err: err}:
+			case <-l.stopProbes:
+			}
+		}()
+	}
+	l.scheduleProbe()
+}
+
+// probeDone takes the outcome of a try: a target that answered is no
+// longer held, and a run catches it up now; else it is tried later.
+func (l *loop) probeDone(p probed) {
+	l.probing--
+	h := l.holds[p.db]
+	switch {
+	case h == nil:
+	case p.err == nil:
+		l.log.Info("target reachable again: a run catches it up", zap.String("db", p.db))
+		delete(l.holds, p.db)
+		if l.kick == "" {
+			l.kick = "target " + p.db + " reachable again"
+		}
+	default:
+		h.tries++
+		h.next, h.reason = time.Now().Add(holdPolicy.Delay(h.tries)), "unreachable: "+oneLine(p.err.Error())
+	}
+	l.scheduleProbe()
 }
 
 // load reads the sync from the catalog unless it is current.
@@ -275,9 +353,11 @@ func (l *loop) load(ctx context.Context) error {
 	if back != "" && l.kick == "" {
 		l.kick = "db " + back + " active again"
 	}
-	// Settings may have changed: try the targets left out at the next run.
+	// Settings may have changed: try the targets left out now.
 	for _, h := range l.holds {
-		h.next = time.Now()
+		if !h.next.IsZero() {
+			h.next = time.Now()
+		}
 	}
 	l.scheduleProbe()
 	if held && l.paused == "" && l.detail.Status == catalog.StatusActive && l.kick == "" {
@@ -332,7 +412,7 @@ func (l *loop) noteTargets(res replicate.Result, lost []string) {
 			l.log.Warn("target unreachable: runs leave it out, and it catches up once back", zap.String("db", db), zap.String("reason", reason))
 		}
 		h.tries++
-		h.next, h.reason = now.Add(retryPolicy.Delay(h.tries)), reason
+		h.next, h.reason = now.Add(holdPolicy.Delay(h.tries)), reason
 	}
 	for _, db := range lost {
 		unreachable(db, "its connection broke during a run")
@@ -356,31 +436,27 @@ func (l *loop) noteTargets(res replicate.Result, lost []string) {
 	l.scheduleProbe()
 }
 
-// scheduleProbe sets probeAt to the earliest try of a held target.
+// scheduleProbe sets probeAt to the earliest due try of a held target
+// (zero when none: no target held, or every try out).
 func (l *loop) scheduleProbe() {
 	l.probeAt = time.Time{}
 	for _, h := range l.holds {
-		if l.probeAt.IsZero() || h.next.Before(l.probeAt) {
+		if !h.next.IsZero() && (l.probeAt.IsZero() || h.next.Before(l.probeAt)) {
 			l.probeAt = h.next
 		}
 	}
 }
 
-// withHolds is the run's specification with the held targets left out,
-// and those due for a try marked Probe.
+// withHolds is the run's specification with the held targets left out:
+// the loop's own tries find when they are back.
 func (l *loop) withHolds(s replicate.Sync) replicate.Sync {
-	now := time.Now()
 	for i := range s.DBs {
 		h := l.holds[s.DBs[i].Name]
-		switch {
-		case h == nil || s.DBs[i].Role == replicate.RoleSource:
-		case now.Before(h.next):
-			h.out = true
-			s.DBs[i].Hold = fmt.Sprintf("not reached lately, next try in %s: %s", h.next.Sub(now).Round(time.Second), h.reason)
-		default:
-			h.out = false
-			s.DBs[i].Probe = true
+		if h == nil || s.DBs[i].Role == replicate.RoleSource {
+			continue
 		}
+		h.out = true
+		s.DBs[i].Hold = "not reached lately, tried again every few seconds: " + h.reason
 	}
 	return s
 }
@@ -510,7 +586,7 @@ func (l *loop) execute(ctx context.Context, reason string) (replicate.Result, ki
 		if kind == kidpb.Failure_KIND_CONFLICT_ABORT {
 			recErr = errors.Join(recErr, catalog.Pause(bg, conn, l.sync, msg))
 		}
-	case res.Empty() && len(res.CaughtUp) == 0 && (reason == reasonMore || reason == reasonSettle || reason == reasonProbe):
+	case res.Empty() && (reason == reasonMore || reason == reasonSettle):
 		recErr = catalog.ForgetRun(bg, conn, id)
 	default:
 		state := catalog.RunGood
@@ -719,6 +795,10 @@ func (l *loop) dropSource(name string) {
 }
 
 func (l *loop) shutdown() {
+	if l.stopProbes != nil {
+		close(l.stopProbes)
+		l.probers.Wait()
+	}
 	l.stopKid("controller stopping")
 	for name := range l.sources {
 		l.dropSource(name)
@@ -752,7 +832,7 @@ func SyncToProto(s replicate.Sync) *kidpb.Sync {
 		IsolationLevel: s.IsolationLevel, DeleteMethod: s.DeleteMethod, ConflictStrategy: s.ConflictStrategy}
 	for _, d := range s.DBs {
 		p.Dbs = append(p.Dbs, &kidpb.DB{Name: d.Name, Role: d.Role, ConnString: d.ConnString, MakeDelta: d.MakeDelta, Inactive: d.Inactive,
-			Hold: d.Hold, Probe: d.Probe})
+			Hold: d.Hold})
 	}
 	for _, r := range s.Relations {
 		p.Relations = append(p.Relations, &kidpb.Relation{Schema: r.Schema, Name: r.Name, Sequence: r.Sequence,

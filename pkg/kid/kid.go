@@ -204,7 +204,7 @@ func SyncFromProto(p *kidpb.Sync) replicate.Sync {
 		IsolationLevel: p.GetIsolationLevel(), DeleteMethod: p.GetDeleteMethod(), ConflictStrategy: p.GetConflictStrategy()}
 	for _, d := range p.GetDbs() {
 		s.DBs = append(s.DBs, replicate.DB{Name: d.GetName(), Role: d.GetRole(), ConnString: d.GetConnString(), MakeDelta: d.GetMakeDelta(),
-			Inactive: d.GetInactive(), Hold: d.GetHold(), Probe: d.GetProbe()})
+			Inactive: d.GetInactive(), Hold: d.GetHold()})
 	}
 	for _, r := range p.GetRelations() {
 		s.Relations = append(s.Relations, replicate.Relation{Schema: r.GetSchema(), Name: r.GetName(), Sequence: r.GetSequence(),

@@ -39,16 +39,10 @@ type DB struct {
 	// and catches up once active again; a source holds the whole sync.
 	Inactive bool
 	// Hold, for a target, leaves it out of the run for that reason (a
-	// controller backing off a target it could not reach); it catches up
-	// later as an inactive one does.
+	// controller that could not reach it, and tries it on its own); it
+	// catches up later as an inactive one does.
 	Hold string
-	// Probe: a target that could not be reached lately is given
-	// ProbeTimeout to connect, so that it holds up the others little.
-	Probe bool
 }
-
-// ProbeTimeout bounds the connection to a target with DB.Probe.
-const ProbeTimeout = 2 * time.Second
 
 // TargetsLostError is a run that failed because the connection to targets
 // broke (a server gone, a network cut). Use errors.As; Unwrap gives the
@@ -351,13 +345,7 @@ func (r *run) open(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cctx := ctx
-			if t.Probe {
-				var cancel context.CancelFunc
-				cctx, cancel = context.WithTimeout(ctx, ProbeTimeout)
-				defer cancel()
-			}
-			t.conn, reached[i] = connect(cctx, t.DB)
+			t.conn, reached[i] = connect(ctx, t.DB)
 		}()
 	}
 	g, gctx := errgroup.WithContext(ctx)

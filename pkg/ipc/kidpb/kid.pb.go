@@ -196,8 +196,7 @@ type DB struct {
 	ConnString    string                 `protobuf:"bytes,3,opt,name=conn_string,json=connString,proto3" json:"conn_string,omitempty"` // never logged
 	MakeDelta     bool                   `protobuf:"varint,4,opt,name=make_delta,json=makeDelta,proto3" json:"make_delta,omitempty"`
 	Inactive      bool                   `protobuf:"varint,5,opt,name=inactive,proto3" json:"inactive,omitempty"` // status=inactive: a target is skipped, a source holds the sync
-	Hold          string                 `protobuf:"bytes,6,opt,name=hold,proto3" json:"hold,omitempty"`          // a target the run leaves out, and why (the controller backs off)
-	Probe         bool                   `protobuf:"varint,7,opt,name=probe,proto3" json:"probe,omitempty"`       // a target unreachable at its last try: connect with a short timeout
+	Hold          string                 `protobuf:"bytes,6,opt,name=hold,proto3" json:"hold,omitempty"`          // a target the run leaves out, and why (the controller tries it on its own)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -272,13 +271,6 @@ func (x *DB) GetHold() string {
 		return x.Hold
 	}
 	return ""
-}
-
-func (x *DB) GetProbe() bool {
-	if x != nil {
-		return x.Probe
-	}
-	return false
 }
 
 type Relation struct {
@@ -1248,7 +1240,7 @@ const file_pkg_ipc_kidpb_kid_proto_rawDesc = "" +
 	"\tlog_level\x18\x03 \x01(\tR\blogLevel\"3\n" +
 	"\x05Hello\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x18\n" +
-	"\aversion\x18\x02 \x01(\tR\aversion\"\xb2\x01\n" +
+	"\aversion\x18\x02 \x01(\tR\aversion\"\x9c\x01\n" +
 	"\x02DB\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x1f\n" +
@@ -1257,8 +1249,7 @@ const file_pkg_ipc_kidpb_kid_proto_rawDesc = "" +
 	"\n" +
 	"make_delta\x18\x04 \x01(\bR\tmakeDelta\x12\x1a\n" +
 	"\binactive\x18\x05 \x01(\bR\binactive\x12\x12\n" +
-	"\x04hold\x18\x06 \x01(\tR\x04hold\x12\x14\n" +
-	"\x05probe\x18\a \x01(\bR\x05probe\"\xd3\x01\n" +
+	"\x04hold\x18\x06 \x01(\tR\x04hold\"\xd3\x01\n" +
 	"\bRelation\x12\x16\n" +
 	"\x06schema\x18\x01 \x01(\tR\x06schema\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
