@@ -18,6 +18,10 @@ import (
 	"github.com/gobucardo/gobucardo/pkg/pgtest"
 )
 
+// probeDDL creates the table of the lag probes, replicated with the
+// pgbench tables.
+const probeDDL = "CREATE TABLE public.probe (id int PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())"
+
 // Defaults of the latency benchmark's sizes.
 const (
 	defaultLagCommits = 200
@@ -38,8 +42,7 @@ func BenchmarkLatency(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ps := newPgbenchSync(b, "CREATE TABLE public.probe (id int PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())",
-		"public.probe")
+	ps := newPgbenchSync(b, probeDDL, "public.probe")
 	pgb, dstC, dstDB, src, dst := ps.pgb, ps.dstC, ps.dstDB, ps.pgb.conn, ps.dst
 	srcC, srcDB := pgb.c, pgb.db
 	stop, _ := ps.m.startDaemon(b)
@@ -55,36 +58,16 @@ func BenchmarkLatency(b *testing.B) {
 	}
 
 	progressf(b, "under load: pgbench -c %d -T %d on the source, a probe every 100ms", pgbenchClients, secs)
-	loadDone := make(chan []byte, 1)
+	var out []byte
+	loadDone := make(chan struct{})
 	go func() {
-		loadDone <- pgb.exec(b, "-c", strconv.Itoa(pgbenchClients), "-j", strconv.Itoa(pgbenchThreads), "-T", strconv.Itoa(secs))
+		defer close(loadDone)
+		out = pgb.exec(b, "-c", strconv.Itoa(pgbenchClients), "-j", strconv.Itoa(pgbenchThreads), "-T", strconv.Itoa(secs))
 	}()
 	var loaded []time.Duration
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	probeSrc := srcC.Connect(b, srcDB)
-	var out []byte
-	for id := commits + 1; ; id++ {
-		select {
-		case out = <-loadDone:
-		case <-time.After(100 * time.Millisecond):
-		}
-		if out != nil {
-			break
-		}
-		at := time.Now()
-		mustExec(b, probeSrc, "INSERT INTO public.probe (id) VALUES ($1)", id)
-		committed := time.Since(at)
-		wg.Add(1)
-		go func(id int, at time.Time) {
-			defer wg.Done()
-			lag := waitVisible(b, dstC, dstDB, id, at.Add(committed))
-			mu.Lock()
-			loaded = append(loaded, lag)
-			mu.Unlock()
-		}(id, at)
+	for _, p := range lagProbes(b, srcC.Connect(b, srcDB), []probeTarget{{dstC, dstDB}}, commits+1, 100*time.Millisecond, loadDone) {
+		loaded = append(loaded, p.lag)
 	}
-	wg.Wait()
 	m1 := tpsLine.FindSubmatch(out)
 	caughtUp := time.Now()
 	for !sameAccounts(b, src, dst) {
@@ -108,21 +91,37 @@ func BenchmarkLatency(b *testing.B) {
 }
 
 // pgbenchSync is a pgbench database (scale pgbenchScale) on a source
-// cluster and another on a target cluster, replicated by sync s
-// (A:source, B:target) over pgbench_accounts, _branches and _tellers and the
-// extra tables, configured with the real mcp over a main database on the
-// source's cluster.
+// cluster and another on each target's cluster, replicated by sync s
+// (A:source, B:target, C:target...) over pgbench_accounts, _branches and
+// _tellers and the extra tables, configured with the real mcp over a main
+// database on the source's cluster.
 type pgbenchSync struct {
-	pgb   *pgbench // on the source
-	dstC  *pgtest.Cluster
-	dstDB string
-	dst   *pgx.Conn
-	m     mcp
+	pgb     *pgbench // on the source
+	dstC    *pgtest.Cluster
+	dstDB   string
+	dst     *pgx.Conn
+	targets []syncTarget // every target, B first (dstC, dstDB and dst are B's)
+	m       mcp
+	server  string // serverInfo of the source's
 }
 
-// newPgbenchSync starts the clusters and configures the sync; extraDDL
-// creates the extra tables on both databases.
+// syncTarget is a target database of a pgbenchSync on a cluster of its own.
+type syncTarget struct {
+	name string // B, C...
+	c    *pgtest.Cluster
+	db   string
+	conn *pgx.Conn
+}
+
+// newPgbenchSync starts a source and a target cluster and configures the
+// sync; extraDDL creates the extra tables on both databases.
 func newPgbenchSync(b *testing.B, extraDDL string, extraTables ...string) *pgbenchSync {
+	b.Helper()
+	return newPgbenchSyncTo(b, 1, extraDDL, extraTables...)
+}
+
+// newPgbenchSyncTo is newPgbenchSync with n targets, B, C and on.
+func newPgbenchSyncTo(b *testing.B, n int, extraDDL string, extraTables ...string) *pgbenchSync {
 	b.Helper()
 	dir, err := pgtest.BinDir()
 	if err != nil {
@@ -130,20 +129,38 @@ func newPgbenchSync(b *testing.B, extraDDL string, extraTables ...string) *pgben
 	}
 	p := newServerPair(b, "source and target clusters")
 	pgb := &pgbench{bin: filepath.Join(dir, "pgbench"), c: p.aC, db: p.aDB, conn: p.a}
-	progressf(b, "pgbench -i -s %d on the source and the target", pgbenchScale)
+	ps := &pgbenchSync{pgb: pgb, dstC: p.bC, dstDB: p.bDB, dst: p.b, server: p.server}
+	ps.targets = []syncTarget{{name: "B", c: p.bC, db: p.bDB, conn: p.b}}
+	for i := 1; i < n; i++ {
+		t := syncTarget{name: string(rune('B' + i)), c: newServer(b)}
+		progressf(b, "started target cluster %s", t.name)
+		t.db = t.c.NewDB(b)
+		t.conn = t.c.Connect(b, t.db)
+		ps.targets = append(ps.targets, t)
+	}
+	progressf(b, "pgbench -i -s %d on the source and the %d targets", pgbenchScale, n)
 	pgb.exec(b, "-i", "-q", "-s", strconv.Itoa(pgbenchScale))
-	(&pgbench{bin: pgb.bin, c: p.bC, db: p.bDB}).exec(b, "-i", "-q", "-s", strconv.Itoa(pgbenchScale))
-	ps := &pgbenchSync{pgb: pgb, dstC: p.bC, dstDB: p.bDB, dst: p.b}
+	for _, t := range ps.targets {
+		(&pgbench{bin: pgb.bin, c: t.c, db: t.db}).exec(b, "-i", "-q", "-s", strconv.Itoa(pgbenchScale))
+	}
 	if extraDDL != "" {
-		for _, c := range []*pgx.Conn{pgb.conn, ps.dst} {
-			mustExec(b, c, extraDDL)
+		mustExec(b, pgb.conn, extraDDL)
+		for _, t := range ps.targets {
+			mustExec(b, t.conn, extraDDL)
 		}
 	}
 	ps.m = p.newMCP(b)
 	m := ps.m
+	dbs := "dbs=A:source"
+	for _, t := range ps.targets {
+		if t.name != "B" { // newMCP added A and B
+			m.run(b, append([]string{"add", "db", t.name}, dbArgs(t.c, t.db)...)...)
+		}
+		dbs += "," + t.name + ":target"
+	}
 	m.run(b, append(append([]string{"add", "table"}, extraTables...), "public.pgbench_accounts", "public.pgbench_branches",
 		"public.pgbench_tellers", "db=A", "relgroup=r")...)
-	m.run(b, "add", "sync", "s", "relgroup=r", "dbs=A:source,B:target")
+	m.run(b, "add", "sync", "s", "relgroup=r", dbs)
 	return ps
 }
 
@@ -190,6 +207,55 @@ func waitVisible(b *testing.B, c *pgtest.Cluster, db string, id int, committed t
 			return 0
 		}
 		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// probeTarget is a database where lagProbes waits for the probes.
+type probeTarget struct {
+	c  *pgtest.Cluster
+	db string
+}
+
+// probeLag is one probe seen on one target: lag after the commit at at.
+type probeLag struct {
+	at     time.Time // when the probe's INSERT was sent
+	target int       // index in lagProbes's targets
+	lag    time.Duration
+}
+
+// lagProbes commits a probe row (ids from firstID on) on src every `every`
+// until stop is closed and measures, with waitVisible on each target, the
+// time from its commit until the target has it. It returns once every
+// probe was seen (or given up on). It may run in a goroutine of its own:
+// a failure is reported with b.Error, and ends the probing.
+func lagProbes(b *testing.B, src *pgx.Conn, targets []probeTarget, firstID int, every time.Duration, stop <-chan struct{}) []probeLag {
+	var lags []probeLag
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for id := firstID; ; id++ {
+		select {
+		case <-stop:
+			wg.Wait()
+			return lags
+		case <-time.After(every):
+		}
+		at := time.Now()
+		if _, err := src.Exec(context.Background(), "INSERT INTO public.probe (id) VALUES ($1)", id); err != nil {
+			b.Errorf("probe %d: %v", id, err)
+			wg.Wait()
+			return lags
+		}
+		committed := time.Now()
+		for i, t := range targets {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				lag := waitVisible(b, t.c, t.db, id, committed)
+				mu.Lock()
+				lags = append(lags, probeLag{at: at, target: i, lag: lag})
+				mu.Unlock()
+			}()
+		}
 	}
 }
 
