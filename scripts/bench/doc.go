@@ -59,10 +59,12 @@
 //     the source.
 //  7. One target of three down under load (BenchmarkTargetOutage). A sync
 //     A -> B, C, D over the pgbench tables, each db on a cluster of its own,
-//     under `mcp run` (autokick), while pgbench -c 4 runs single-row UPDATEs
-//     of pgbench_accounts on A. A probe row committed on A every 100ms, the
-//     time until B and C have it, over three phases: before D's cluster is
-//     stopped (BENCH_OUTAGE_BASELINE), while it is down
+//     under `mcp run` (autokick), while pgbench -c 4 -R BENCH_OUTAGE_TPS
+//     runs single-row UPDATEs of pgbench_accounts on A (a steady rate that
+//     the sync keeps up with: unthrottled, pgbench on a small machine
+//     outruns the runs and the lag only grows). A probe row committed on A
+//     every 100ms, the time until B and C have it, over three phases:
+//     before D's cluster is stopped (BENCH_OUTAGE_BASELINE), while it is down
 //     (BENCH_OUTAGE_SECONDS) and after it is started again
 //     (BENCH_OUTAGE_AFTER). Reported: B's and C's p50/p99 lag in each phase
 //     (target: p99 while D is down at most 1.5x p99 before), D's backlog
@@ -91,7 +93,8 @@
 //	BENCH_PURGE_INTERVAL   the MCP's --purge-interval in it (default 10s)
 //	BENCH_PART_ROWS        rows of BenchmarkPartitioned, 12 monthly partitions vs a plain table (default 1000000; BENCH_PART_ROUNDS=2)
 //	BENCH_OUTAGE_SECONDS   how long BenchmarkTargetOutage keeps target D's cluster down (default 60);
-//	                       BENCH_OUTAGE_BASELINE=20 and BENCH_OUTAGE_AFTER=40 seconds of load before and after;
+//	                       BENCH_OUTAGE_BASELINE=20 and BENCH_OUTAGE_AFTER=40 seconds of load before and after,
+//	                       at BENCH_OUTAGE_TPS=1000 (pgbench -R);
 //	                       BENCH_OUTAGE_LOG=FILE keeps the MCP's log of it
 //	BENCH_PHASES           when 1, `mcp sync run` runs without --quiet and its progress lines are
 //	                       printed to stderr with the time since the run started, to see where the

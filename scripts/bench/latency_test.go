@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -184,32 +185,6 @@ func probe(b *testing.B, src, dst *pgx.Conn, id int) time.Duration {
 	}
 }
 
-// waitVisible polls the target on a connection of its own until row id is
-// there, and returns the time since committed.
-func waitVisible(b *testing.B, c *pgtest.Cluster, db string, id int, committed time.Time) time.Duration {
-	conn, err := pgx.Connect(context.Background(), c.DSN(db))
-	if err != nil {
-		b.Error(err)
-		return 0
-	}
-	defer conn.Close(context.Background())
-	for {
-		var n int
-		if err := conn.QueryRow(context.Background(), "SELECT count(*) FROM public.probe WHERE id = $1", id).Scan(&n); err != nil {
-			b.Error(err)
-			return 0
-		}
-		if n == 1 {
-			return time.Since(committed)
-		}
-		if time.Since(committed) > 2*time.Minute {
-			b.Errorf("probe %d not on the target after 2 minutes", id)
-			return 0
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 // probeTarget is a database where lagProbes waits for the probes.
 type probeTarget struct {
 	c  *pgtest.Cluster
@@ -223,40 +198,130 @@ type probeLag struct {
 	lag    time.Duration
 }
 
+// sentProbe is a probe committed on the source, for the watchers.
+type sentProbe struct {
+	id            int
+	at, committed time.Time
+}
+
 // lagProbes commits a probe row (ids from firstID on) on src every `every`
-// until stop is closed and measures, with waitVisible on each target, the
-// time from its commit until the target has it. It returns once every
-// probe was seen (or given up on). It may run in a goroutine of its own:
-// a failure is reported with b.Error, and ends the probing.
-func lagProbes(b *testing.B, src *pgx.Conn, targets []probeTarget, firstID int, every time.Duration, stop <-chan struct{}) []probeLag {
-	var lags []probeLag
+// until stop is closed and measures the time from each commit until each
+// target has the row: a watcher per target polls, on one connection of its
+// own, for the probes it has not seen yet (every 2ms), so that a long lag
+// costs no more connections or queries than a short one. It returns once
+// every probe was seen (or given up on). It may run in a goroutine of its
+// own: a failure is reported with b.Error, and ends the probing.
+func lagProbes(b *testing.B, src *pgx.Conn, targets []probeTarget, firstID int, every time.Duration, stop <-chan struct{}) (lags []probeLag) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
+	feeds := make([]chan sentProbe, len(targets))
+	for i, t := range targets {
+		feeds[i] = make(chan sentProbe, 1024)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			seen := watchProbes(b, t, feeds[i])
+			mu.Lock()
+			for _, l := range seen {
+				l.target = i
+				lags = append(lags, l)
+			}
+			mu.Unlock()
+		}()
+	}
+	defer func() {
+		for _, f := range feeds {
+			close(f)
+		}
+		wg.Wait()
+	}()
 	for id := firstID; ; id++ {
 		select {
 		case <-stop:
-			wg.Wait()
-			return lags
+			return lags // the watchers add theirs before it returns
 		case <-time.After(every):
 		}
 		at := time.Now()
 		if _, err := src.Exec(context.Background(), "INSERT INTO public.probe (id) VALUES ($1)", id); err != nil {
 			b.Errorf("probe %d: %v", id, err)
-			wg.Wait()
 			return lags
 		}
-		committed := time.Now()
-		for i, t := range targets {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				lag := waitVisible(b, t.c, t.db, id, committed)
-				mu.Lock()
-				lags = append(lags, probeLag{at: at, target: i, lag: lag})
-				mu.Unlock()
-			}()
+		p := sentProbe{id: id, at: at, committed: time.Now()}
+		for _, f := range feeds {
+			f <- p
 		}
 	}
+}
+
+// watchProbes polls t for the probes fed to it until feed is closed and
+// every probe was seen, and returns their lags; one unseen after 2 minutes
+// is an error.
+func watchProbes(b *testing.B, t probeTarget, feed <-chan sentProbe) []probeLag {
+	defer func() {
+		for range feed { // given up early: let the prober go on
+		}
+	}()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, t.c.DSN(t.db))
+	if err != nil {
+		b.Error(err)
+		return nil
+	}
+	defer conn.Close(ctx)
+	var seen []probeLag
+	pending := map[int]sentProbe{}
+	open := true
+	for open || len(pending) > 0 {
+		if len(pending) == 0 { // nothing to look for: wait for a probe
+			p, ok := <-feed
+			if !ok {
+				break
+			}
+			pending[p.id] = p
+		}
+	more:
+		for open {
+			select {
+			case p, ok := <-feed:
+				if !ok {
+					open = false
+					break more
+				}
+				pending[p.id] = p
+			default:
+				break more
+			}
+		}
+		lo, hi := math.MaxInt, 0
+		for id := range pending {
+			lo, hi = min(lo, id), max(hi, id)
+		}
+		rows, err := conn.Query(ctx, "SELECT id FROM public.probe WHERE id BETWEEN $1 AND $2", lo, hi)
+		if err != nil {
+			b.Error(err)
+			return seen
+		}
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+		if err != nil {
+			b.Error(err)
+			return seen
+		}
+		now := time.Now()
+		for _, id := range ids {
+			if p, ok := pending[int(id)]; ok {
+				seen = append(seen, probeLag{at: p.at, lag: now.Sub(p.committed)})
+				delete(pending, int(id))
+			}
+		}
+		for id, p := range pending {
+			if now.Sub(p.committed) > 2*time.Minute {
+				b.Errorf("probe %d not on the target after 2 minutes", id)
+				delete(pending, id)
+			}
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return seen
 }
 
 func sameAccounts(b *testing.B, src, dst *pgx.Conn) bool {

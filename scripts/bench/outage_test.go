@@ -25,7 +25,12 @@ const (
 	defaultOutageBaseline = 20 // seconds of load before the outage
 	defaultOutageSeconds  = 60 // seconds D's cluster is down
 	defaultOutageAfter    = 40 // seconds of load after D's restart
-	outageProbeEvery      = 100 * time.Millisecond
+	// defaultOutageTPS is the load's rate (pgbench -R): a steady load that
+	// the sync keeps up with, so that B's and C's lag has a usual value; an
+	// unthrottled pgbench on a small machine outruns the runs and the lag
+	// only grows.
+	defaultOutageTPS = 1000
+	outageProbeEvery = 100 * time.Millisecond
 	// outageLagTolerance: "the others keep their usual lag" when the p99 lag
 	// of each during the outage is at most this many times its p99 before.
 	outageLagTolerance = 1.5
@@ -75,6 +80,10 @@ func BenchmarkTargetOutage(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	rate, err := envInt("BENCH_OUTAGE_TPS", defaultOutageTPS)
+	if err != nil {
+		b.Fatal(err)
+	}
 	ps := newPgbenchSyncTo(b, 3, probeDDL, "public.probe")
 	script := filepath.Join(b.TempDir(), "update.sql")
 	if err := os.WriteFile(script, []byte(outageScript), 0o644); err != nil {
@@ -84,18 +93,18 @@ func BenchmarkTargetOutage(b *testing.B) {
 	stopDaemon, log := ps.m.startDaemon(b)
 	defer stopDaemon()
 	time.Sleep(time.Second) // the startup runs are over
-	res := outageResult{clients: pgbenchClients, seconds: [phases]int{base, outage, after}}
+	res := outageResult{clients: pgbenchClients, rate: rate, seconds: [phases]int{base, outage, after}}
 
 	b.ResetTimer()
-	progressf(b, "pgbench -c %d -T %d (single-row UPDATEs) on the source, a probe every %s on B and C; D stopped after %ds for %ds",
-		pgbenchClients, base+outage+after, outageProbeEvery, base, outage)
+	progressf(b, "pgbench -c %d -R %d -T %d (single-row UPDATEs) on the source, a probe every %s on B and C; D stopped after %ds for %ds",
+		pgbenchClients, rate, base+outage+after, outageProbeEvery, base, outage)
 	loadDone, probed := make(chan struct{}), make(chan struct{})
 	var load pgbenchProgress
 	var lags []probeLag
 	res.t0 = time.Now()
 	go func() {
 		defer close(loadDone)
-		load = ps.pgb.runProgress(b, base+outage+after, 1, "-n", "-f", script)
+		load = ps.pgb.runProgress(b, base+outage+after, 1, "-n", "-R", strconv.Itoa(rate), "-f", script)
 		res.end = time.Now()
 	}()
 	go func() {
@@ -111,6 +120,9 @@ func BenchmarkTargetOutage(b *testing.B) {
 	res.stopTook = time.Since(res.stopAt)
 	time.Sleep(time.Until(res.stopAt.Add(time.Duration(outage) * time.Second)))
 	res.backlogChanges, res.backlogRows = targetBacklog(b, src, outageTarget)
+	if !behind(b, src, outageTarget) {
+		b.Errorf("no run left D out in its %ds down: its place is not kept on the source", outage)
+	}
 	if st := syncTargets(b, ps.m, "s")[outageTarget]; st.State != "behind" {
 		b.Errorf("mcp status s: D is %q after %ds down, want behind", st.State, outage)
 	} else {
@@ -283,6 +295,7 @@ func rawCopyRows(b *testing.B, src, dst *pgx.Conn, n int64) time.Duration {
 // outageResult is what the target-outage benchmark measured.
 type outageResult struct {
 	clients  int
+	rate     int         // pgbench -R
 	seconds  [phases]int // as asked
 	t0       time.Time   // the load started
 	stopAt   time.Time   // D's cluster asked to stop
@@ -397,8 +410,8 @@ func (r *outageResult) lagRatio(t int) float64 {
 func (r *outageResult) print(w io.Writer) {
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.0f ms", d.Seconds()*1000) }
 	fmt.Fprintf(w, "\none target of three stopped under load: sync A -> B, C, D (a cluster each), mcp run with autokick;\n")
-	fmt.Fprintf(w, "  pgbench -c %d single-row UPDATEs of pgbench_accounts on A (%.0f TPS); D's cluster stopped %ds in, for %ds\n",
-		r.clients, r.tps, r.seconds[phaseBefore], r.seconds[phaseDuring])
+	fmt.Fprintf(w, "  pgbench -c %d -R %d single-row UPDATEs of pgbench_accounts on A (%.0f TPS); D's cluster stopped %ds in, for %ds\n",
+		r.clients, r.rate, r.tps, r.seconds[phaseBefore], r.seconds[phaseDuring])
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "phase\tseconds\tTPS\truns\tB p50\tB p99\tB max\tC p50\tC p99\tC max\tprobes")
 	for p := 0; p < phases; p++ {
