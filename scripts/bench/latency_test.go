@@ -35,14 +35,8 @@ const (
 // source's replicated pgbench tables. BENCH_LAG_COMMITS and
 // BENCH_LAG_SECONDS size it.
 func BenchmarkLatency(b *testing.B) {
-	commits, err := envInt("BENCH_LAG_COMMITS", defaultLagCommits)
-	if err != nil {
-		b.Fatal(err)
-	}
-	secs, err := envInt("BENCH_LAG_SECONDS", defaultLagSeconds)
-	if err != nil {
-		b.Fatal(err)
-	}
+	commits := mustEnvInt(b, "BENCH_LAG_COMMITS", defaultLagCommits)
+	secs := mustEnvInt(b, "BENCH_LAG_SECONDS", defaultLagSeconds)
 	ps := newPgbenchSync(b, probeDDL, "public.probe")
 	pgb, dstC, dstDB, src, dst := ps.pgb, ps.dstC, ps.dstDB, ps.pgb.conn, ps.dst
 	srcC, srcDB := pgb.c, pgb.db

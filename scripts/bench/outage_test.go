@@ -58,8 +58,8 @@ var phaseNames = [phases]string{"before", "D stopped", "D restarted"}
 
 // BenchmarkTargetOutage stops one target of three for a while under load:
 // a sync A -> B, C, D over the pgbench tables (each db on a cluster of its
-// own) and `mcp run` with autokick, while pgbench -c 4 runs single-row
-// UPDATEs of pgbench_accounts on A. Lag probes (a row committed on A, the
+// own) and `mcp run` with autokick, while pgbench -c 4 -R BENCH_OUTAGE_TPS
+// (default 1000) runs single-row UPDATEs of pgbench_accounts on A. Lag probes (a row committed on A, the
 // time until it is visible) on B and C every 100ms, over three phases:
 // BENCH_OUTAGE_BASELINE seconds (default 20) before D's cluster is stopped,
 // BENCH_OUTAGE_SECONDS (default 60) while it is down, and
@@ -68,22 +68,10 @@ var phaseNames = [phases]string{"before", "D stopped", "D restarted"}
 // 1.5x p99 before), and D is back in step within 10 s of its restart plus
 // the time to copy its backlog.
 func BenchmarkTargetOutage(b *testing.B) {
-	base, err := envInt("BENCH_OUTAGE_BASELINE", defaultOutageBaseline)
-	if err != nil {
-		b.Fatal(err)
-	}
-	outage, err := envInt("BENCH_OUTAGE_SECONDS", defaultOutageSeconds)
-	if err != nil {
-		b.Fatal(err)
-	}
-	after, err := envInt("BENCH_OUTAGE_AFTER", defaultOutageAfter)
-	if err != nil {
-		b.Fatal(err)
-	}
-	rate, err := envInt("BENCH_OUTAGE_TPS", defaultOutageTPS)
-	if err != nil {
-		b.Fatal(err)
-	}
+	base := mustEnvInt(b, "BENCH_OUTAGE_BASELINE", defaultOutageBaseline)
+	outage := mustEnvInt(b, "BENCH_OUTAGE_SECONDS", defaultOutageSeconds)
+	after := mustEnvInt(b, "BENCH_OUTAGE_AFTER", defaultOutageAfter)
+	rate := mustEnvInt(b, "BENCH_OUTAGE_TPS", defaultOutageTPS)
 	ps := newPgbenchSyncTo(b, 3, probeDDL, "public.probe")
 	script := filepath.Join(b.TempDir(), "update.sql")
 	if err := os.WriteFile(script, []byte(outageScript), 0o644); err != nil {
