@@ -18,6 +18,7 @@ help:
 	@echo "make bench  - measure bulk replication against raw COPY, pgbench TPS with capture, mcp RSS; print a table"
 	@echo "              (BENCH_ROWS=100000,1000000, BENCH_PGBENCH_SECONDS=30 and BENCH_TWO_ROWS=200000 size it)"
 	@echo "              (BENCH_PART_ROWS=1000000: partitioned table, 12 monthly partitions, vs a plain one)"
+	@echo "              (BENCH_OUTAGE_SECONDS=60: one target of three down under pgbench; B and C lag, D's catch-up)"
 	@echo "make build  - build bin/mcp, bin/controller, bin/kid and the example plugins in bin/plugins/"
 	@echo "make lint   - gofmt, go vet, staticcheck"
 	@echo "make proto  - regenerate the gRPC code of pkg/ipc and pkg/sdk from their .proto files"

@@ -79,6 +79,16 @@ func envInt(name string, def int) (int, error) {
 	return n, nil
 }
 
+// mustEnvInt is envInt, failing b on a bad value.
+func mustEnvInt(b *testing.B, name string, def int) int {
+	b.Helper()
+	n, err := envInt(name, def)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return n
+}
+
 // started is when the test binary started, for progress lines.
 var started = time.Now()
 

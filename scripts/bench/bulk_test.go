@@ -216,23 +216,31 @@ func (rc rawCopy) run(b *testing.B, s *bulkSetup) time.Duration {
 
 // stream copies rawCopyOut on src into rawCopyIn on dst.
 func (rc rawCopy) stream(src, dst *pgconn.PgConn) error {
+	return copyStream(src, dst, rawCopyOut, rawCopyIn, rc.buffered)
+}
+
+// copyStream runs COPY ... TO STDOUT statement out on src and COPY ...
+// FROM STDIN statement in on dst at once, through an io.Pipe: a row per
+// write into the pipe, as pgconn's CopyTo gives them, or 64 KiB per write
+// when buffered.
+func copyStream(src, dst *pgconn.PgConn, out, in string, buffered bool) error {
 	ctx := context.Background()
 	pr, pw := io.Pipe()
 	var w io.Writer = pw
 	bw := bufio.NewWriterSize(pw, 64<<10)
-	if rc.buffered {
+	if buffered {
 		w = bw
 	}
-	in := make(chan error, 1)
+	done := make(chan error, 1)
 	go func() {
-		_, err := dst.CopyFrom(ctx, pr, rawCopyIn)
+		_, err := dst.CopyFrom(ctx, pr, in)
 		pr.CloseWithError(errors.New("target stopped reading"))
-		in <- err
+		done <- err
 	}()
-	_, outErr := src.CopyTo(ctx, w, rawCopyOut)
-	if outErr == nil && rc.buffered {
+	_, outErr := src.CopyTo(ctx, w, out)
+	if outErr == nil && buffered {
 		outErr = bw.Flush()
 	}
 	pw.CloseWithError(outErr) // nil: EOF, the end of the copy
-	return errors.Join(<-in, outErr)
+	return errors.Join(<-done, outErr)
 }

@@ -57,6 +57,24 @@
 //     and the last fifth of the run (pgbench -P), which would part if the
 //     deltas or their bloat grew without bound. The target must end equal to
 //     the source.
+//  7. One target of three down under load (BenchmarkTargetOutage). A sync
+//     A -> B, C, D over the pgbench tables, each db on a cluster of its own,
+//     under `mcp run` (autokick), while pgbench -c 4 -R BENCH_OUTAGE_TPS
+//     runs single-row UPDATEs of pgbench_accounts on A (a steady rate that
+//     the sync keeps up with: unthrottled, pgbench on a small machine
+//     outruns the runs and the lag only grows). A probe row committed on A
+//     every 100ms, the time until B and C have it, over three phases:
+//     before D's cluster is stopped (BENCH_OUTAGE_BASELINE), while it is down
+//     (BENCH_OUTAGE_SECONDS) and after it is started again
+//     (BENCH_OUTAGE_AFTER). Reported: B's and C's p50/p99 lag in each phase
+//     (target: p99 while D is down at most 1.5x p99 before), D's backlog
+//     at its restart (changes and distinct rows, from the source's deltas
+//     since D's place in gobucardo.target_watermark), the time from the
+//     restart until D's place is gone (mcp status: "in step"), split from
+//     the MCP's log into the wait for a run that takes D and that run, with
+//     a raw COPY of as many rows for reference (target: within 10 s plus
+//     the time to copy the backlog). Once the load ends, B, C and D must
+//     hold A's rows.
 //
 // Run it with
 //
@@ -64,8 +82,8 @@
 //	BENCH_ROWS=100000 BENCH_PGBENCH_SECONDS=10 BENCH_TWO_ROWS=50000 make bench   # shorter
 //
 // or directly with `go test -run '^$' -bench . -benchtime 1x -timeout 60m
-// ./scripts/bench/` (-bench BulkUpdate, -bench Pgbench, -bench TwoSource or
-// -bench Purge for one figure).
+// ./scripts/bench/` (-bench BulkUpdate, -bench Pgbench, -bench TwoSource,
+// -bench Purge or -bench TargetOutage for one figure).
 // Environment:
 //
 //	BENCH_ROWS             comma-separated table sizes of figures 1, 2 and 4 (default 100000,1000000)
@@ -74,6 +92,10 @@
 //	BENCH_PURGE_SECONDS    length of the purge benchmark's pgbench run (default 60; 1800 for the long version)
 //	BENCH_PURGE_INTERVAL   the MCP's --purge-interval in it (default 10s)
 //	BENCH_PART_ROWS        rows of BenchmarkPartitioned, 12 monthly partitions vs a plain table (default 1000000; BENCH_PART_ROUNDS=2)
+//	BENCH_OUTAGE_SECONDS   how long BenchmarkTargetOutage keeps target D's cluster down (default 60);
+//	                       BENCH_OUTAGE_BASELINE=20 and BENCH_OUTAGE_AFTER=40 seconds of load before and after,
+//	                       at BENCH_OUTAGE_TPS=1000 (pgbench -R);
+//	                       BENCH_OUTAGE_LOG=FILE keeps the MCP's log of it
 //	BENCH_PHASES           when 1, `mcp sync run` runs without --quiet and its progress lines are
 //	                       printed to stderr with the time since the run started, to see where the
 //	                       time goes

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -18,6 +19,10 @@ import (
 	"github.com/gobucardo/gobucardo/pkg/pgtest"
 )
 
+// probeDDL creates the table of the lag probes, replicated with the
+// pgbench tables.
+const probeDDL = "CREATE TABLE public.probe (id int PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())"
+
 // Defaults of the latency benchmark's sizes.
 const (
 	defaultLagCommits = 200
@@ -30,16 +35,9 @@ const (
 // source's replicated pgbench tables. BENCH_LAG_COMMITS and
 // BENCH_LAG_SECONDS size it.
 func BenchmarkLatency(b *testing.B) {
-	commits, err := envInt("BENCH_LAG_COMMITS", defaultLagCommits)
-	if err != nil {
-		b.Fatal(err)
-	}
-	secs, err := envInt("BENCH_LAG_SECONDS", defaultLagSeconds)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ps := newPgbenchSync(b, "CREATE TABLE public.probe (id int PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())",
-		"public.probe")
+	commits := mustEnvInt(b, "BENCH_LAG_COMMITS", defaultLagCommits)
+	secs := mustEnvInt(b, "BENCH_LAG_SECONDS", defaultLagSeconds)
+	ps := newPgbenchSync(b, probeDDL, "public.probe")
 	pgb, dstC, dstDB, src, dst := ps.pgb, ps.dstC, ps.dstDB, ps.pgb.conn, ps.dst
 	srcC, srcDB := pgb.c, pgb.db
 	stop, _ := ps.m.startDaemon(b)
@@ -55,36 +53,16 @@ func BenchmarkLatency(b *testing.B) {
 	}
 
 	progressf(b, "under load: pgbench -c %d -T %d on the source, a probe every 100ms", pgbenchClients, secs)
-	loadDone := make(chan []byte, 1)
+	var out []byte
+	loadDone := make(chan struct{})
 	go func() {
-		loadDone <- pgb.exec(b, "-c", strconv.Itoa(pgbenchClients), "-j", strconv.Itoa(pgbenchThreads), "-T", strconv.Itoa(secs))
+		defer close(loadDone)
+		out = pgb.exec(b, "-c", strconv.Itoa(pgbenchClients), "-j", strconv.Itoa(pgbenchThreads), "-T", strconv.Itoa(secs))
 	}()
 	var loaded []time.Duration
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	probeSrc := srcC.Connect(b, srcDB)
-	var out []byte
-	for id := commits + 1; ; id++ {
-		select {
-		case out = <-loadDone:
-		case <-time.After(100 * time.Millisecond):
-		}
-		if out != nil {
-			break
-		}
-		at := time.Now()
-		mustExec(b, probeSrc, "INSERT INTO public.probe (id) VALUES ($1)", id)
-		committed := time.Since(at)
-		wg.Add(1)
-		go func(id int, at time.Time) {
-			defer wg.Done()
-			lag := waitVisible(b, dstC, dstDB, id, at.Add(committed))
-			mu.Lock()
-			loaded = append(loaded, lag)
-			mu.Unlock()
-		}(id, at)
+	for _, p := range lagProbes(b, srcC.Connect(b, srcDB), []probeTarget{{dstC, dstDB}}, commits+1, 100*time.Millisecond, loadDone) {
+		loaded = append(loaded, p.lag)
 	}
-	wg.Wait()
 	m1 := tpsLine.FindSubmatch(out)
 	caughtUp := time.Now()
 	for !sameAccounts(b, src, dst) {
@@ -108,21 +86,37 @@ func BenchmarkLatency(b *testing.B) {
 }
 
 // pgbenchSync is a pgbench database (scale pgbenchScale) on a source
-// cluster and another on a target cluster, replicated by sync s
-// (A:source, B:target) over pgbench_accounts, _branches and _tellers and the
-// extra tables, configured with the real mcp over a main database on the
-// source's cluster.
+// cluster and another on each target's cluster, replicated by sync s
+// (A:source, B:target, C:target...) over pgbench_accounts, _branches and
+// _tellers and the extra tables, configured with the real mcp over a main
+// database on the source's cluster.
 type pgbenchSync struct {
-	pgb   *pgbench // on the source
-	dstC  *pgtest.Cluster
-	dstDB string
-	dst   *pgx.Conn
-	m     mcp
+	pgb     *pgbench // on the source
+	dstC    *pgtest.Cluster
+	dstDB   string
+	dst     *pgx.Conn
+	targets []syncTarget // every target, B first (dstC, dstDB and dst are B's)
+	m       mcp
+	server  string // serverInfo of the source's
 }
 
-// newPgbenchSync starts the clusters and configures the sync; extraDDL
-// creates the extra tables on both databases.
+// syncTarget is a target database of a pgbenchSync on a cluster of its own.
+type syncTarget struct {
+	name string // B, C...
+	c    *pgtest.Cluster
+	db   string
+	conn *pgx.Conn
+}
+
+// newPgbenchSync starts a source and a target cluster and configures the
+// sync; extraDDL creates the extra tables on both databases.
 func newPgbenchSync(b *testing.B, extraDDL string, extraTables ...string) *pgbenchSync {
+	b.Helper()
+	return newPgbenchSyncTo(b, 1, extraDDL, extraTables...)
+}
+
+// newPgbenchSyncTo is newPgbenchSync with n targets, B, C and on.
+func newPgbenchSyncTo(b *testing.B, n int, extraDDL string, extraTables ...string) *pgbenchSync {
 	b.Helper()
 	dir, err := pgtest.BinDir()
 	if err != nil {
@@ -130,20 +124,38 @@ func newPgbenchSync(b *testing.B, extraDDL string, extraTables ...string) *pgben
 	}
 	p := newServerPair(b, "source and target clusters")
 	pgb := &pgbench{bin: filepath.Join(dir, "pgbench"), c: p.aC, db: p.aDB, conn: p.a}
-	progressf(b, "pgbench -i -s %d on the source and the target", pgbenchScale)
+	ps := &pgbenchSync{pgb: pgb, dstC: p.bC, dstDB: p.bDB, dst: p.b, server: p.server}
+	ps.targets = []syncTarget{{name: "B", c: p.bC, db: p.bDB, conn: p.b}}
+	for i := 1; i < n; i++ {
+		t := syncTarget{name: string(rune('B' + i)), c: newServer(b)}
+		progressf(b, "started target cluster %s", t.name)
+		t.db = t.c.NewDB(b)
+		t.conn = t.c.Connect(b, t.db)
+		ps.targets = append(ps.targets, t)
+	}
+	progressf(b, "pgbench -i -s %d on the source and the %d targets", pgbenchScale, n)
 	pgb.exec(b, "-i", "-q", "-s", strconv.Itoa(pgbenchScale))
-	(&pgbench{bin: pgb.bin, c: p.bC, db: p.bDB}).exec(b, "-i", "-q", "-s", strconv.Itoa(pgbenchScale))
-	ps := &pgbenchSync{pgb: pgb, dstC: p.bC, dstDB: p.bDB, dst: p.b}
+	for _, t := range ps.targets {
+		(&pgbench{bin: pgb.bin, c: t.c, db: t.db}).exec(b, "-i", "-q", "-s", strconv.Itoa(pgbenchScale))
+	}
 	if extraDDL != "" {
-		for _, c := range []*pgx.Conn{pgb.conn, ps.dst} {
-			mustExec(b, c, extraDDL)
+		mustExec(b, pgb.conn, extraDDL)
+		for _, t := range ps.targets {
+			mustExec(b, t.conn, extraDDL)
 		}
 	}
 	ps.m = p.newMCP(b)
 	m := ps.m
+	dbs := "dbs=A:source"
+	for _, t := range ps.targets {
+		if t.name != "B" { // newMCP added A and B
+			m.run(b, append([]string{"add", "db", t.name}, dbArgs(t.c, t.db)...)...)
+		}
+		dbs += "," + t.name + ":target"
+	}
 	m.run(b, append(append([]string{"add", "table"}, extraTables...), "public.pgbench_accounts", "public.pgbench_branches",
 		"public.pgbench_tellers", "db=A", "relgroup=r")...)
-	m.run(b, "add", "sync", "s", "relgroup=r", "dbs=A:source,B:target")
+	m.run(b, "add", "sync", "s", "relgroup=r", dbs)
 	return ps
 }
 
@@ -167,30 +179,143 @@ func probe(b *testing.B, src, dst *pgx.Conn, id int) time.Duration {
 	}
 }
 
-// waitVisible polls the target on a connection of its own until row id is
-// there, and returns the time since committed.
-func waitVisible(b *testing.B, c *pgtest.Cluster, db string, id int, committed time.Time) time.Duration {
-	conn, err := pgx.Connect(context.Background(), c.DSN(db))
+// probeTarget is a database where lagProbes waits for the probes.
+type probeTarget struct {
+	c  *pgtest.Cluster
+	db string
+}
+
+// probeLag is one probe seen on one target: lag after the commit at at.
+type probeLag struct {
+	at     time.Time // when the probe's INSERT was sent
+	target int       // index in lagProbes's targets
+	lag    time.Duration
+}
+
+// sentProbe is a probe committed on the source, for the watchers.
+type sentProbe struct {
+	id            int
+	at, committed time.Time
+}
+
+// lagProbes commits a probe row (ids from firstID on) on src every `every`
+// until stop is closed and measures the time from each commit until each
+// target has the row: a watcher per target polls, on one connection of its
+// own, for the probes it has not seen yet (every 2ms), so that a long lag
+// costs no more connections or queries than a short one. It returns once
+// every probe was seen (or given up on). It may run in a goroutine of its
+// own: a failure is reported with b.Error, and ends the probing.
+func lagProbes(b *testing.B, src *pgx.Conn, targets []probeTarget, firstID int, every time.Duration, stop <-chan struct{}) (lags []probeLag) {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	feeds := make([]chan sentProbe, len(targets))
+	for i, t := range targets {
+		feeds[i] = make(chan sentProbe, 1024)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			seen := watchProbes(b, t, feeds[i])
+			mu.Lock()
+			for _, l := range seen {
+				l.target = i
+				lags = append(lags, l)
+			}
+			mu.Unlock()
+		}()
+	}
+	defer func() {
+		for _, f := range feeds {
+			close(f)
+		}
+		wg.Wait()
+	}()
+	for id := firstID; ; id++ {
+		select {
+		case <-stop:
+			return lags // the watchers add theirs before it returns
+		case <-time.After(every):
+		}
+		at := time.Now()
+		if _, err := src.Exec(context.Background(), "INSERT INTO public.probe (id) VALUES ($1)", id); err != nil {
+			b.Errorf("probe %d: %v", id, err)
+			return lags
+		}
+		p := sentProbe{id: id, at: at, committed: time.Now()}
+		for _, f := range feeds {
+			f <- p
+		}
+	}
+}
+
+// watchProbes polls t for the probes fed to it until feed is closed and
+// every probe was seen, and returns their lags; one unseen after 2 minutes
+// is an error.
+func watchProbes(b *testing.B, t probeTarget, feed <-chan sentProbe) []probeLag {
+	defer func() {
+		for range feed { // given up early: let the prober go on
+		}
+	}()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, t.c.DSN(t.db))
 	if err != nil {
 		b.Error(err)
-		return 0
+		return nil
 	}
-	defer conn.Close(context.Background())
-	for {
-		var n int
-		if err := conn.QueryRow(context.Background(), "SELECT count(*) FROM public.probe WHERE id = $1", id).Scan(&n); err != nil {
+	defer conn.Close(ctx)
+	var seen []probeLag
+	pending := map[int]sentProbe{}
+	open := true
+	for open || len(pending) > 0 {
+		if len(pending) == 0 { // nothing to look for: wait for a probe
+			p, ok := <-feed
+			if !ok {
+				break
+			}
+			pending[p.id] = p
+		}
+	more:
+		for open {
+			select {
+			case p, ok := <-feed:
+				if !ok {
+					open = false
+					break more
+				}
+				pending[p.id] = p
+			default:
+				break more
+			}
+		}
+		lo, hi := math.MaxInt, 0
+		for id := range pending {
+			lo, hi = min(lo, id), max(hi, id)
+		}
+		rows, err := conn.Query(ctx, "SELECT id FROM public.probe WHERE id BETWEEN $1 AND $2", lo, hi)
+		if err != nil {
 			b.Error(err)
-			return 0
+			return seen
 		}
-		if n == 1 {
-			return time.Since(committed)
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+		if err != nil {
+			b.Error(err)
+			return seen
 		}
-		if time.Since(committed) > 2*time.Minute {
-			b.Errorf("probe %d not on the target after 2 minutes", id)
-			return 0
+		now := time.Now()
+		for _, id := range ids {
+			if p, ok := pending[int(id)]; ok {
+				seen = append(seen, probeLag{at: p.at, lag: now.Sub(p.committed)})
+				delete(pending, int(id))
+			}
+		}
+		for id, p := range pending {
+			if now.Sub(p.committed) > 2*time.Minute {
+				b.Errorf("probe %d not on the target after 2 minutes", id)
+				delete(pending, id)
+			}
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
+	return seen
 }
 
 func sameAccounts(b *testing.B, src, dst *pgx.Conn) bool {

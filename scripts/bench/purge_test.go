@@ -157,12 +157,14 @@ type intervalTPS struct {
 // progressLine is pgbench -P's line on stderr.
 var progressLine = regexp.MustCompile(`^progress: ([0-9.]+) s, ([0-9.]+) tps`)
 
-// runProgress runs the default script for secs seconds with a progress
-// line every `every` seconds. It runs in a goroutine of its own, so it
-// reports a failure in its result instead of failing b.
-func (p *pgbench) runProgress(b *testing.B, secs, every int) pgbenchProgress {
+// runProgress runs the default script (or what extra, more pgbench
+// arguments, says) for secs seconds with a progress line every `every`
+// seconds. It runs in a goroutine of its own, so it reports a failure in
+// its result instead of failing b.
+func (p *pgbench) runProgress(b *testing.B, secs, every int, extra ...string) pgbenchProgress {
 	args := []string{"-h", p.c.Host(), "-p", strconv.Itoa(p.c.Port()), "-U", "postgres", "-c", strconv.Itoa(pgbenchClients),
-		"-j", strconv.Itoa(pgbenchThreads), "-T", strconv.Itoa(secs), "-P", strconv.Itoa(every), p.db}
+		"-j", strconv.Itoa(pgbenchThreads), "-T", strconv.Itoa(secs), "-P", strconv.Itoa(every)}
+	args = append(append(args, extra...), p.db)
 	cmd := exec.Command(p.bin, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -74,6 +74,7 @@ type report struct {
 	lag     *lagResult
 	purge   *purgeResult
 	part    *partResult
+	outage  *outageResult
 }
 
 var results report
@@ -88,10 +89,16 @@ func (r *report) addBulk(server string, res bulkResult) {
 func (r *report) addTwo(server string, res []twoResult) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.noteServer(server)
+	r.two = append(r.two, res...)
+}
+
+// noteServer keeps server as the description of the servers unless a
+// benchmark gave one already; r.mu is held.
+func (r *report) noteServer(server string) {
 	if r.server == "" {
 		r.server = server
 	}
-	r.two = append(r.two, res...)
 }
 
 func (r *report) setPgbench(res pgbenchResult) {
@@ -109,10 +116,15 @@ func (r *report) setPurge(res purgeResult) {
 func (r *report) setPart(server string, res partResult) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.server == "" {
-		r.server = server
-	}
+	r.noteServer(server)
 	r.part = &res
+}
+
+func (r *report) setOutage(server string, res outageResult) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.noteServer(server)
+	r.outage = &res
 }
 
 func (r *report) setLag(res lagResult) {
@@ -126,7 +138,7 @@ func (r *report) setLag(res lagResult) {
 func (r *report) print(w io.Writer) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.bulk) == 0 && len(r.two) == 0 && r.pgbench == nil && r.lag == nil && r.purge == nil && r.part == nil {
+	if len(r.bulk) == 0 && len(r.two) == 0 && r.pgbench == nil && r.lag == nil && r.purge == nil && r.part == nil && r.outage == nil {
 		return
 	}
 	fmt.Fprintf(w, "\ngobucardo bench (%d cores, %s/%s)\n", runtime.NumCPU(), runtime.GOOS, runtime.GOARCH)
@@ -150,6 +162,9 @@ func (r *report) print(w io.Writer) {
 	}
 	if r.part != nil {
 		r.part.print(w)
+	}
+	if r.outage != nil {
+		r.outage.print(w)
 	}
 	if len(r.bulk) > 0 {
 		big := r.bulk[len(r.bulk)-1]
