@@ -143,6 +143,7 @@ func (l *loop) run(ctx context.Context) error {
 			}
 			continue
 		}
+		l.takeProbes()
 		l.startProbes(ctx)
 		if reason := l.due(ctx); reason != "" {
 			l.runOnce(ctx, reason)
@@ -303,6 +304,19 @@ func (l *loop) startProbes(ctx context.Context) {
 		}()
 	}
 	l.scheduleProbe()
+}
+
+// takeProbes takes the outcomes of the tries that are in, without
+// waiting: a loop kept busy by runs back to back does not reach wait.
+func (l *loop) takeProbes() {
+	for {
+		select {
+		case p := <-l.probes:
+			l.probeDone(p)
+		default:
+			return
+		}
+	}
 }
 
 // probeDone takes the outcome of a try: a target that answered is no
