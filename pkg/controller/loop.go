@@ -44,9 +44,8 @@ const probeTimeout = 2 * time.Second
 // and kicks a run, which catches it up, as soon as it answers.
 type hold struct {
 	tries  int
-	next   time.Time
+	next   time.Time // of the next try; zero while one is out
 	reason string
-	out    bool // the run in progress leaves it out without trying it
 }
 
 // probed is the outcome of one try to reach a held target.
@@ -436,14 +435,9 @@ func (l *loop) noteTargets(res replicate.Result, lost []string) {
 			if m.Role == replicate.RoleSource {
 				continue
 			}
-			reason, left := skipped[m.DB]
-			switch {
-			case l.holds[m.DB] != nil && l.holds[m.DB].out:
-			case left && strings.HasPrefix(reason, "unreachable"):
+			// A held target was left out without a try: its own tries tell.
+			if reason, left := skipped[m.DB]; left && l.holds[m.DB] == nil && strings.HasPrefix(reason, "unreachable") {
 				unreachable(m.DB, reason)
-			case !left && l.holds[m.DB] != nil:
-				l.log.Info("target reachable again", zap.String("db", m.DB))
-				delete(l.holds, m.DB)
 			}
 		}
 	}
@@ -469,7 +463,6 @@ func (l *loop) withHolds(s replicate.Sync) replicate.Sync {
 		if h == nil || s.DBs[i].Role == replicate.RoleSource {
 			continue
 		}
-		h.out = true
 		s.DBs[i].Hold = "not reached lately, tried again every few seconds: " + h.reason
 	}
 	return s
