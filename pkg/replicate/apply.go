@@ -192,7 +192,7 @@ func (r *run) clearPartitionNotes(ctx context.Context, rel Relation, cols *colum
 }
 
 // truncatedWhileBehind reports whether a source truncated rel after target
-// t stopped and before the sync's watermark.
+// t stopped and before where this run catches it up to.
 func (r *run) truncatedWhileBehind(ctx context.Context, rel Relation, t *node) (bool, error) {
 	for _, s := range r.sources {
 		wm := s.behind[t.Name]
@@ -203,7 +203,7 @@ func (r *run) truncatedWhileBehind(ctx context.Context, rel Relation, t *node) (
 		err := s.tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM gobucardo.truncate_log
 			WHERE schema_name = $1 AND rel_name = $2
 			  AND txid >= pg_snapshot_xmin($3::pg_snapshot) AND NOT pg_visible_in_snapshot(txid, $3::pg_snapshot)
-			  AND pg_visible_in_snapshot(txid, $4::pg_snapshot))`, rel.Schema, rel.Name, wm, s.last).Scan(&truncated)
+			  AND pg_visible_in_snapshot(txid, $4::pg_snapshot))`, rel.Schema, rel.Name, wm, s.upTo[t.Name]).Scan(&truncated)
 		if err != nil {
 			return false, fmt.Errorf("read truncates of %s on %s: %w", rel.Display(), s.Name, err)
 		}
@@ -308,7 +308,7 @@ func (r *run) deltaCopy(ctx context.Context, rel Relation, cols *columnSet, targ
 			if wm == "" || s.last == "" {
 				continue
 			}
-			n, err := r.stageKeys(ctx, rel, s, wm, s.last)
+			n, err := r.stageKeys(ctx, rel, s, wm, s.upTo[t.Name])
 			if err != nil {
 				return err
 			}

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/gobucardo/gobucardo/pkg/capture"
 	"github.com/gobucardo/gobucardo/pkg/catalog"
 	"github.com/gobucardo/gobucardo/pkg/pg"
 	"github.com/gobucardo/gobucardo/pkg/sdk"
@@ -124,7 +125,15 @@ type Options struct {
 	Parked func([]Parked) error
 	// Attempt is the try of this run, 1 the first time (RunRetrying counts).
 	Attempt int
+	// CatchUpPiece bounds what a run catches up of a target that missed
+	// runs: about this many changes per table and source (the rest in the
+	// next runs), so that one long outage does not make one long run that
+	// holds up the other targets. 0: DefaultCatchUpPiece.
+	CatchUpPiece int
 }
+
+// DefaultCatchUpPiece is Options.CatchUpPiece's default.
+const DefaultCatchUpPiece = 20000
 
 // TableResult is what a run did to one relation.
 type TableResult struct {
@@ -218,6 +227,9 @@ type source struct {
 	writer *node  // with several sources: where the others' changes go
 	// behind is, per target that missed runs, its own watermark here.
 	behind map[string]string
+	// upTo is, per target that missed runs, the snapshot up to which this
+	// run catches it up: the watermark, or a piece's end (see catchUpTo).
+	upTo map[string]string
 	// targetMarks: the source has gobucardo.target_watermark.
 	targetMarks bool
 }
@@ -427,6 +439,65 @@ func (r *run) open(ctx context.Context) error {
 	return nil
 }
 
+// catchUpTo sets s.upTo[t]: how far this run catches up target t on s.
+// That is the sync's watermark, unless more than a piece (CatchUpPiece) of
+// changes of one table lie between t's place and it: then the piece ends
+// at a transaction id X, the snapshot "X:X:" (every transaction before X
+// is done: X is below the watermark's xmin), and t keeps a place there.
+// Keys changed since X, which t takes from this run's own pass on, are
+// applied again by the next pieces: applying is idempotent.
+func (r *run) catchUpTo(ctx context.Context, s *source, t *node) error {
+	wm := s.behind[t.Name]
+	if s.upTo == nil {
+		s.upTo = map[string]string{}
+	}
+	if wm == "" || s.last == "" {
+		return nil
+	}
+	s.upTo[t.Name] = s.last
+	piece := r.opts.CatchUpPiece
+	if piece <= 0 {
+		piece = DefaultCatchUpPiece
+	}
+	var end int64
+	if err := s.tx.QueryRow(ctx, "SELECT pg_snapshot_xmin($1::pg_snapshot)::text::bigint", s.last).Scan(&end); err != nil {
+		return fmt.Errorf("read the watermark of sync %s on %s: %w", r.s.Name, s.Name, err)
+	}
+	cut := end
+	for _, rel := range r.s.Relations {
+		if rel.Sequence || len(rel.KeyColumns) == 0 {
+			continue
+		}
+		var x int64
+		err := s.tx.QueryRow(ctx, `SELECT txid::text::bigint + 1 FROM `+pg.Ident("gobucardo", capture.DeltaName(rel.Schema, rel.Name))+`
+			WHERE txid >= pg_snapshot_xmin($1::pg_snapshot) AND NOT pg_visible_in_snapshot(txid, $1::pg_snapshot)
+			  AND pg_visible_in_snapshot(txid, $2::pg_snapshot)
+			ORDER BY txid OFFSET $3 LIMIT 1`, wm, s.last, piece).Scan(&x)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+		case err != nil:
+			return fmt.Errorf("measure what target %s has to catch up of %s on %s: %w", t.Name, rel.Display(), s.Name, err)
+		case x < cut:
+			cut = x
+		}
+	}
+	if cut < end {
+		s.upTo[t.Name] = fmt.Sprintf("%d:%d:", cut, cut)
+		r.log.Info("catching up a target in pieces", zap.String("db", t.Name), zap.String("source", s.Name), zap.Int64("up_to_txid", cut))
+	}
+	return nil
+}
+
+// stillBehind: this run caught t up only in part, on some source.
+func (r *run) stillBehind(t *node) bool {
+	for _, s := range r.sources {
+		if up := s.upTo[t.Name]; up != "" && up != s.last {
+			return true
+		}
+	}
+	return false
+}
+
 func (r *run) skipReason(db string) string {
 	for _, s := range r.res.Skipped {
 		if s.DB == db {
@@ -603,7 +674,7 @@ func (r *run) commit(ctx context.Context) error {
 		s.tx = nil
 	}
 	for _, t := range r.targets {
-		if t.behind {
+		if t.behind && !r.stillBehind(t) {
 			r.res.CaughtUp = append(r.res.CaughtUp, t.Name)
 		}
 	}
@@ -626,9 +697,19 @@ func (r *run) keepTargetPlaces(ctx context.Context, s *source) error {
 			return fmt.Errorf("keep the place of target %s of sync %s on %s: %w", d.Name, r.s.Name, s.Name, err)
 		}
 	}
+	// A target caught up in part moves its place to the piece's end.
+	keep := []string{} // not nil: = ANY(NULL) would keep every row
+	for _, t := range r.targets {
+		if up := s.upTo[t.Name]; t.behind && up != "" && up != s.last {
+			keep = append(keep, t.Name)
+			if _, err := s.tx.Exec(ctx, `UPDATE gobucardo.target_watermark SET snap = $3::pg_snapshot, reason = 'catching up'
+				WHERE sync = $1 AND target = $2`, r.s.Name, t.Name, up); err != nil {
+				return fmt.Errorf("move the place of target %s of sync %s on %s: %w", t.Name, r.s.Name, s.Name, err)
+			}
+		}
+	}
 	// Targets caught up, and those no longer targets of the sync (their
 	// place would hold back the purge for ever).
-	keep := []string{} // not nil: = ANY(NULL) would keep every row
 	for _, d := range r.skipped {
 		if d.Role == RoleTarget {
 			keep = append(keep, d.Name)
@@ -697,6 +778,16 @@ func (r *run) apply(ctx context.Context) error {
 			if s.last == "" {
 				return fmt.Errorf("sync %s has no watermark on source %s: its capture is not installed (run mcp validate %s)",
 					r.s.Name, s.Name, r.s.Name)
+			}
+		}
+	}
+	for _, t := range r.targets {
+		if !t.behind {
+			continue
+		}
+		for _, s := range r.sources {
+			if err := r.catchUpTo(ctx, s, t); err != nil {
+				return err
 			}
 		}
 	}

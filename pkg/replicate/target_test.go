@@ -170,3 +170,45 @@ func TestTargetAwayRandomized(t *testing.T) {
 		t.Errorf("a quiet run changed rows: %+v", res)
 	}
 }
+
+// TestTargetCatchUpInPieces: a target that missed many changes is caught
+// up a piece per run (the others keep replicating in those runs), each
+// run moving its place on, until it is in step; writes made meanwhile are
+// not lost.
+func TestTargetCatchUpInPieces(t *testing.T) {
+	e := newEnv(t, basicSchema, []string{"A:source", "B:target", "C:target"}, []Relation{accounts})
+	e.exec("A", "INSERT INTO accounts SELECT g, 1, 0, 'x' FROM generate_series(1, 100) g")
+	e.run()
+	up := e.down("C")
+	// Many transactions, so that the pieces can end between them.
+	for i := 0; i < 40; i++ {
+		e.exec("A", "UPDATE accounts SET abalance = abalance + 1 WHERE aid % 40 = $1", i)
+		e.exec("A", "INSERT INTO accounts VALUES ($1, 2, 0, 'while C is away')", 1000+i)
+	}
+	e.run()
+	up()
+	opts := Options{CatchUpPiece: 10}
+	runs := 0
+	for ; runs < 30; runs++ {
+		e.exec("A", "UPDATE accounts SET filler = 'meanwhile' WHERE aid = $1", 1+runs)
+		res, err := Run(context.Background(), e.sync, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.assertSameBut("C")
+		if len(res.CaughtUp) > 0 {
+			break
+		}
+		if n := e.count("A", "gobucardo.target_watermark"); n != 1 {
+			t.Fatalf("run %d: %d places, want C's", runs, n)
+		}
+	}
+	t.Logf("caught up in %d runs", runs+1)
+	if runs < 3 || runs >= 30 {
+		t.Errorf("caught up in %d runs of pieces of 10", runs+1)
+	}
+	e.assertSame()
+	if n := e.count("A", "gobucardo.target_watermark"); n != 0 {
+		t.Errorf("%d places left once C is in step", n)
+	}
+}
