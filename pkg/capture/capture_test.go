@@ -120,27 +120,39 @@ func TestAutokickNotifiesOnceUntilArmed(t *testing.T) {
 	if err := Install(ctx, conn, Sync{Name: "quiet", Autokick: false, Tables: []Table{plain}}); err != nil {
 		t.Fatal(err)
 	}
-	listener := c.Connect(t, db)
-	if _, err := listener.Exec(ctx, "LISTEN "+KickChannel); err != nil {
-		t.Fatal(err)
-	}
+	listener := listen(t, c, db)
 	for i := 0; i < 3; i++ {
 		if _, err := conn.Exec(ctx, "INSERT INTO public.t VALUES ($1, 'x')", i); err != nil {
 			t.Fatal(err)
 		}
 	}
+	if got := notified(listener); got != "s1" {
+		t.Errorf("notifications = %v, want exactly one for s1 (then disarmed)", got)
+	}
+}
+
+// listen is a session of db listening for kicks.
+func listen(t *testing.T, c *pgtest.Cluster, db string) *pgx.Conn {
+	t.Helper()
+	listener := c.Connect(t, db)
+	if _, err := listener.Exec(context.Background(), "LISTEN "+KickChannel); err != nil {
+		t.Fatal(err)
+	}
+	return listener
+}
+
+// notified is the payloads of the kicks listener received, comma-separated,
+// once none came for 300ms.
+func notified(listener *pgx.Conn) string {
 	var got []string
 	for {
-		wctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		wctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 		n, err := listener.WaitForNotification(wctx)
 		cancel()
 		if err != nil {
-			break
+			return strings.Join(got, ",")
 		}
 		got = append(got, n.Payload)
-	}
-	if strings.Join(got, ",") != "s1" {
-		t.Errorf("notifications = %v, want exactly one for s1 (then disarmed)", got)
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -214,23 +213,7 @@ func TestAutokickRowLevel(t *testing.T) {
 	if err := Install(ctx, conn, Sync{Name: "s2", Autokick: true, Tables: []Table{plain}}); err != nil {
 		t.Fatal(err)
 	}
-	listener := c.Connect(t, db)
-	if _, err := listener.Exec(ctx, "LISTEN "+KickChannel); err != nil {
-		t.Fatal(err)
-	}
-	notified := func() string {
-		t.Helper()
-		var got []string
-		for {
-			wctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-			n, err := listener.WaitForNotification(wctx)
-			cancel()
-			if err != nil {
-				return strings.Join(got, ",")
-			}
-			got = append(got, n.Payload)
-		}
-	}
+	listener := listen(t, c, db)
 	var calls int64
 	count := func() int64 {
 		var n int64
@@ -246,7 +229,7 @@ func TestAutokickRowLevel(t *testing.T) {
 		t.Fatal(err)
 	}
 	calls = count() - before
-	if got := notified(); got != "s1,s2" {
+	if got := notified(listener); got != "s1,s2" {
 		t.Errorf("notifications = %q, want one for each table's sync", got)
 	}
 	if calls > 2 {
@@ -255,7 +238,7 @@ func TestAutokickRowLevel(t *testing.T) {
 	if _, err := conn.Exec(ctx, `INSERT INTO "Sales Dept"."Orders" VALUES (500, 2, 'disarmed')`); err != nil {
 		t.Fatal(err)
 	}
-	if got := notified(); got != "" {
+	if got := notified(listener); got != "" {
 		t.Errorf("a second transaction notified %q before the mark was armed again", got)
 	}
 	if _, err := Arm(ctx, conn, "s1"); err != nil {
@@ -264,7 +247,7 @@ func TestAutokickRowLevel(t *testing.T) {
 	if _, err := conn.Exec(ctx, `UPDATE "Sales Dept"."Orders" SET v = 'armed' WHERE id = 500`); err != nil {
 		t.Fatal(err)
 	}
-	if got := notified(); got != "s1" {
+	if got := notified(listener); got != "s1" {
 		t.Errorf("after arming, notifications = %q, want s1", got)
 	}
 }
