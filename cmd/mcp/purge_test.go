@@ -18,23 +18,37 @@ func (d *daemon) deltas(db, table string) int {
 	return d.count(db, pg.Ident("gobucardo", capture.DeltaName("public", table)))
 }
 
-// pending is what mcp status SYNC --json says the sync has not consumed on
-// db.
-func (d *daemon) pending(sync, db string) int64 {
+// syncJSON is what mcp status SYNC --json says of one sync, as the tests
+// read it.
+type syncJSON struct {
+	Backlog []struct {
+		DB      string `json:"db"`
+		Pending int64  `json:"pending"`
+		Error   string `json:"error"`
+	} `json:"backlog"`
+	Targets []struct {
+		DB    string `json:"db"`
+		State string `json:"state"`
+	} `json:"targets"`
+}
+
+// status is mcp status SYNC --json.
+func (d *daemon) status(sync string) syncJSON {
 	d.t.Helper()
 	var doc struct {
-		Syncs []struct {
-			Backlog []struct {
-				DB      string `json:"db"`
-				Pending int64  `json:"pending"`
-				Error   string `json:"error"`
-			} `json:"backlog"`
-		} `json:"syncs"`
+		Syncs []syncJSON `json:"syncs"`
 	}
 	if err := json.Unmarshal([]byte(d.run(0, "status", sync, "--json")), &doc); err != nil || len(doc.Syncs) != 1 {
 		d.t.Fatalf("status %s --json: %v", sync, err)
 	}
-	for _, b := range doc.Syncs[0].Backlog {
+	return doc.Syncs[0]
+}
+
+// pending is what mcp status SYNC --json says the sync has not consumed on
+// db.
+func (d *daemon) pending(sync, db string) int64 {
+	d.t.Helper()
+	for _, b := range d.status(sync).Backlog {
 		if b.DB == db {
 			if b.Error != "" {
 				d.t.Fatalf("status %s: backlog on %s unknown: %s", sync, db, b.Error)

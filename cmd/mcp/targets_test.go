@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os/exec"
 	"strconv"
@@ -15,18 +14,7 @@ import (
 // targetState is what mcp status SYNC --json says of a target.
 func (d *daemon) targetState(sync, db string) string {
 	d.t.Helper()
-	var doc struct {
-		Syncs []struct {
-			Targets []struct {
-				DB    string `json:"db"`
-				State string `json:"state"`
-			} `json:"targets"`
-		} `json:"syncs"`
-	}
-	if err := json.Unmarshal([]byte(d.run(0, "status", sync, "--json")), &doc); err != nil || len(doc.Syncs) != 1 {
-		d.t.Fatalf("status %s --json: %v", sync, err)
-	}
-	for _, t := range doc.Syncs[0].Targets {
+	for _, t := range d.status(sync).Targets {
 		if t.DB == db {
 			return t.State
 		}

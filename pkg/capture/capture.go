@@ -194,17 +194,13 @@ func Install(ctx context.Context, conn *pgx.Conn, sync Sync) error {
 		if _, err := tx.Exec(ctx, "DELETE FROM gobucardo.subscription WHERE sync = $1", sync.Name); err != nil {
 			return fmt.Errorf("reset subscription of sync %s: %w", sync.Name, err)
 		}
+		shapes := map[string]shape{}
 		for _, t := range sync.Tables {
-			sh, err := shapeOf(ctx, tx, t)
+			sh, err := capturable(ctx, tx, t)
 			if err != nil {
 				return err
 			}
-			switch {
-			case !sh.exists:
-				return fmt.Errorf("capture %s: the table does not exist on this database: create it, or remove it from the sync", t.Display())
-			case sh.partitionOf != "":
-				return partitionRefusal(t, sh.partitionOf)
-			}
+			shapes[t.Display()] = sh
 			if err := captureTable(ctx, tx, t, sh); err != nil {
 				return err
 			}
@@ -213,7 +209,7 @@ func Install(ctx context.Context, conn *pgx.Conn, sync Sync) error {
 				return fmt.Errorf("subscribe sync %s to %s: %w", sync.Name, t.Display(), err)
 			}
 		}
-		return refreshTriggers(ctx, tx)
+		return refreshTriggers(ctx, tx, shapes)
 	})
 }
 
@@ -299,8 +295,9 @@ func loadCaptured(ctx context.Context, q pgx.Tx) ([]captured, error) {
 
 // refreshTriggers (re)creates the trigger function and triggers of every
 // captured table, so that each kicks the autokick syncs that read it; a
-// table no sync reads any more loses its capture.
-func refreshTriggers(ctx context.Context, tx pgx.Tx) error {
+// table no sync reads any more loses its capture. shapes are those the
+// caller read already, by Table.Display.
+func refreshTriggers(ctx context.Context, tx pgx.Tx, shapes map[string]shape) error {
 	tables, err := loadCaptured(ctx, tx)
 	if err != nil {
 		return err
@@ -317,15 +314,11 @@ func refreshTriggers(ctx context.Context, tx pgx.Tx) error {
 			}
 			continue
 		}
-		sh, err := shapeOf(ctx, tx, c.Table)
-		if err != nil {
-			return err
-		}
-		switch {
-		case !sh.exists:
-			return fmt.Errorf("install triggers on %s: the table does not exist on this database: create it, or remove it from the syncs that read it", c.Display())
-		case sh.partitionOf != "":
-			return partitionRefusal(c.Table, sh.partitionOf)
+		sh, ok := shapes[c.Display()]
+		if !ok {
+			if sh, err = capturable(ctx, tx, c.Table); err != nil {
+				return err
+			}
 		}
 		have, err := tableTriggers(ctx, tx, c.Table)
 		if err != nil {
@@ -549,7 +542,7 @@ func dropCapture(ctx context.Context, tx pgx.Tx, t Table) error {
 		}
 	}
 	// The partitions' truncate triggers, wherever they are now.
-	parts, err := partitionTriggers(ctx, tx, t, false)
+	parts, _, err := partitionTriggers(ctx, tx, t)
 	if err != nil {
 		return err
 	}
@@ -594,7 +587,7 @@ func RemoveSync(ctx context.Context, conn *pgx.Conn, sync string) error {
 		if _, err := tx.Exec(ctx, "DROP SEQUENCE IF EXISTS "+pg.Ident("gobucardo", "kick_"+sync)); err != nil {
 			return err
 		}
-		return refreshTriggers(ctx, tx)
+		return refreshTriggers(ctx, tx, nil)
 	})
 }
 

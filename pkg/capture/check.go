@@ -90,11 +90,8 @@ func checkTable(ctx context.Context, conn *pgx.Conn, sync Sync, t Table) ([]stri
 	if err != nil {
 		return nil, err
 	}
-	switch {
-	case !sh.exists:
-		return append(problems, fmt.Sprintf("table %s does not exist", t.Display())), nil
-	case sh.partitionOf != "":
-		return append(problems, partitionRefusal(t, sh.partitionOf).Error()), nil
+	if err := sh.refusal(t); err != nil {
+		return append(problems, err.Error()), nil
 	}
 	kick = withSync(kick, sync.Name, sync.Autokick)
 	switch {
@@ -135,7 +132,7 @@ func checkTable(ctx context.Context, conn *pgx.Conn, sync Sync, t Table) ([]stri
 // (created or attached since capture last looked) and the recorded
 // partitions that are gone.
 func checkPartitions(ctx context.Context, conn *pgx.Conn, t Table, sh shape) ([]string, error) {
-	have, err := partitionTriggers(ctx, conn, t, true)
+	_, have, err := partitionTriggers(ctx, conn, t)
 	if err != nil {
 		return nil, err
 	}

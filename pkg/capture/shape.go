@@ -108,16 +108,28 @@ func queryLeaves(ctx context.Context, q querier, sql string, args ...any) ([]lea
 }
 
 // partitionTriggers lists the tables that have t's TriggerPartitionTruncate,
-// enabled as capture needs it or (enabled false) in any state.
-func partitionTriggers(ctx context.Context, q querier, t Table, enabled bool) ([]leaf, error) {
-	ls, err := queryLeaves(ctx, q, `SELECT n.nspname::text, c.relname::text
+// and those of them where it is enabled as capture needs it.
+func partitionTriggers(ctx context.Context, q querier, t Table) (all, enabled []leaf, err error) {
+	rows, err := q.Query(ctx, `SELECT n.nspname::text, c.relname::text, tg.tgenabled = 'O'
 		FROM pg_trigger tg JOIN pg_class c ON c.oid = tg.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE tg.tgname = $1 AND tg.tgfoid = to_regprocedure($2) AND (tg.tgenabled = 'O' OR NOT $3)
-		ORDER BY 1, 2`, TriggerPartitionTruncate, pg.Ident("gobucardo", functionName(t))+"()", enabled)
+		WHERE tg.tgname = $1 AND tg.tgfoid = to_regprocedure($2)
+		ORDER BY 1, 2`, TriggerPartitionTruncate, pg.Ident("gobucardo", functionName(t))+"()")
 	if err != nil {
-		return nil, fmt.Errorf("read the partition triggers of %s: %w", t.Display(), err)
+		return nil, nil, fmt.Errorf("read the partition triggers of %s: %w", t.Display(), err)
 	}
-	return ls, nil
+	defer rows.Close()
+	for rows.Next() {
+		var l leaf
+		var on bool
+		if err := rows.Scan(&l.schema, &l.name, &on); err != nil {
+			return nil, nil, err
+		}
+		all = append(all, l)
+		if on {
+			enabled = append(enabled, l)
+		}
+	}
+	return all, enabled, rows.Err()
 }
 
 // knownPartitions are the partitions of t that capture last saw.
@@ -130,10 +142,26 @@ func knownPartitions(ctx context.Context, q querier, t Table) ([]leaf, error) {
 	return ls, nil
 }
 
-// partitionRefusal is the error for a partition captured on its own.
-func partitionRefusal(t Table, root string) error {
-	return fmt.Errorf("capture %s: it is a partition of %s: replicate %s instead, which carries every partition "+
-		"(mcp remove table %s, then mcp add table %s)", t.Display(), root, root, t.Display(), root)
+// capturable returns t's shape, or why t cannot be captured: it does not
+// exist, or it is a partition (its root is what is replicated).
+func capturable(ctx context.Context, q querier, t Table) (shape, error) {
+	sh, err := shapeOf(ctx, q, t)
+	if err != nil {
+		return sh, err
+	}
+	return sh, sh.refusal(t)
+}
+
+// refusal says why a table of this shape cannot be captured (nil: it can).
+func (s shape) refusal(t Table) error {
+	switch {
+	case !s.exists:
+		return fmt.Errorf("capture %s: the table does not exist on this database: create it, or remove it from the syncs that read it", t.Display())
+	case s.partitionOf != "":
+		return fmt.Errorf("capture %s: it is a partition of %s: replicate %s instead, which carries every partition "+
+			"(mcp remove table %s, then mcp add table %s)", t.Display(), s.partitionOf, s.partitionOf, t.Display(), s.partitionOf)
+	}
+	return nil
 }
 
 // refreshPartitions keeps TriggerPartitionTruncate on exactly the
@@ -144,11 +172,7 @@ func partitionRefusal(t Table, root string) error {
 // status. It returns what it changed, as sentences.
 func refreshPartitions(ctx context.Context, tx pgx.Tx, t Table, sh shape) ([]string, error) {
 	fn := pg.Ident("gobucardo", functionName(t)) + "()"
-	withTrigger, err := partitionTriggers(ctx, tx, t, false)
-	if err != nil {
-		return nil, err
-	}
-	enabled, err := partitionTriggers(ctx, tx, t, true)
+	withTrigger, enabled, err := partitionTriggers(ctx, tx, t)
 	if err != nil {
 		return nil, err
 	}
@@ -238,19 +262,27 @@ func RefreshPartitions(ctx context.Context, conn *pgx.Conn) ([]string, error) {
 		if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '1s'"); err != nil {
 			return err
 		}
-		tables, err := loadCaptured(ctx, tx)
+		// Only the partitioned ones: this runs at every purge pass.
+		rows, err := tx.Query(ctx, `SELECT c.schema_name, c.rel_name, c.key_columns, c.key_types FROM gobucardo.captured c
+			WHERE (SELECT relkind FROM pg_class WHERE oid = to_regclass(format('%I.%I', c.schema_name, c.rel_name))) = 'p'
+			ORDER BY 1, 2`)
 		if err != nil {
-			return err
+			return fmt.Errorf("read captured tables: %w", err)
 		}
-		for _, c := range tables {
-			sh, err := shapeOf(ctx, tx, c.Table)
+		tables, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Table, error) {
+			var t Table
+			err := r.Scan(&t.Schema, &t.Name, &t.KeyColumns, &t.KeyTypes)
+			return t, err
+		})
+		if err != nil {
+			return fmt.Errorf("read captured tables: %w", err)
+		}
+		for _, t := range tables {
+			sh, err := shapeOf(ctx, tx, t)
 			if err != nil {
 				return err
 			}
-			if !sh.partitioned {
-				continue
-			}
-			d, err := refreshPartitions(ctx, tx, c.Table, sh)
+			d, err := refreshPartitions(ctx, tx, t, sh)
 			if err != nil {
 				return err
 			}
@@ -291,24 +323,25 @@ func PartitionNotes(ctx context.Context, q querier, sync Sync) ([]PartitionNote,
 	if err := q.QueryRow(ctx, "SELECT to_regclass('gobucardo.partition_note') IS NOT NULL").Scan(&ok); err != nil || !ok {
 		return nil, err
 	}
-	var out []PartitionNote
+	var schemas, names []string
 	for _, t := range sync.Tables {
-		rows, err := q.Query(ctx, `SELECT schema_name, rel_name, partition, change, at FROM gobucardo.partition_note
-			WHERE schema_name = $1 AND rel_name = $2 ORDER BY at, partition`, t.Schema, t.Name)
-		if err != nil {
-			return nil, fmt.Errorf("read partition notes of %s: %w", t.Display(), err)
-		}
-		notes, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (PartitionNote, error) {
-			var n PartitionNote
-			err := r.Scan(&n.Schema, &n.Name, &n.Partition, &n.Change, &n.At)
-			return n, err
-		})
-		if err != nil {
-			return nil, fmt.Errorf("read partition notes of %s: %w", t.Display(), err)
-		}
-		out = append(out, notes...)
+		schemas, names = append(schemas, t.Schema), append(names, t.Name)
 	}
-	return out, nil
+	rows, err := q.Query(ctx, `SELECT n.schema_name, n.rel_name, n.partition, n.change, n.at FROM gobucardo.partition_note n
+		JOIN unnest($1::text[], $2::text[]) t(schema_name, rel_name) USING (schema_name, rel_name)
+		ORDER BY n.at, n.partition`, schemas, names)
+	if err != nil {
+		return nil, fmt.Errorf("read the partition notes of sync %s: %w", sync.Name, err)
+	}
+	notes, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (PartitionNote, error) {
+		var n PartitionNote
+		err := r.Scan(&n.Schema, &n.Name, &n.Partition, &n.Change, &n.At)
+		return n, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the partition notes of sync %s: %w", sync.Name, err)
+	}
+	return notes, nil
 }
 
 // ClearPartitionNotes forgets the notes of a table once a run has copied it

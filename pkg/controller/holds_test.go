@@ -27,8 +27,8 @@ func TestHolds(t *testing.T) {
 	t.Run("unreachable in a run", func(t *testing.T) {
 		l := holdsLoop()
 		l.noteTargets(replicate.Result{Skipped: []replicate.Skipped{{DB: "C", Reason: "unreachable: connection refused"}}}, nil)
-		if l.holds["C"] == nil || l.holds["B"] != nil || l.probeAt.IsZero() {
-			t.Fatalf("holds %v, probe at %v", l.holds, l.probeAt)
+		if l.holds["C"] == nil || l.holds["B"] != nil || l.nextProbe().IsZero() {
+			t.Fatalf("holds %v, probe at %v", l.holds, l.nextProbe())
 		}
 		s := l.withHolds(replicate.Sync{DBs: []replicate.DB{{Name: "A", Role: "source"}, {Name: "B", Role: "target"}, {Name: "C", Role: "target"}}})
 		if s.DBs[0].Hold != "" || s.DBs[1].Hold != "" || !strings.Contains(s.DBs[2].Hold, "connection refused") {
@@ -66,8 +66,8 @@ func TestHolds(t *testing.T) {
 			t.Errorf("waits between tries %v, want doubling up to 5s", waits)
 		}
 		l.probeDone(probed{db: "B"})
-		if l.holds["B"] != nil || !strings.Contains(l.kick, "B reachable again") || !l.probeAt.IsZero() {
-			t.Errorf("after B answered: holds %v, kick %q, probe at %v", l.holds, l.kick, l.probeAt)
+		if l.holds["B"] != nil || !strings.Contains(l.kick, "B reachable again") || !l.nextProbe().IsZero() {
+			t.Errorf("after B answered: holds %v, kick %q, probe at %v", l.holds, l.kick, l.nextProbe())
 		}
 	})
 	t.Run("reactivated", func(t *testing.T) {

@@ -91,8 +91,6 @@ type loop struct {
 	checkAt    time.Time
 	ranOnce    bool
 	holds      map[string]*hold // targets left out, by db
-	probeAt    time.Time        // when to try them again (zero while tries are out)
-	probing    int              // tries out
 	probes     chan probed
 	probers    sync.WaitGroup // the tries' goroutines, waited for at shutdown
 	stopProbes chan struct{}  // closed at shutdown: a try's outcome is dropped
@@ -226,7 +224,7 @@ func (l *loop) nextTimer() time.Time {
 		}
 	}
 	earliest(l.retryAt)
-	earliest(l.probeAt)
+	earliest(l.nextProbe())
 	if len(l.settling) > 0 {
 		earliest(l.settleAt)
 	}
@@ -268,7 +266,7 @@ func (l *loop) wait(ctx context.Context, until time.Time) (stop bool, reason str
 // startProbes tries, each in a goroutine of its own, to reach every held
 // target whose next try is due; their outcomes come back on l.probes.
 func (l *loop) startProbes(ctx context.Context) {
-	if l.probeAt.IsZero() || time.Now().Before(l.probeAt) {
+	if next := l.nextProbe(); next.IsZero() || time.Now().Before(next) {
 		return
 	}
 	if l.probes == nil {
@@ -286,7 +284,6 @@ func (l *loop) startProbes(ctx context.Context) {
 		}
 		h.next = time.Time{}
 		connString := db.ConnString()
-		l.probing++
 		l.probers.Add(1)
 		go func() {
 			defer l.probers.Done()
@@ -302,7 +299,6 @@ func (l *loop) startProbes(ctx context.Context) {
 			}
 		}()
 	}
-	l.scheduleProbe()
 }
 
 // takeProbes takes the outcomes of the tries that are in, without
@@ -321,7 +317,6 @@ func (l *loop) takeProbes() {
 // probeDone takes the outcome of a try: a target that answered is no
 // longer held, and a run catches it up now; else it is tried later.
 func (l *loop) probeDone(p probed) {
-	l.probing--
 	h := l.holds[p.db]
 	switch {
 	case h == nil:
@@ -335,7 +330,6 @@ func (l *loop) probeDone(p probed) {
 		h.tries++
 		h.next, h.reason = time.Now().Add(holdPolicy.Delay(h.tries)), "unreachable: "+oneLine(p.err.Error())
 	}
-	l.scheduleProbe()
 }
 
 // load reads the sync from the catalog unless it is current.
@@ -372,7 +366,6 @@ func (l *loop) load(ctx context.Context) error {
 			h.next = time.Now()
 		}
 	}
-	l.scheduleProbe()
 	if held && l.paused == "" && l.detail.Status == catalog.StatusActive && l.kick == "" {
 		// Kicks were dropped while it was held, and the mark is disarmed.
 		l.kick = "resumed"
@@ -441,18 +434,18 @@ func (l *loop) noteTargets(res replicate.Result, lost []string) {
 			}
 		}
 	}
-	l.scheduleProbe()
 }
 
-// scheduleProbe sets probeAt to the earliest due try of a held target
-// (zero when none: no target held, or every try out).
-func (l *loop) scheduleProbe() {
-	l.probeAt = time.Time{}
+// nextProbe is the earliest due try of a held target (zero when none: no
+// target held, or every try out).
+func (l *loop) nextProbe() time.Time {
+	var next time.Time
 	for _, h := range l.holds {
-		if !h.next.IsZero() && (l.probeAt.IsZero() || h.next.Before(l.probeAt)) {
-			l.probeAt = h.next
+		if !h.next.IsZero() && (next.IsZero() || h.next.Before(next)) {
+			next = h.next
 		}
 	}
+	return next
 }
 
 // withHolds is the run's specification with the held targets left out:

@@ -175,8 +175,8 @@ func (r *run) table(ctx context.Context, rel Relation) (TableResult, error) {
 // sources among dests, which now hold from's rows (see
 // capture.PartitionNote).
 func (r *run) clearPartitionNotes(ctx context.Context, rel Relation, cols *columnSet, from *source, dests []*node) error {
-	if strings.HasPrefix(cols.ref(from.Name), "ONLY ") {
-		return nil // not partitioned there: nothing to note
+	if !cols.partitioned[from.Name] {
+		return nil // nothing to note
 	}
 	if err := capture.ClearPartitionNotes(ctx, from.tx, rel.Schema, rel.Name); err != nil {
 		return fmt.Errorf("forget the partition notes of %s on %s: %w", rel.Display(), from.Name, err)
@@ -195,15 +195,14 @@ func (r *run) clearPartitionNotes(ctx context.Context, rel Relation, cols *colum
 // t stopped and before where this run catches it up to.
 func (r *run) truncatedWhileBehind(ctx context.Context, rel Relation, t *node) (bool, error) {
 	for _, s := range r.sources {
-		wm := s.behind[t.Name]
-		if wm == "" || s.last == "" {
-			continue
+		if s.upTo[t.Name] == "" {
+			continue // in step on s
 		}
 		var truncated bool
 		err := s.tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM gobucardo.truncate_log
 			WHERE schema_name = $1 AND rel_name = $2
 			  AND txid >= pg_snapshot_xmin($3::pg_snapshot) AND NOT pg_visible_in_snapshot(txid, $3::pg_snapshot)
-			  AND pg_visible_in_snapshot(txid, $4::pg_snapshot))`, rel.Schema, rel.Name, wm, s.upTo[t.Name]).Scan(&truncated)
+			  AND pg_visible_in_snapshot(txid, $4::pg_snapshot))`, rel.Schema, rel.Name, s.behind[t.Name], s.upTo[t.Name]).Scan(&truncated)
 		if err != nil {
 			return false, fmt.Errorf("read truncates of %s on %s: %w", rel.Display(), s.Name, err)
 		}
@@ -304,11 +303,10 @@ func (r *run) deltaCopy(ctx context.Context, rel Relation, cols *columnSet, targ
 	r.progress(Progress{Table: table, Phase: "keys"})
 	for _, t := range lagging {
 		for _, s := range r.sources {
-			wm := s.behind[t.Name]
-			if wm == "" || s.last == "" {
-				continue
+			if s.upTo[t.Name] == "" {
+				continue // in step on s
 			}
-			n, err := r.stageKeys(ctx, rel, s, wm, s.upTo[t.Name])
+			n, err := r.stageKeys(ctx, rel, s, s.behind[t.Name], s.upTo[t.Name])
 			if err != nil {
 				return err
 			}

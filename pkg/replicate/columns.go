@@ -21,26 +21,22 @@ type column struct {
 // every column has the same built-in type everywhere; otherwise text COPY,
 // which tolerates compatible types (integer to bigint, enums, ...).
 type columnSet struct {
-	names  []string
-	binary bool
-	types  map[string]string
-	// refs is, per db name, how statements name the table there: ONLY
-	// schema.name, or without ONLY where it is partitioned (its rows live
-	// in its partitions; ONLY would see none and write nowhere).
-	refs map[string]string
+	names       []string
+	binary      bool
+	types       map[string]string
+	table       string          // schema.name, quoted
+	partitioned map[string]bool // per db name: the table is partitioned there
 }
 
-// ref is how statements on db name the table: "ONLY t" or "t".
-func (s *columnSet) ref(db string) string { return s.refs[db] }
-
-// tableRef names rel for reading or writing all of its rows on a db where
-// it is, or is not, partitioned. Other tables are named ONLY: a legacy
-// inheritance child is a table of its own.
-func tableRef(rel Relation, partitioned bool) string {
-	if partitioned {
-		return pg.Ident(rel.Schema, rel.Name)
+// ref is how statements on db name the table to read or write all of its
+// rows: without ONLY where it is partitioned (its rows live in its
+// partitions; ONLY would see none and write nowhere), with ONLY elsewhere
+// (a legacy inheritance child is a table of its own).
+func (s *columnSet) ref(db string) string {
+	if s.partitioned[db] {
+		return s.table
 	}
-	return "ONLY " + pg.Ident(rel.Schema, rel.Name)
+	return "ONLY " + s.table
 }
 
 const columnsSQL = `SELECT a.attname::text, format_type(a.atttypid, a.atttypmod),
@@ -50,20 +46,19 @@ const columnsSQL = `SELECT a.attname::text, format_type(a.atttypid, a.atttypmod)
 	WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
 	ORDER BY a.attnum`
 
-func readColumns(ctx context.Context, q pgx.Tx, name string, rel Relation) (cols []column, generated map[string]bool, ref string, err error) {
+func readColumns(ctx context.Context, q pgx.Tx, name string, rel Relation) (cols []column, generated map[string]bool, partitioned bool, err error) {
 	rows, err := q.Query(ctx, columnsSQL, pg.Ident(rel.Schema, rel.Name))
 	if err != nil {
-		return nil, nil, "", fmt.Errorf("read columns of %s on %s: %w", rel.Display(), name, err)
+		return nil, nil, false, fmt.Errorf("read columns of %s on %s: %w", rel.Display(), name, err)
 	}
 	defer rows.Close()
 	generated = map[string]bool{}
 	for rows.Next() {
 		var c column
-		var gen, partitioned bool
+		var gen bool
 		if err := rows.Scan(&c.name, &c.typ, &c.builtin, &gen, &partitioned); err != nil {
-			return nil, nil, "", err
+			return nil, nil, false, err
 		}
-		ref = tableRef(rel, partitioned)
 		if gen {
 			generated[c.name] = true
 			continue
@@ -71,22 +66,23 @@ func readColumns(ctx context.Context, q pgx.Tx, name string, rel Relation) (cols
 		cols = append(cols, c)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, nil, "", err
+		return nil, nil, false, err
 	}
 	if len(cols) == 0 && len(generated) == 0 {
-		return nil, nil, "", fmt.Errorf("table %s does not exist on db %s: create it there, or run mcp validate", rel.Display(), name)
+		return nil, nil, false, fmt.Errorf("table %s does not exist on db %s: create it there, or run mcp validate", rel.Display(), name)
 	}
-	return cols, generated, ref, nil
+	return cols, generated, partitioned, nil
 }
 
 // columns matches rel's columns between the source and every target.
 func (r *run) columns(ctx context.Context, rel Relation) (*columnSet, error) {
 	first := r.sources[0]
-	src, _, ref, err := readColumns(ctx, first.tx, first.Name, rel)
+	src, _, partitioned, err := readColumns(ctx, first.tx, first.Name, rel)
 	if err != nil {
 		return nil, err
 	}
-	set := &columnSet{binary: true, types: map[string]string{}, refs: map[string]string{first.Name: ref}}
+	set := &columnSet{binary: true, types: map[string]string{}, table: pg.Ident(rel.Schema, rel.Name),
+		partitioned: map[string]bool{first.Name: partitioned}}
 	for _, c := range src {
 		set.names = append(set.names, c.name)
 		set.types[c.name] = c.typ
@@ -95,11 +91,11 @@ func (r *run) columns(ctx context.Context, rel Relation) (*columnSet, error) {
 		}
 	}
 	for _, t := range r.writers {
-		cols, generated, ref, err := readColumns(ctx, t.tx, t.Name, rel)
+		cols, generated, partitioned, err := readColumns(ctx, t.tx, t.Name, rel)
 		if err != nil {
 			return nil, err
 		}
-		set.refs[t.Name] = ref
+		set.partitioned[t.Name] = partitioned
 		have := map[string]column{}
 		for _, c := range cols {
 			have[c.name] = c

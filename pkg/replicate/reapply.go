@@ -148,14 +148,16 @@ func checkKey(key json.RawMessage, cols []string) error {
 // sharedColumns are the columns of rel, in target's order, that both dbs
 // have and neither generates, and how each db names the table.
 func sharedColumns(ctx context.Context, stx, ttx pgx.Tx, source, target string, rel Relation) (cols []string, srcRef, dstRef string, err error) {
-	scols, _, srcRef, err := readColumns(ctx, stx, source, rel)
+	scols, _, srcParted, err := readColumns(ctx, stx, source, rel)
 	if err != nil {
 		return nil, "", "", err
 	}
-	tcols, _, dstRef, err := readColumns(ctx, ttx, target, rel)
+	tcols, _, dstParted, err := readColumns(ctx, ttx, target, rel)
 	if err != nil {
 		return nil, "", "", err
 	}
+	names := columnSet{table: pg.Ident(rel.Schema, rel.Name), partitioned: map[string]bool{source: srcParted, target: dstParted}}
+	srcRef, dstRef = names.ref(source), names.ref(target)
 	have := map[string]bool{}
 	for _, c := range scols {
 		have[c.name] = true

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -43,6 +44,12 @@ type DB struct {
 	// controller that could not reach it, and tries it on its own); it
 	// catches up later as an inactive one does.
 	Hold string
+}
+
+// leftOut is a target a run leaves out, and why.
+type leftOut struct {
+	DB
+	reason string
 }
 
 // TargetsLostError is a run that failed because the connection to targets
@@ -211,8 +218,8 @@ type node struct {
 	// the run.
 	source bool
 	// behind: a target that missed runs (it was down or inactive). Each
-	// source holds its own watermark (Run explains), and this run applies
-	// the keys changed since it too, before the run's own.
+	// source keeps its place (source.behind), and this run also applies
+	// the keys changed since, before the run's own (see deltaCopy).
 	behind bool
 }
 
@@ -241,11 +248,11 @@ type run struct {
 	opts    Options
 	log     *zap.Logger
 	sources []*source
-	targets []*node // role target or fullcopy, that the run reaches
-	skipped []DB    // targets left out: inactive or unreachable
-	writers []*node // targets, then the sources' writers
-	rows    int64   // rows written since the writers' last commit
-	latest  []any   // per source, its latest change over all tables (bucardo_latest_all_tables)
+	targets []*node   // role target or fullcopy, that the run reaches
+	skipped []leftOut // targets left out: inactive or unreachable
+	writers []*node   // targets, then the sources' writers
+	rows    int64     // rows written since the writers' last commit
+	latest  []any     // per source, its latest change over all tables (bucardo_latest_all_tables)
 	res     Result
 }
 
@@ -380,26 +387,24 @@ func (r *run) open(ctx context.Context) error {
 	for i, t := range targets {
 		switch {
 		case t.Inactive:
-			r.skipped = append(r.skipped, t.DB)
-			r.res.Skipped = append(r.res.Skipped, Skipped{DB: t.Name, Reason: "inactive"})
+			r.skipped = append(r.skipped, leftOut{t.DB, "inactive"})
 		case t.Hold != "":
-			r.skipped = append(r.skipped, t.DB)
-			r.res.Skipped = append(r.res.Skipped, Skipped{DB: t.Name, Reason: t.Hold})
+			r.skipped = append(r.skipped, leftOut{t.DB, t.Hold})
 		case reached[i] != nil:
-			r.skipped = append(r.skipped, t.DB)
-			r.res.Skipped = append(r.res.Skipped, Skipped{DB: t.Name, Reason: "unreachable: " + reached[i].Error()})
+			r.skipped = append(r.skipped, leftOut{t.DB, "unreachable: " + reached[i].Error()})
 		default:
 			r.targets = append(r.targets, t)
 		}
+	}
+	for _, d := range r.skipped {
+		r.res.Skipped = append(r.res.Skipped, Skipped{DB: d.Name, Reason: d.reason})
+		r.log.Info("target left out of the run; it catches up later", zap.String("db", d.Name), zap.String("reason", d.reason))
 	}
 	r.writers = append(r.writers, r.targets...)
 	for _, s := range r.sources {
 		if s.writer != nil {
 			r.writers = append(r.writers, s.writer)
 		}
-	}
-	for _, s := range r.res.Skipped {
-		r.log.Info("target left out of the run; it catches up later", zap.String("db", s.DB), zap.String("reason", s.Reason))
 	}
 	if srcErr != nil {
 		return srcErr
@@ -431,7 +436,7 @@ func (r *run) open(ctx context.Context) error {
 			for _, s := range r.sources {
 				if d.Role == RoleTarget && !s.targetMarks {
 					return fmt.Errorf("target %s is left out (%s), but the capture on source %s is of an older version that cannot keep its place: run mcp validate %s",
-						d.Name, r.skipReason(d.Name), s.Name, r.s.Name)
+						d.Name, d.reason, s.Name, r.s.Name)
 				}
 			}
 		}
@@ -448,9 +453,6 @@ func (r *run) open(ctx context.Context) error {
 // applied again by the next pieces: applying is idempotent.
 func (r *run) catchUpTo(ctx context.Context, s *source, t *node) error {
 	wm := s.behind[t.Name]
-	if s.upTo == nil {
-		s.upTo = map[string]string{}
-	}
 	if wm == "" || s.last == "" {
 		return nil
 	}
@@ -459,9 +461,11 @@ func (r *run) catchUpTo(ctx context.Context, s *source, t *node) error {
 	if piece <= 0 {
 		piece = DefaultCatchUpPiece
 	}
-	var end int64
-	if err := s.tx.QueryRow(ctx, "SELECT pg_snapshot_xmin($1::pg_snapshot)::text::bigint", s.last).Scan(&end); err != nil {
-		return fmt.Errorf("read the watermark of sync %s on %s: %w", r.s.Name, s.Name, err)
+	// A pg_snapshot's text is "xmin:xmax:xip,...".
+	xmin, _, _ := strings.Cut(s.last, ":")
+	end, err := strconv.ParseInt(xmin, 10, 64)
+	if err != nil {
+		return fmt.Errorf("the watermark of sync %s on %s is not a snapshot: %q", r.s.Name, s.Name, s.last)
 	}
 	cut := end
 	for _, rel := range r.s.Relations {
@@ -498,15 +502,6 @@ func (r *run) stillBehind(t *node) bool {
 	return false
 }
 
-func (r *run) skipReason(db string) string {
-	for _, s := range r.res.Skipped {
-		if s.DB == db {
-			return s.Reason
-		}
-	}
-	return ""
-}
-
 func (r *run) beginSource(ctx context.Context, s *source) error {
 	iso := pgx.RepeatableRead
 	if r.s.IsolationLevel == "serializable" {
@@ -535,7 +530,8 @@ func (r *run) beginSource(ctx context.Context, s *source) error {
 		return fmt.Errorf("snapshot of %s: %w", s.Name, err)
 	}
 	var hasCapture bool
-	if err := s.tx.QueryRow(ctx, "SELECT to_regclass('gobucardo.watermark') IS NOT NULL").Scan(&hasCapture); err != nil {
+	if err := s.tx.QueryRow(ctx, "SELECT to_regclass('gobucardo.watermark') IS NOT NULL, to_regclass('gobucardo.target_watermark') IS NOT NULL").
+		Scan(&hasCapture, &s.targetMarks); err != nil {
 		return err
 	}
 	if hasCapture {
@@ -552,9 +548,9 @@ func (r *run) beginSource(ctx context.Context, s *source) error {
 
 // readBehind reads the watermarks of the sync's targets that are behind.
 func (s *source) readBehind(ctx context.Context, sync string) error {
-	s.behind = map[string]string{}
-	if err := s.tx.QueryRow(ctx, "SELECT to_regclass('gobucardo.target_watermark') IS NOT NULL").Scan(&s.targetMarks); err != nil || !s.targetMarks {
-		return err
+	s.behind, s.upTo = map[string]string{}, map[string]string{}
+	if !s.targetMarks {
+		return nil
 	}
 	rows, err := s.tx.Query(ctx, "SELECT target, snap::text FROM gobucardo.target_watermark WHERE sync = $1", sync)
 	if err != nil {
@@ -693,14 +689,14 @@ func (r *run) keepTargetPlaces(ctx context.Context, s *source) error {
 			continue
 		}
 		if _, err := s.tx.Exec(ctx, `INSERT INTO gobucardo.target_watermark (sync, target, snap, reason) VALUES ($1, $2, $3::pg_snapshot, $4)
-			ON CONFLICT (sync, target) DO UPDATE SET reason = excluded.reason`, r.s.Name, d.Name, s.last, r.skipReason(d.Name)); err != nil {
+			ON CONFLICT (sync, target) DO UPDATE SET reason = excluded.reason`, r.s.Name, d.Name, s.last, d.reason); err != nil {
 			return fmt.Errorf("keep the place of target %s of sync %s on %s: %w", d.Name, r.s.Name, s.Name, err)
 		}
 	}
 	// A target caught up in part moves its place to the piece's end.
 	keep := []string{} // not nil: = ANY(NULL) would keep every row
 	for _, t := range r.targets {
-		if up := s.upTo[t.Name]; t.behind && up != "" && up != s.last {
+		if up := s.upTo[t.Name]; up != "" && up != s.last {
 			keep = append(keep, t.Name)
 			if _, err := s.tx.Exec(ctx, `UPDATE gobucardo.target_watermark SET snap = $3::pg_snapshot, reason = 'catching up'
 				WHERE sync = $1 AND target = $2`, r.s.Name, t.Name, up); err != nil {
