@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 
+	"github.com/gobucardo/gobucardo/pkg/backoff"
 	"github.com/gobucardo/gobucardo/pkg/capture"
 	"github.com/gobucardo/gobucardo/pkg/catalog"
 	"github.com/gobucardo/gobucardo/pkg/ipc"
@@ -34,7 +35,7 @@ const (
 )
 
 // holdPolicy spaces the tries of a target that could not be reached.
-var holdPolicy = proc.Policy{Initial: 500 * time.Millisecond, Max: 5 * time.Second, Multiplier: 2}
+var holdPolicy = backoff.Policy{Initial: 500 * time.Millisecond, Max: 5 * time.Second, Multiplier: 2}
 
 // probeTimeout bounds one try to reach a held target.
 const probeTimeout = 2 * time.Second
@@ -55,7 +56,7 @@ type probed struct {
 }
 
 // retryPolicy spaces the retries of failed runs.
-var retryPolicy = proc.Policy{Initial: 500 * time.Millisecond, Max: 30 * time.Second, Multiplier: 2}
+var retryPolicy = backoff.Policy{Initial: 500 * time.Millisecond, Max: 30 * time.Second, Multiplier: 2}
 
 // armed is a source whose mark was set, with the snapshot of that moment.
 type armed struct {

@@ -9,14 +9,16 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/gobucardo/gobucardo/pkg/backoff"
 	"github.com/gobucardo/gobucardo/pkg/ipc"
 	"github.com/gobucardo/gobucardo/pkg/ipc/ctlpb"
 	"github.com/gobucardo/gobucardo/pkg/logging"
 	"github.com/gobucardo/gobucardo/pkg/proc"
 )
 
-// restartPolicy spaces the restarts of a controller that keeps failing.
-var restartPolicy = proc.DefaultPolicy()
+// restartPolicy spaces the restarts of a controller that keeps failing: 500ms,
+// doubling, at most 30s, reset after a controller ran for a minute.
+var restartPolicy = backoff.Policy{Initial: 500 * time.Millisecond, Max: 30 * time.Second, Multiplier: 2, ResetAfter: time.Minute}
 
 // ctl supervises the controller of one sync: it starts it, forwards kicks
 // and reloads, follows its state, and restarts it with backoff when it dies.

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 
+	"github.com/gobucardo/gobucardo/pkg/backoff"
 	"github.com/gobucardo/gobucardo/pkg/pg"
 )
 
@@ -34,9 +35,9 @@ type Listener struct {
 	// OnDown, when set, is told each time the session is lost or cannot be
 	// opened, with the reason and the wait before the next attempt.
 	OnDown func(err error, retryIn time.Duration)
-	// Backoff gives the wait before reconnection attempt n (1, 2, ...);
-	// nil: 250ms doubling up to 10s.
-	Backoff func(n int) time.Duration
+	// Backoff spaces the reconnection attempts (Delay(n) before attempt n:
+	// 1, 2, ...); the zero Policy: DefaultBackoff.
+	Backoff backoff.Policy
 	// Ping is how long the session may stay silent before it is checked;
 	// 0: 15s. A dead TCP connection is noticed within about twice that.
 	Ping time.Duration
@@ -54,14 +55,9 @@ func (e permanentError) Unwrap() error { return e.err }
 // reconnecting.
 func Permanent(err error) error { return permanentError{err} }
 
-// DefaultBackoff is 250ms doubling up to 10s.
-func DefaultBackoff(n int) time.Duration {
-	d := 250 * time.Millisecond
-	for i := 1; i < n && d < 10*time.Second; i++ {
-		d *= 2
-	}
-	return min(d, 10*time.Second)
-}
+// DefaultBackoff spaces the reconnection attempts of a Listener that sets no
+// Backoff: 250ms doubling up to 10s.
+var DefaultBackoff = backoff.Policy{Initial: 250 * time.Millisecond, Max: 10 * time.Second, Multiplier: 2}
 
 // Run keeps the session open until ctx is done (it then returns nil) or
 // OnConnect returns a Permanent error (returned unwrapped).
@@ -70,9 +66,9 @@ func (l *Listener) Run(ctx context.Context) error {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	backoff := l.Backoff
-	if backoff == nil {
-		backoff = DefaultBackoff
+	policy := l.Backoff
+	if policy == (backoff.Policy{}) {
+		policy = DefaultBackoff
 	}
 	failures := 0
 	for ctx.Err() == nil {
@@ -85,7 +81,7 @@ func (l *Listener) Run(ctx context.Context) error {
 			return perm.err
 		}
 		failures++
-		wait := backoff(failures)
+		wait := policy.Delay(failures)
 		if l.OnDown != nil {
 			l.OnDown(err, wait)
 		}

@@ -1,4 +1,4 @@
-// Package proc starts, stops and restarts the daemon's child processes.
+// Package proc starts and stops the daemon's child processes.
 //
 // Start runs a child with its stdin and stdout as pipes (for pkg/ipc) and hands each line it writes on
 // stderr to a callback. The child runs in a process group of its own and gets SIGKILL if its parent dies
@@ -9,8 +9,7 @@
 // Stop asks a child to exit (usually a Stop RPC), then sends SIGTERM, then SIGKILL, each step after a
 // grace period, and always waits for the child to be reaped.
 //
-// Policy is the restart policy of a supervisor: capped exponential backoff that resets once a child has
-// run long enough. It is a pure function of the failure count; the caller adds jitter if it wants some.
+// How long a supervisor waits before it starts a failed child again is pkg/backoff's to say.
 //
 // Usage reads the CPU time and resident memory of a process from /proc. The package is Linux only.
 package proc

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"testing"
-	"time"
 )
 
 func binaryCopy(tuples [][][]byte) []byte {
@@ -79,15 +78,6 @@ func TestCompatible(t *testing.T) {
 	for _, tc := range cases {
 		if got := compatible(tc.src, tc.dst); got != tc.want {
 			t.Errorf("compatible(%q, %q) = %v, want %v", tc.src, tc.dst, got, tc.want)
-		}
-	}
-}
-
-func TestBackoff(t *testing.T) {
-	want := []time.Duration{100, 200, 400, 800, 1000, 1000}
-	for i, w := range want {
-		if got := Backoff(i+1, 100, 1000); got != w {
-			t.Errorf("Backoff(%d) = %v, want %v", i+1, got, w)
 		}
 	}
 }

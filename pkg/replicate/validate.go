@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 
+	"github.com/gobucardo/gobucardo/pkg/backoff"
 	"github.com/gobucardo/gobucardo/pkg/pg"
 )
 
@@ -328,22 +329,12 @@ func checkPrivileges(ctx context.Context, conn *pgx.Conn, d DB, s Sync) []string
 	return problems
 }
 
-// Backoff is the wait before retry number attempt (1, 2, ...) after a
-// serialization failure or deadlock: base doubled each time, at most max.
-func Backoff(attempt int, base, max time.Duration) time.Duration {
-	d := base
-	for i := 1; i < attempt && d < max; i++ {
-		d *= 2
-	}
-	if d > max {
-		d = max
-	}
-	return d
-}
+// retryBackoff spaces the tries of RunRetrying: 100ms, doubling, at most 5s.
+var retryBackoff = backoff.Policy{Initial: 100 * time.Millisecond, Max: 5 * time.Second, Multiplier: 2}
 
 // RunRetrying runs s, and runs it again after a serialization failure, a
 // deadlock or an exception handler's retry, up to attempts times in all,
-// waiting Backoff between tries.
+// waiting retryBackoff between tries.
 func RunRetrying(ctx context.Context, s Sync, opts Options, attempts int) (Result, error) {
 	for i := 1; ; i++ {
 		opts.Attempt = i
@@ -353,7 +344,7 @@ func RunRetrying(ctx context.Context, s Sync, opts Options, attempts int) (Resul
 		if err == nil || !(asked || pg.IsRetryable(err)) || i >= attempts {
 			return res, err
 		}
-		wait := Backoff(i, 100*time.Millisecond, 5*time.Second)
+		wait := retryBackoff.Delay(i)
 		if opts.Log != nil {
 			why := "a serialization failure or deadlock"
 			if asked {
