@@ -176,8 +176,8 @@ func (d *daemon) admin(payload string) {
 }
 
 func (d *daemon) loop(ctx context.Context, listenDone <-chan error) error {
-	conn := &catalogConn{dsn: d.o.MainDSN}
-	defer conn.close()
+	conn := &catalog.Conn{DSN: d.o.MainDSN, ConnectTimeout: 5 * time.Second}
+	defer conn.Close()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	reconcile := time.NewTicker(30 * time.Second) // also catch catalog edits made without a reload
@@ -249,15 +249,15 @@ func (d *daemon) stayalive(sync string) bool {
 
 // reconcile makes the controllers and source listeners match the catalog;
 // reload names the syncs to reload ("*": all, "": none).
-func (d *daemon) reconcile(ctx context.Context, cc *catalogConn, reload string) {
-	conn, err := cc.get(ctx)
+func (d *daemon) reconcile(ctx context.Context, cc *catalog.Conn, reload string) {
+	conn, err := cc.Get(ctx)
 	if err != nil {
 		d.log.Warn("cannot read the catalog; keeping the controllers as they are", zap.Error(err))
 		return
 	}
 	syncs, err := catalog.ListSyncs(ctx, conn)
 	if err != nil {
-		cc.failed(err)
+		cc.Failed(err)
 		d.log.Warn("cannot read the syncs", zap.Error(err))
 		return
 	}
@@ -268,7 +268,7 @@ func (d *daemon) reconcile(ctx context.Context, cc *catalogConn, reload string) 
 		}
 		det, err := catalog.LoadSync(ctx, conn, s.Name)
 		if err != nil {
-			cc.failed(err)
+			cc.Failed(err)
 			d.log.Warn("cannot read a sync", zap.String(logging.FieldSync, s.Name), zap.Error(err))
 			return
 		}
@@ -424,40 +424,4 @@ func (d *daemon) shutdown() {
 		_ = conn.Close(ctx)
 	}
 	d.log.Info("MCP stopped")
-}
-
-// catalogConn is the loop's connection to the main database, reopened after
-// it breaks.
-type catalogConn struct {
-	dsn  string
-	conn *pgx.Conn
-}
-
-func (c *catalogConn) get(ctx context.Context) (*pgx.Conn, error) {
-	if c.conn != nil && !c.conn.IsClosed() {
-		return c.conn, nil
-	}
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	conn, err := pg.Connect(cctx, c.dsn)
-	if err != nil {
-		return nil, err
-	}
-	c.conn = conn
-	return conn, nil
-}
-
-func (c *catalogConn) failed(err error) {
-	if c.conn != nil && (c.conn.IsClosed() || pg.IsConnectionError(err)) {
-		c.close()
-	}
-}
-
-func (c *catalogConn) close() {
-	if c.conn != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = c.conn.Close(ctx)
-		c.conn = nil
-	}
 }

@@ -15,14 +15,14 @@ import (
 
 // publish writes the process tree into gobucardo.process, for `mcp ps` from
 // any host. It also serves as the MCP's heartbeat.
-func (d *daemon) publish(ctx context.Context, cc *catalogConn) {
-	conn, err := cc.get(ctx)
+func (d *daemon) publish(ctx context.Context, cc *catalog.Conn) {
+	conn, err := cc.Get(ctx)
 	if err != nil {
 		return // the main listener reports the outage
 	}
 	procs := d.processes()
 	if err := catalog.SetProcesses(ctx, conn, d.host, procs); err != nil {
-		cc.failed(err)
+		cc.Failed(err)
 		d.log.Debug("cannot publish the process tree", zap.Error(err))
 	}
 }
