@@ -49,7 +49,7 @@ var ErrAlreadyRunning = errors.New("another MCP is running on this catalog")
 
 // event is something the main loop must act on.
 type event struct {
-	kind string // reconcile, reload, kick, stop, message
+	kind string // reconcile, reload, kick, stop, message; stopped: a controller removed by apply has exited
 	arg  string
 }
 
@@ -61,12 +61,13 @@ type daemon struct {
 	started  time.Time
 	events   chan event
 
-	mu     sync.Mutex
-	ctls   map[string]*ctl
-	syncs  map[string]catalog.SyncDetail // active syncs as last read
-	listen map[string]*sourceListener    // by db name
-	seen   map[int]time.Time             // pid -> first seen, for ps
-	purge  *purger                       // nil when the purge is off
+	mu       sync.Mutex
+	ctls     map[string]*ctl
+	stopping map[string]*ctl               // by sync: controllers stopped by apply whose process has not exited yet
+	syncs    map[string]catalog.SyncDetail // active syncs as last read
+	listen   map[string]*sourceListener    // by db name
+	seen     map[int]time.Time             // pid -> first seen, for ps
+	purge    *purger                       // nil when the purge is off
 }
 
 type sourceListener struct {
@@ -90,7 +91,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	host, _ := os.Hostname()
 	d := &daemon{o: o, log: o.Log, host: host, started: time.Now(), events: make(chan event, 256),
-		ctls: map[string]*ctl{}, syncs: map[string]catalog.SyncDetail{}, listen: map[string]*sourceListener{},
+		ctls: map[string]*ctl{}, stopping: map[string]*ctl{}, syncs: map[string]catalog.SyncDetail{}, listen: map[string]*sourceListener{},
 		seen: map[int]time.Time{}}
 	d.childLog = logging.New(o.LogOut, zapcore.DebugLevel, "child")
 
@@ -209,6 +210,8 @@ func (d *daemon) loop(ctx context.Context, listenDone <-chan error) error {
 			switch e.kind {
 			case "reconcile":
 				d.reconcile(ctx, conn, "")
+			case "stopped":
+				d.apply(ctx, nil)
 			case "reload":
 				target := e.arg
 				if target == "" {
@@ -280,74 +283,88 @@ func (d *daemon) reconcile(ctx context.Context, cc *catalog.Conn, reload string)
 	}
 	d.mu.Lock()
 	d.syncs = want
-	var started, stopping []*ctl
-	for name := range want {
-		c, ok := d.ctls[name]
-		if !ok {
-			c = newCtl(d, name)
-			d.ctls[name] = c
-			started = append(started, c)
-		} else if reloadSet["*"] || reloadSet[name] {
-			c.Reload()
+	d.mu.Unlock()
+	d.apply(ctx, reloadSet)
+}
+
+// apply makes the controllers and source listeners match the active syncs
+// as last read; reload names the controllers to reload ("*": all).
+func (d *daemon) apply(ctx context.Context, reload map[string]bool) {
+	d.mu.Lock()
+	run := running{ctls: map[string]ctlState{}, listeners: map[string]string{}}
+	for name := range d.ctls {
+		run.ctls[name] = ctlUp
+	}
+	for name := range d.stopping {
+		run.ctls[name] = ctlStopping
+	}
+	for db, l := range d.listen {
+		run.listeners[db] = l.connString
+	}
+	a := plan(desired{syncs: d.syncs, reload: reload}, run)
+
+	started := make([]*ctl, 0, len(a.start))
+	for _, name := range a.start {
+		c := newCtl(d, name)
+		d.ctls[name] = c
+		started = append(started, c)
+	}
+	for _, name := range a.reload {
+		d.ctls[name].Reload()
+	}
+	stopping := make([]*ctl, 0, len(a.stop))
+	for _, name := range a.stop {
+		c := d.ctls[name]
+		delete(d.ctls, name)
+		d.stopping[name] = c
+		stopping = append(stopping, c)
+	}
+	for _, db := range a.listenStop {
+		d.listen[db].cancel()
+		delete(d.listen, db)
+	}
+	for db, t := range a.listeners {
+		if l, ok := d.listen[db]; ok {
+			l.syncs = t.syncs
 		}
 	}
-	for name, c := range d.ctls {
-		if _, ok := want[name]; !ok {
-			delete(d.ctls, name)
-			stopping = append(stopping, c)
-		}
+	for _, db := range a.listenStart {
+		t := a.listeners[db]
+		l := &sourceListener{connString: t.connString, syncs: t.syncs, done: make(chan struct{})}
+		lctx, cancel := context.WithCancel(ctx)
+		l.cancel = cancel
+		d.listen[db] = l
+		go d.runListener(lctx, db, l)
 	}
 	d.mu.Unlock()
+
 	for _, c := range started {
 		d.log.Info("starting controller", zap.String(logging.FieldSync, c.sync))
-		go c.supervise()
+		go d.supervise(c)
 	}
 	for _, c := range stopping {
 		d.log.Info("stopping controller: sync no longer active", zap.String(logging.FieldSync, c.sync))
 		c.Stop("sync no longer active")
 	}
-	d.reconcileListeners(ctx, want)
+	for _, name := range a.await {
+		d.log.Info("waiting for the previous controller to exit before starting a new one", zap.String(logging.FieldSync, name))
+	}
 }
 
-// reconcileListeners keeps one LISTEN session per source db of an active
-// autokick sync.
-func (d *daemon) reconcileListeners(ctx context.Context, syncs map[string]catalog.SyncDetail) {
-	type dbWant struct {
-		connString string
-		syncs      map[string]bool
-	}
-	want := map[string]*dbWant{}
-	for _, s := range syncs {
-		if !s.Autokick || !s.HasDeltaRole() {
-			continue
-		}
-		for _, db := range s.Sources() {
-			w := want[db.Name]
-			if w == nil {
-				w = &dbWant{connString: db.ConnString(), syncs: map[string]bool{}}
-				want[db.Name] = w
-			}
-			w.syncs[s.Name] = true
-		}
-	}
+// supervise runs c's supervisor until c is stopped. A controller stopped
+// because its sync was no longer active makes way, once its process has
+// exited, for a new one of the same sync.
+func (d *daemon) supervise(c *ctl) {
+	defer close(c.done)
+	c.supervise()
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	for name, l := range d.listen {
-		if w, ok := want[name]; !ok || w.connString != l.connString {
-			l.cancel()
-			delete(d.listen, name)
-		}
+	removed := d.stopping[c.sync] == c
+	if removed {
+		delete(d.stopping, c.sync)
 	}
-	for name, w := range want {
-		if l, ok := d.listen[name]; ok {
-			l.syncs = w.syncs
-			continue
-		}
-		l := &sourceListener{connString: w.connString, syncs: w.syncs, done: make(chan struct{})}
-		lctx, cancel := context.WithCancel(ctx)
-		l.cancel = cancel
-		d.listen[name] = l
-		go d.runListener(lctx, name, l)
+	d.mu.Unlock()
+	if removed {
+		d.send(event{kind: "stopped", arg: c.sync})
 	}
 }
 
@@ -404,6 +421,10 @@ func (d *daemon) shutdown() {
 		ctls = append(ctls, c)
 	}
 	d.ctls = map[string]*ctl{}
+	removed := make([]*ctl, 0, len(d.stopping))
+	for _, c := range d.stopping {
+		removed = append(removed, c)
+	}
 	for _, l := range d.listen {
 		l.cancel()
 	}
@@ -411,7 +432,7 @@ func (d *daemon) shutdown() {
 	for _, c := range ctls {
 		c.Stop("MCP stopping")
 	}
-	for _, c := range ctls {
+	for _, c := range append(ctls, removed...) {
 		<-c.done
 	}
 	if d.purge != nil {

@@ -79,8 +79,9 @@ func (c *ctl) setDown(state string) {
 	c.mu.Unlock()
 }
 
+// supervise runs and restarts the controller until it is stopped; the
+// daemon's supervise closes done once it returns.
 func (c *ctl) supervise() {
-	defer close(c.done)
 	failures := 0
 	pendingKick := ""
 	for {
