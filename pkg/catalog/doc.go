@@ -5,7 +5,8 @@
 //
 // Functions take the connection or transaction to use and never own it; an
 // admin command runs them all in one transaction so that nothing is
-// half-written. Errors for bad input are sentences naming the object and the
+// half-written. Conn is the one that owns a connection: the long-lived one
+// of a daemon process, opened again after the main database went away. Errors for bad input are sentences naming the object and the
 // fix (see NotFoundError, ExistsError, InvalidError); the database's own
 // constraints are the last guard, and their gobucardo-raised violations
 // (SQLSTATE class GB) carry such a sentence too.

@@ -4,6 +4,10 @@
 // active sync, forwards kicks to them, reconnects to any database that goes
 // away, purges the deltas every sync has consumed on their sources, and
 // publishes its process tree in gobucardo.process for `mcp ps`.
+//
+// What to start, stop and reload is decided by plan, a pure function of the
+// active syncs and of what runs; a controller being stopped is awaited before
+// a new one of the same sync starts.
 package mcp
 
 import (
