@@ -782,7 +782,7 @@ func checkSyncDBs(e *env, ctx context.Context, q catalog.Querier, g catalog.DBGr
 			problems = append(problems, fmt.Sprintf("%v: start it, or add the sync anyway with --force", err))
 			continue
 		}
-		missing, err := missingRelations(cctx, conn, rg.Relations)
+		missing, err := catalog.MissingRelations(cctx, conn, rg.Relations)
 		closeConn(ctx, conn)
 		cancel()
 		if err != nil {
@@ -800,26 +800,6 @@ func checkSyncDBs(e *env, ctx context.Context, q catalog.Querier, g catalog.DBGr
 		return catalog.Invalidf("%s", problems[0])
 	}
 	return catalog.Invalidf("%d problems:\n  - %s", len(problems), strings.Join(problems, "\n  - "))
-}
-
-func missingRelations(ctx context.Context, conn *pgx.Conn, rels []catalog.Relation) ([]catalog.Relation, error) {
-	var missing []catalog.Relation
-	for _, r := range rels {
-		var ok bool
-		relkinds := []string{"r", "p"}
-		if r.Kind == catalog.KindSequence {
-			relkinds = []string{"S"}
-		}
-		err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-			WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind::text = ANY($3))`, r.Schema, r.Name, relkinds).Scan(&ok)
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			missing = append(missing, r)
-		}
-	}
-	return missing, nil
 }
 
 var customCodeKeys = map[string][]string{

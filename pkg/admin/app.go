@@ -94,21 +94,24 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		},
 		HideHelpCommand:      false,
 		EnableBashCompletion: false,
-		Commands: append([]*cli.Command{
-			installCommand(),
-			addCommand(),
-			listCommand(),
-			updateCommand(),
-			removeCommand(),
-			syncCommand(),
-			validateCommand(),
-			deltaCommand(),
-			purgeCommand(),
-			uninstallCommand(),
-			conflictsCommand(),
-			parkedCommand(),
-		}, daemonCommands()...),
 	}
+	app.Commands = []*cli.Command{
+		installCommand(),
+		addCommand(),
+		listCommand(),
+		updateCommand(),
+		removeCommand(),
+		syncCommand(),
+		validateCommand(),
+		deltaCommand(),
+		purgeCommand(),
+		uninstallCommand(),
+		conflictsCommand(),
+		parkedCommand(),
+	}
+	app.Commands = append(app.Commands, daemonCommands()...)
+	app.Commands = append(app.Commands, controlCommands()...)
+	app.Commands = append(app.Commands, statusCommand(), psCommand())
 	setUsageErrors(app.Commands, app.OnUsageError)
 	return app
 }
