@@ -14,17 +14,6 @@ import (
 	"github.com/gobucardo/gobucardo/pkg/pg"
 )
 
-// changeCatalog is inCatalog for commands that change what the daemon
-// runs: the running MCP is told to reload when the transaction commits.
-func (e *env) changeCatalog(fn func(ctx context.Context, tx pgx.Tx) error) error {
-	return e.inCatalog(func(ctx context.Context, tx pgx.Tx) error {
-		if err := fn(ctx, tx); err != nil {
-			return err
-		}
-		return catalog.NotifyMCP(ctx, tx, catalog.AdminRequest{Verb: catalog.AdminReload, Syncs: []string{catalog.ReloadEverySync}})
-	})
-}
-
 // runInfo is one recorded run, for status.
 type runInfo = catalog.RunSummary
 
