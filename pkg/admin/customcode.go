@@ -20,30 +20,18 @@ func addCustomCode(e *env) error {
 	if len(kv.pos) != 1 {
 		return usagef("usage: mcp add customcode NAME plugin=PATH whenrun=HOOK (sync=S | table=SCHEMA.T) [priority=N] [timeout=DURATION] [SETTING=VALUE ...]")
 	}
-	cc := catalog.CustomCode{Name: kv.pos[0], Status: catalog.StatusActive}
-	if err := catalog.ValidName(catalog.KindCustomCode, cc.Name); err != nil {
+	cc, at, err := newCustomCode(kv.pos[0], kv, catalog.PluginChecksum)
+	if err != nil {
 		return err
-	}
-	if err := applyCustomCode(&cc, kv, catalog.PluginChecksum); err != nil {
-		return err
-	}
-	if cc.Plugin == "" || cc.WhenRun == "" {
-		return usagef("customcode %s: plugin=PATH and whenrun=HOOK are required", cc.Name)
-	}
-	sync, hasSync := kv.get("sync")
-	table, hasTable := kv.get("table")
-	if hasSync == hasTable {
-		return usagef("customcode %s: attach it to sync=S or to table=SCHEMA.T (one of them)", cc.Name)
 	}
 	return e.changeCatalog(func(ctx context.Context, tx pgx.Tx) error {
 		var relID int64
-		if hasSync {
-			if _, err := catalog.GetSync(ctx, tx, sync); err != nil {
+		if at.onSync {
+			if _, err := catalog.GetSync(ctx, tx, at.sync); err != nil {
 				return err
 			}
 		} else {
-			db, _ := kv.get("db")
-			r, err := catalog.LookupRelation(ctx, tx, catalog.KindTable, db, table)
+			r, err := catalog.LookupRelation(ctx, tx, catalog.KindTable, at.db, at.table)
 			if err != nil {
 				return err
 			}
@@ -55,14 +43,10 @@ func addCustomCode(e *env) error {
 		if err := catalog.AddCustomCode(ctx, tx, cc); err != nil {
 			return err
 		}
-		if err := catalog.AttachCustomCode(ctx, tx, cc.Name, sync, relID); err != nil {
+		if err := catalog.AttachCustomCode(ctx, tx, cc.Name, at.sync, relID); err != nil {
 			return err
 		}
-		where := "sync " + sync
-		if !hasSync {
-			where = "table " + table
-		}
-		e.printf("Added customcode %q (%s, sha256 %s) at %s of %s\n", cc.Name, cc.Plugin, cc.SHA256[:12], cc.WhenRun, where)
+		e.printf("Added customcode %q (%s, sha256 %s) at %s of %s\n", cc.Name, cc.Plugin, cc.SHA256[:12], cc.WhenRun, at.where())
 		return nil
 	})
 }

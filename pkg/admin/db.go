@@ -28,11 +28,8 @@ func addDB(e *env) error {
 	if len(kv.pos) != 1 {
 		return usagef("usage: mcp add db NAME dsn=URL | dbname=D [host=H] [port=P] [user=U] [pass=P] ...")
 	}
-	d := catalog.DB{Name: kv.pos[0], Status: catalog.StatusActive}
-	if err := catalog.ValidName(catalog.KindDB, d.Name); err != nil {
-		return err
-	}
-	if _, err := applyDBSettings(&d, kv); err != nil {
+	d, err := newDB(kv.pos[0], kv)
+	if err != nil {
 		return err
 	}
 	return e.changeCatalog(func(ctx context.Context, tx pgx.Tx) error {

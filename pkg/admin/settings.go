@@ -161,6 +161,18 @@ func applyDBSettings(d *catalog.DB, kv kvArgs) (connChanged bool, err error) {
 	return connChanged, nil
 }
 
+// newDB is the db that mcp add db NAME key=value ... describes.
+func newDB(name string, kv kvArgs) (catalog.DB, error) {
+	d := catalog.DB{Name: name, Status: catalog.StatusActive}
+	if err := catalog.ValidName(catalog.KindDB, d.Name); err != nil {
+		return catalog.DB{}, err
+	}
+	if _, err := applyDBSettings(&d, kv); err != nil {
+		return catalog.DB{}, err
+	}
+	return d, nil
+}
+
 // parseMembers reads DB[:ROLE] items; a db without a role is a source if it
 // comes first, else a target (Bucardo's rule).
 func parseMembers(items []string) ([]catalog.Member, error) {
@@ -343,6 +355,40 @@ var customCodeKeys = map[string][]string{
 	"priority": nil, "status": nil, "about": nil, "timeout": nil,
 }
 
+// syncParts say where a new sync's relations and dbs come from: relgroup=
+// or a tables= list, and dbgroup= or a dbs= list.
+type syncParts struct {
+	relgroup, tables string // as hasRelGroup says
+	dbgroup, dbs     string // as hasDBGroup says
+	hasRelGroup      bool
+	hasDBGroup       bool
+}
+
+// newSync is the sync that mcp add sync NAME key=value ... describes, with
+// its options set, and where its relations and dbs come from.
+func newSync(name string, kv kvArgs) (catalog.Sync, syncParts, error) {
+	s := catalog.NewSync(name)
+	if err := catalog.ValidName(catalog.KindSync, s.Name); err != nil {
+		return catalog.Sync{}, syncParts{}, err
+	}
+	if err := applySyncOptions(&s, kv); err != nil {
+		return catalog.Sync{}, syncParts{}, err
+	}
+	var p syncParts
+	var hasTables, hasDBs bool
+	p.relgroup, p.hasRelGroup = kv.get("relgroup")
+	p.tables, hasTables = kv.get("tables")
+	p.dbs, hasDBs = kv.get("dbs")
+	p.dbgroup, p.hasDBGroup = kv.get("dbgroup")
+	switch {
+	case p.hasRelGroup == hasTables:
+		return catalog.Sync{}, syncParts{}, usagef("sync %s: give relgroup=R or tables=T1,T2 (one of them)", s.Name)
+	case hasDBs == p.hasDBGroup:
+		return catalog.Sync{}, syncParts{}, usagef("sync %s: give dbs=A:source,B:target or dbgroup=G (one of them)", s.Name)
+	}
+	return s, p, nil
+}
+
 // customCodeUpdateKeys are the keys of mcp update customcode: where it is
 // attached does not change.
 var customCodeUpdateKeys = map[string][]string{
@@ -407,4 +453,43 @@ func applyCustomCode(cc *catalog.CustomCode, kv kvArgs, checksum pluginChecksum)
 		cc.About = v
 	}
 	return nil
+}
+
+// attachment says where a new customcode runs: on sync=S, or on table=T
+// (of db=D when given).
+type attachment struct {
+	onSync          bool
+	sync, table, db string
+}
+
+// where names the attachment for mcp's messages.
+func (a attachment) where() string {
+	if a.onSync {
+		return "sync " + a.sync
+	}
+	return "table " + a.table
+}
+
+// newCustomCode is the customcode that mcp add customcode NAME key=value ...
+// describes, and where it runs; checksum as for applyCustomCode.
+func newCustomCode(name string, kv kvArgs, checksum pluginChecksum) (catalog.CustomCode, attachment, error) {
+	cc := catalog.CustomCode{Name: name, Status: catalog.StatusActive}
+	if err := catalog.ValidName(catalog.KindCustomCode, cc.Name); err != nil {
+		return catalog.CustomCode{}, attachment{}, err
+	}
+	if err := applyCustomCode(&cc, kv, checksum); err != nil {
+		return catalog.CustomCode{}, attachment{}, err
+	}
+	if cc.Plugin == "" || cc.WhenRun == "" {
+		return catalog.CustomCode{}, attachment{}, usagef("customcode %s: plugin=PATH and whenrun=HOOK are required", cc.Name)
+	}
+	var a attachment
+	var onTable bool
+	a.sync, a.onSync = kv.get("sync")
+	a.table, onTable = kv.get("table")
+	if a.onSync == onTable {
+		return catalog.CustomCode{}, attachment{}, usagef("customcode %s: attach it to sync=S or to table=SCHEMA.T (one of them)", cc.Name)
+	}
+	a.db, _ = kv.get("db")
+	return cc, a, nil
 }

@@ -460,3 +460,139 @@ func TestApplyCustomCode(t *testing.T) {
 		})
 	}
 }
+
+// TestNewObjects: what mcp add db, add sync and add customcode check before
+// they touch the catalog, in the order they check it.
+func TestNewObjects(t *testing.T) {
+	dir := t.TempDir()
+	plugin := filepath.Join(dir, "plugin")
+	if err := os.WriteFile(plugin, []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	badName := func(kind, name string) string {
+		return kind + ` name "` + name + `" is not valid: use a letter, then letters, digits, _ or - (at most 63 bytes; not "all")`
+	}
+
+	t.Run("db", func(t *testing.T) {
+		cases := []struct {
+			name, db string
+			args     []string
+			want     catalog.DB
+			err      string
+		}{
+			{"a db", "A", []string{"dbname=x"}, catalog.DB{Name: "A", Status: "active", DBName: "x"}, ""},
+			{"an inactive db", "A", []string{"dbname=x", "status=inactive"}, catalog.DB{Name: "A", Status: "inactive", DBName: "x"}, ""},
+			{"a bad name", "1x", []string{"dbname=x"}, catalog.DB{}, badName("db", "1x")},
+			{"the name before the settings", "all", []string{"port=abc"}, catalog.DB{}, badName("db", "all")},
+			{"a bad setting", "A", []string{"port=abc"}, catalog.DB{}, `db A: port="abc" is not a port number (1-65535)`},
+		}
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				kv, err := parseKV(tc.args, dbKeys)
+				if err != nil {
+					t.Fatal(err)
+				}
+				d, err := newDB(tc.db, kv)
+				if tc.err != "" {
+					wantErr(t, err, tc.err, false)
+					return
+				}
+				if err != nil || d != tc.want {
+					t.Errorf("newDB = %+v, %v; want %+v", d, err, tc.want)
+				}
+			})
+		}
+	})
+
+	t.Run("sync", func(t *testing.T) {
+		cases := []struct {
+			name, sync string
+			args       []string
+			want       syncParts
+			err        string
+			usage      bool
+		}{
+			{"a relgroup over a dbgroup", "s1", []string{"relgroup=r", "dbgroup=g", "checktime=30s"},
+				syncParts{relgroup: "r", dbgroup: "g", hasRelGroup: true, hasDBGroup: true}, "", false},
+			{"tables over dbs", "s1", []string{"tables=a,b", "dbs=A:source,B:target"},
+				syncParts{tables: "a,b", dbs: "A:source,B:target"}, "", false},
+			{"an empty relgroup= is given", "s1", []string{"relgroup=", "dbgroup=g"},
+				syncParts{dbgroup: "g", hasRelGroup: true, hasDBGroup: true}, "", false},
+			{"neither relgroup nor tables", "s1", []string{"dbgroup=g"}, syncParts{}, "sync s1: give relgroup=R or tables=T1,T2 (one of them)", true},
+			{"relgroup and tables", "s1", []string{"relgroup=r", "tables=t", "dbgroup=g"}, syncParts{}, "sync s1: give relgroup=R or tables=T1,T2 (one of them)", true},
+			{"neither dbs nor dbgroup", "s1", []string{"relgroup=r"}, syncParts{}, "sync s1: give dbs=A:source,B:target or dbgroup=G (one of them)", true},
+			{"dbs and dbgroup", "s1", []string{"relgroup=r", "dbs=A", "dbgroup=g"}, syncParts{}, "sync s1: give dbs=A:source,B:target or dbgroup=G (one of them)", true},
+			{"the options before the parts", "s1", []string{"onetimecopy=7"}, syncParts{},
+				`sync s1: onetimecopy="7" is not valid: use 0 (off), 1 (copy every table in full) or 2 (copy tables that are empty on the target)`, false},
+			{"a bad name before the options", "1s", []string{"onetimecopy=7"}, syncParts{}, badName("sync", "1s"), false},
+			{"a reserved name", "Swap", []string{"relgroup=r", "dbgroup=g"}, syncParts{}, `sync name "Swap" is reserved: choose another name`, false},
+		}
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				kv, err := parseKV(tc.args, syncKeys)
+				if err != nil {
+					t.Fatal(err)
+				}
+				s, parts, err := newSync(tc.sync, kv)
+				if tc.err != "" {
+					wantErr(t, err, tc.err, tc.usage)
+					return
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := catalog.NewSync(tc.sync)
+				if err := applySyncOptions(&want, kv); err != nil {
+					t.Fatal(err)
+				}
+				if s != want || parts != tc.want {
+					t.Errorf("newSync = %+v, %+v; want %+v, %+v", s, parts, want, tc.want)
+				}
+			})
+		}
+	})
+
+	t.Run("customcode", func(t *testing.T) {
+		cases := []struct {
+			name, cc string
+			args     []string
+			want     attachment
+			where    string
+			err      string
+			usage    bool
+		}{
+			{"on a sync", "cc", []string{"plugin=" + plugin, "whenrun=conflict", "sync=s"}, attachment{onSync: true, sync: "s"}, "sync s", "", false},
+			{"on a table of a db", "cc", []string{"plugin=" + plugin, "whenrun=exception", "table=public.t", "db=A"},
+				attachment{table: "public.t", db: "A"}, "table public.t", "", false},
+			{"on a table", "cc", []string{"plugin=" + plugin, "whenrun=exception", "relation=t"}, attachment{table: "t"}, "table t", "", false},
+			{"no plugin", "cc", []string{"whenrun=conflict", "sync=s"}, attachment{}, "", "customcode cc: plugin=PATH and whenrun=HOOK are required", true},
+			{"no hook", "cc", []string{"plugin=" + plugin, "sync=s"}, attachment{}, "", "customcode cc: plugin=PATH and whenrun=HOOK are required", true},
+			{"nowhere", "cc", []string{"plugin=" + plugin, "whenrun=conflict"}, attachment{}, "",
+				"customcode cc: attach it to sync=S or to table=SCHEMA.T (one of them)", true},
+			{"on a sync and a table", "cc", []string{"plugin=" + plugin, "whenrun=conflict", "sync=s", "table=t"}, attachment{}, "",
+				"customcode cc: attach it to sync=S or to table=SCHEMA.T (one of them)", true},
+			{"the settings before what is required", "cc", []string{"timeout=soon"}, attachment{}, "",
+				`customcode cc: timeout="soon" is not a duration such as 30s or 2m`, false},
+			{"a bad name first", "c c", []string{"timeout=soon"}, attachment{}, "", badName("customcode", "c c"), false},
+		}
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				kv, err := parseKVExtra(tc.args, customCodeKeys)
+				if err != nil {
+					t.Fatal(err)
+				}
+				cc, at, err := newCustomCode(tc.cc, kv, catalog.PluginChecksum)
+				if tc.err != "" {
+					wantErr(t, err, tc.err, tc.usage)
+					return
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if at != tc.want || at.where() != tc.where || cc.Name != tc.cc || cc.Status != catalog.StatusActive || cc.Plugin != plugin {
+					t.Errorf("newCustomCode = %+v, %+v (%s); want %+v (%s)", cc, at, at.where(), tc.want, tc.where)
+				}
+			})
+		}
+	})
+}

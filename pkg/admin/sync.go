@@ -19,22 +19,9 @@ func addSync(e *env) error {
 	if len(kv.pos) != 1 {
 		return usagef("usage: mcp add sync NAME relgroup=R|tables=T1,T2 dbs=A:source,B:target|dbgroup=G [option=value ...]")
 	}
-	s := catalog.NewSync(kv.pos[0])
-	if err := catalog.ValidName(catalog.KindSync, s.Name); err != nil {
+	s, parts, err := newSync(kv.pos[0], kv)
+	if err != nil {
 		return err
-	}
-	if err := applySyncOptions(&s, kv); err != nil {
-		return err
-	}
-	relgroup, hasRG := kv.get("relgroup")
-	tables, hasTables := kv.get("tables")
-	dbs, hasDBs := kv.get("dbs")
-	dbgroup, hasDG := kv.get("dbgroup")
-	switch {
-	case hasRG == hasTables:
-		return usagef("sync %s: give relgroup=R or tables=T1,T2 (one of them)", s.Name)
-	case hasDBs == hasDG:
-		return usagef("sync %s: give dbs=A:source,B:target or dbgroup=G (one of them)", s.Name)
 	}
 	return e.changeCatalog(func(ctx context.Context, tx pgx.Tx) error {
 		if _, err := catalog.GetSync(ctx, tx, s.Name); err == nil {
@@ -42,12 +29,12 @@ func addSync(e *env) error {
 		}
 		// The dbgroup: named, or made from dbs=.
 		var g catalog.DBGroup
-		if hasDG {
-			if g, err = catalog.GetDBGroup(ctx, tx, dbgroup); err != nil {
+		if parts.hasDBGroup {
+			if g, err = catalog.GetDBGroup(ctx, tx, parts.dbgroup); err != nil {
 				return err
 			}
 		} else {
-			ms, err := parseMembers([]string{dbs})
+			ms, err := parseMembers([]string{parts.dbs})
 			if err != nil {
 				return err
 			}
@@ -57,10 +44,10 @@ func addSync(e *env) error {
 		}
 		s.DBGroup = g.Name
 		// The relgroup: named, or made from tables=.
-		if hasRG {
-			s.RelGroup = relgroup
+		if parts.hasRelGroup {
+			s.RelGroup = parts.relgroup
 		} else {
-			if err := relGroupFor(e, ctx, tx, s.Name, g, tables); err != nil {
+			if err := relGroupFor(e, ctx, tx, s.Name, g, parts.tables); err != nil {
 				return err
 			}
 			s.RelGroup = s.Name
