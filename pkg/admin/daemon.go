@@ -133,11 +133,8 @@ func runMCP(e *env) error {
 	}
 	log := logging.New(out, level, "mcp").With(zap.Int(logging.FieldPID, os.Getpid()))
 	if pf := c.String("pid-file"); pf != "" {
-		if err := os.MkdirAll(filepath.Dir(pf), 0o755); err != nil {
-			return fmt.Errorf("pid file: %w", err)
-		}
-		if err := os.WriteFile(pf, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
-			return fmt.Errorf("pid file: %w", err)
+		if err := writePidFile(pf, os.Getpid()); err != nil {
+			return err
 		}
 		defer os.Remove(pf)
 	}
@@ -302,6 +299,18 @@ func stopMCP(e *env, reasonFromArgs bool) error {
 	return nil
 }
 
+// writePidFile writes pid into path, making its directory if need be.
+func writePidFile(path string, pid int) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("pid file: %w", err)
+	}
+	if err := os.WriteFile(path, []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
+		return fmt.Errorf("pid file: %w", err)
+	}
+	return nil
+}
+
+// readPid returns the pid in the pid file path, or 0 when there is none.
 func readPid(path string) int {
 	b, err := os.ReadFile(path)
 	if err != nil {
