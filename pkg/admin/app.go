@@ -94,21 +94,24 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		},
 		HideHelpCommand:      false,
 		EnableBashCompletion: false,
-		Commands: append([]*cli.Command{
-			installCommand(),
-			addCommand(),
-			listCommand(),
-			updateCommand(),
-			removeCommand(),
-			syncCommand(),
-			validateCommand(),
-			deltaCommand(),
-			purgeCommand(),
-			uninstallCommand(),
-			conflictsCommand(),
-			parkedCommand(),
-		}, daemonCommands()...),
 	}
+	app.Commands = []*cli.Command{
+		installCommand(),
+		addCommand(),
+		listCommand(),
+		updateCommand(),
+		removeCommand(),
+		syncCommand(),
+		validateCommand(),
+		deltaCommand(),
+		purgeCommand(),
+		uninstallCommand(),
+		conflictsCommand(),
+		parkedCommand(),
+	}
+	app.Commands = append(app.Commands, daemonCommands()...)
+	app.Commands = append(app.Commands, controlCommands()...)
+	app.Commands = append(app.Commands, statusCommand(), psCommand())
 	setUsageErrors(app.Commands, app.OnUsageError)
 	return app
 }
@@ -225,6 +228,33 @@ func (e *env) inCatalog(fn func(ctx context.Context, tx pgx.Tx) error) error {
 	return err
 }
 
+// changeCatalog is inCatalog for commands that change what the daemon
+// runs: the running MCP is told to reload when the transaction commits.
+func (e *env) changeCatalog(fn func(ctx context.Context, tx pgx.Tx) error) error {
+	return e.inCatalog(func(ctx context.Context, tx pgx.Tx) error {
+		if err := fn(ctx, tx); err != nil {
+			return err
+		}
+		return catalog.NotifyMCP(ctx, tx, catalog.AdminRequest{Verb: catalog.AdminReload, Syncs: []string{catalog.ReloadEverySync}})
+	})
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
 // reorder lets flags follow positional arguments, as in
 // `mcp list dbs --json` or `mcp add all tables db=A -n public`: flags of
 // the app move before the command words, other flags right after them, and
@@ -311,70 +341,4 @@ func findCommand(cmds []*cli.Command, name string) *cli.Command {
 		}
 	}
 	return nil
-}
-
-// kv splits arguments into positional ones and key=value pairs, checking
-// the keys against allowed (canonical name → aliases).
-type kvArgs struct {
-	pos   []string
-	vals  map[string]string
-	order []string
-	// extra holds the pairs of keys not allowed, with parseKVExtra: the
-	// settings a customcode passes to its plugin.
-	extra map[string]string
-}
-
-func parseKV(args []string, allowed map[string][]string) (kvArgs, error) {
-	return parseKVWith(args, allowed, false)
-}
-
-// parseKVExtra is parseKV that keeps unknown keys in kv.extra.
-func parseKVExtra(args []string, allowed map[string][]string) (kvArgs, error) {
-	return parseKVWith(args, allowed, true)
-}
-
-func parseKVWith(args []string, allowed map[string][]string, extra bool) (kvArgs, error) {
-	canon := map[string]string{}
-	var names []string
-	for k, aliases := range allowed {
-		canon[k] = k
-		names = append(names, k)
-		for _, a := range aliases {
-			canon[a] = k
-		}
-	}
-	kv := kvArgs{vals: map[string]string{}}
-	for _, a := range args {
-		k, v, ok := strings.Cut(a, "=")
-		if !ok {
-			kv.pos = append(kv.pos, a)
-			continue
-		}
-		key, known := canon[strings.ToLower(k)]
-		if !known && extra {
-			if kv.extra == nil {
-				kv.extra = map[string]string{}
-			}
-			if _, dup := kv.extra[k]; dup {
-				return kv, usagef("%s is given twice", k)
-			}
-			kv.extra[k] = v
-			continue
-		}
-		if !known {
-			sortStrings(names)
-			return kv, usagef("unknown setting %q: use %s", k, strings.Join(names, ", "))
-		}
-		if _, dup := kv.vals[key]; dup {
-			return kv, usagef("%s is given twice", key)
-		}
-		kv.vals[key] = v
-		kv.order = append(kv.order, key)
-	}
-	return kv, nil
-}
-
-func (kv kvArgs) get(k string) (string, bool) {
-	v, ok := kv.vals[k]
-	return v, ok
 }

@@ -7,4 +7,12 @@
 // nothing. Errors are one sentence on stderr naming the object and the fix;
 // the exit status is 1, or 2 for a usage error. Passwords are never
 // printed. Flags may be given before or after the positional arguments.
+//
+// The files go by concern: settings.go reads key=value arguments and what
+// they mean for each kind of object (pure, table-tested); db.go, dbgroup.go,
+// relation.go (tables, sequences, relgroups), sync.go and customcode.go add
+// and change one kind each, while add.go and update.go only declare those
+// commands; daemon.go runs, starts and stops the MCP (pid and log files);
+// control.go asks the running MCP for something (kick, reload, pause,
+// message, ping) with a catalog.AdminRequest. The SQL is pkg/catalog's.
 package admin

@@ -83,14 +83,14 @@ func createDatabase(ctx context.Context, cfg *pgconn.Config) (bool, error) {
 			continue
 		}
 		defer conn.Close(context.WithoutCancel(ctx))
-		res, err := conn.ExecParams(ctx, "SELECT 1 FROM pg_database WHERE datname = $1", [][]byte{[]byte(name)}, nil, nil, nil).Close()
+		exists, err := catalog.DatabaseExists(ctx, conn, name)
 		if err != nil {
 			return false, fmt.Errorf("look up database %s: %w", name, err)
 		}
-		if res.RowsAffected() > 0 {
+		if exists {
 			return false, nil
 		}
-		if _, err := conn.Exec(ctx, "CREATE DATABASE "+pg.Ident(name)).ReadAll(); err != nil {
+		if err := catalog.CreateDatabase(ctx, conn, name); err != nil {
 			return false, fmt.Errorf("create database %s: %w", name, err)
 		}
 		return true, nil

@@ -47,7 +47,7 @@ func withDB(c *cli.Command) *cli.Command {
 }
 
 func remove(e *env, kind string) error {
-	kv, err := parseKV(e.c.Args().Slice(), map[string][]string{"db": {"database"}})
+	kv, err := parseKV(e.c.Args().Slice(), dbKey)
 	if err != nil {
 		return err
 	}

@@ -14,29 +14,8 @@ import (
 	"github.com/gobucardo/gobucardo/pkg/pg"
 )
 
-// changeCatalog is inCatalog for commands that change what the daemon
-// runs: the running MCP is told to reload when the transaction commits.
-func (e *env) changeCatalog(fn func(ctx context.Context, tx pgx.Tx) error) error {
-	return e.inCatalog(func(ctx context.Context, tx pgx.Tx) error {
-		if err := fn(ctx, tx); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, "SELECT pg_notify($1, 'reload *')", catalog.AdminChannel)
-		return err
-	})
-}
-
 // runInfo is one recorded run, for status.
-type runInfo struct {
-	Started   time.Time     `json:"started"`
-	Ended     *time.Time    `json:"ended,omitempty"`
-	Duration  time.Duration `json:"duration_ns"`
-	State     string        `json:"state"`
-	Status    string        `json:"status"`
-	Inserts   int64         `json:"inserts"`
-	Deletes   int64         `json:"deletes"`
-	Conflicts int64         `json:"conflicts"`
-}
+type runInfo = catalog.RunSummary
 
 // syncStatus is what mcp status shows of a sync.
 type syncStatus struct {
@@ -352,17 +331,17 @@ func loadStatus(ctx context.Context, conn *pgx.Conn, names []string) ([]syncStat
 		if st.Paused, st.PauseReason, err = catalog.Paused(ctx, conn, s.Name); err != nil {
 			return nil, false, err
 		}
-		if st.LastGood, err = lastRun(ctx, conn, s.Name, "state IN ('good', 'empty')", "ended"); err != nil {
+		if st.LastGood, err = catalog.LastRun(ctx, conn, s.Name, catalog.LastGoodRun); err != nil {
 			return nil, false, err
 		}
-		if st.LastBad, err = lastRun(ctx, conn, s.Name, "state = 'bad'", "ended"); err != nil {
+		if st.LastBad, err = catalog.LastRun(ctx, conn, s.Name, catalog.LastBadRun); err != nil {
 			return nil, false, err
 		}
-		if err := conn.QueryRow(ctx, "SELECT count(*) FROM gobucardo.parked WHERE sync_name = $1", s.Name).Scan(&st.Parked); err != nil {
+		if st.Parked, err = catalog.CountParked(ctx, conn, s.Name); err != nil {
 			return nil, false, fmt.Errorf("count parked rows of sync %s: %w", s.Name, err)
 		}
 		if running {
-			if st.Current, err = lastRun(ctx, conn, s.Name, "state = 'running'", "started"); err != nil {
+			if st.Current, err = catalog.LastRun(ctx, conn, s.Name, catalog.CurrentRun); err != nil {
 				return nil, false, err
 			}
 			for _, p := range procs {
@@ -454,23 +433,6 @@ func stateOf(s syncStatus, mcpRunning bool) string {
 		}
 	}
 	return word
-}
-
-// lastRun returns the latest run of sync matching where (a constant
-// condition of this file), by order column.
-func lastRun(ctx context.Context, conn *pgx.Conn, sync, where, order string) (*runInfo, error) {
-	var r runInfo
-	err := conn.QueryRow(ctx, `SELECT started, ended, coalesce(ended, clock_timestamp()) - started, state, status,
-			inserts, deletes, conflicts
-		FROM gobucardo.syncrun WHERE sync_name = $1 AND `+where+` ORDER BY `+order+` DESC LIMIT 1`, sync).
-		Scan(&r.Started, &r.Ended, &r.Duration, &r.State, &r.Status, &r.Inserts, &r.Deletes, &r.Conflicts)
-	if err == pgx.ErrNoRows {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	return &r, nil
 }
 
 func psCommand() *cli.Command {

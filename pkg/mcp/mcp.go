@@ -171,13 +171,16 @@ func (d *daemon) send(e event) {
 
 // admin parses a gobucardo_admin notification.
 func (d *daemon) admin(payload string) {
-	verb, arg, _ := strings.Cut(payload, " ")
-	switch verb {
-	case "reload", "kick", "stop", "message":
-		d.send(event{kind: verb, arg: arg})
-	default:
+	r, err := catalog.ParseAdminRequest(payload)
+	if err != nil {
 		d.log.Warn("unknown admin request", zap.String("payload", payload))
+		return
 	}
+	arg := r.Text
+	if r.Verb == catalog.AdminReload || r.Verb == catalog.AdminKick {
+		arg = strings.Join(r.Syncs, " ")
+	}
+	d.send(event{kind: string(r.Verb), arg: arg})
 }
 
 func (d *daemon) loop(ctx context.Context, listenDone <-chan error) error {
