@@ -4,6 +4,12 @@
 // its kid, records every run in gobucardo.syncrun, and re-arms autokick when
 // the sync goes idle. It serves gobucardo.ctl.v1 to the MCP over its
 // stdin/stdout.
+//
+// Its decisions are one pure function, step (step.go): what it knows, what
+// happened and the time in; what it knows next, what to do and when to
+// look again out. The loop (loop.go) performs the actions (a run, reading
+// the catalog, arming autokick, ...) and feeds their outcomes back as
+// events.
 package controller
 
 import (

@@ -274,10 +274,8 @@ func (l *loop) stream(ctx context.Context, conn *pgx.Conn, id int64, spec replic
 		if res, runErr, ok := kidcodec.DecodeOutcome(ev); ok {
 			return res, runErr
 		}
-		switch e := ev.GetEvent().(type) {
-		case *kidpb.RunEvent_Progress:
-			p := e.Progress
-			line := replicate.Progress{Table: p.GetTable(), Phase: p.GetPhase(), Rows: p.GetRows(), Total: p.GetTotal()}.String()
+		if p, ok := kidcodec.DecodeProgress(ev); ok {
+			line := p.String()
 			l.board.set(1, catalog.ProcessRunning, line)
 			if time.Since(lastStatus) >= time.Second {
 				lastStatus = time.Now()
@@ -285,8 +283,9 @@ func (l *loop) stream(ctx context.Context, conn *pgx.Conn, id int64, spec replic
 					l.dropCatalog(err)
 				}
 			}
-		case *kidpb.RunEvent_Plugins:
-			l.board.setPlugins(e.Plugins.GetPlugins())
+		}
+		if ps := ev.GetPlugins(); ps != nil {
+			l.board.setPlugins(ps.GetPlugins())
 		}
 	}
 }

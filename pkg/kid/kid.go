@@ -114,8 +114,7 @@ func (s *Server) Run(req *kidpb.RunRequest, stream kidpb.Kid_RunServer) error {
 			return
 		}
 		last, lastSent = p, time.Now()
-		_ = send(&kidpb.RunEvent{Event: &kidpb.RunEvent_Progress{Progress: &kidpb.Progress{
-			Table: p.Table, Phase: p.Phase, Rows: p.Rows, Total: p.Total}}})
+		_ = send(kidcodec.EncodeProgress(p))
 	}
 	// The main database is reached only when the run has conflicts to log
 	// or rows to park.

@@ -133,3 +133,19 @@ func decodeResult(r *kidpb.Result) replicate.Result {
 	}
 	return res
 }
+
+// EncodeProgress is a progress event of the run.
+func EncodeProgress(p replicate.Progress) *kidpb.RunEvent {
+	return &kidpb.RunEvent{Event: &kidpb.RunEvent_Progress{Progress: &kidpb.Progress{
+		Table: p.Table, Phase: p.Phase, Rows: p.Rows, Total: p.Total}}}
+}
+
+// DecodeProgress reads a progress event; ok is false for any other event.
+func DecodeProgress(ev *kidpb.RunEvent) (p replicate.Progress, ok bool) {
+	e, ok := ev.GetEvent().(*kidpb.RunEvent_Progress)
+	if !ok {
+		return replicate.Progress{}, false
+	}
+	return replicate.Progress{Table: e.Progress.GetTable(), Phase: e.Progress.GetPhase(), Rows: e.Progress.GetRows(),
+		Total: e.Progress.GetTotal()}, true
+}

@@ -119,3 +119,15 @@ func TestOutcomeRoundTrip(t *testing.T) {
 		t.Error("no event read as an outcome")
 	}
 }
+
+// TestProgressRoundTrip: a progress event reaches the controller whole.
+func TestProgressRoundTrip(t *testing.T) {
+	p := replicate.Progress{Table: "public.t", Phase: "copy", Rows: 41200, Total: 100000}
+	allSet(t, "Progress", reflect.ValueOf(p))
+	if got, ok := DecodeProgress(EncodeProgress(p)); !ok || got != p {
+		t.Errorf("round trip: %+v, %v", got, ok)
+	}
+	if _, ok := DecodeProgress(EncodeOutcome(replicate.Result{}, nil)); ok {
+		t.Error("an outcome read as progress")
+	}
+}
