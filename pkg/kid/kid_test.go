@@ -91,14 +91,15 @@ func run(t *testing.T, k kidpb.KidClient, spec replicate.Sync, id int64) (*kidpb
 	}
 }
 
-// fixture is a main database with sync s in its catalog, sources A and C
-// and target B, each with table t, captured on the sources.
+// fixture is a main database with sync s from sources A and C to target
+// B in its catalog, each db with table t, captured on the sources, as mcp
+// add sets them up.
 type fixture struct {
 	c    *pgtest.Cluster
 	main string
 	conn *pgx.Conn // to the main database
 	dbs  map[string]string
-	spec replicate.Sync
+	spec replicate.Sync // as the controller sends it
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -107,33 +108,37 @@ func newFixture(t *testing.T) *fixture {
 	f := &fixture{c: pgtest.Shared(t), dbs: map[string]string{}}
 	f.main = f.c.NewDB(t)
 	f.conn = f.c.Connect(t, f.main)
-	if _, err := catalog.Install(ctx, f.conn); err != nil {
-		t.Fatal(err)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
-	if _, err := f.conn.Exec(ctx, `
-		INSERT INTO gobucardo.db (name, dbname) VALUES ('A', 'a'), ('B', 'b');
-		INSERT INTO gobucardo.dbgroup (name) VALUES ('g');
-		INSERT INTO gobucardo.dbgroup_member (dbgroup, db, role, position) VALUES ('g', 'A', 'source', 0), ('g', 'B', 'target', 1);
-		INSERT INTO gobucardo.relgroup (name, db) VALUES ('r', 'A');
-		INSERT INTO gobucardo.sync (name, relgroup, dbgroup) VALUES ('s', 'r', 'g');`); err != nil {
-		t.Fatalf("catalog: %v", err)
-	}
-	f.spec = replicate.Sync{Name: "s", ConflictStrategy: "bucardo_abort",
-		Relations: []replicate.Relation{{Schema: "public", Name: "t", KeyColumns: []string{"id"}}}}
+	_, err := catalog.Install(ctx, f.conn)
+	must(err)
+	var members []catalog.Member
 	for _, db := range []string{"A:source", "C:source", "B:target"} {
 		name, role, _ := strings.Cut(db, ":")
 		f.dbs[name] = f.c.NewDB(t)
 		f.c.Exec(t, f.dbs[name], "CREATE TABLE t (id int PRIMARY KEY, v text)")
-		f.spec.DBs = append(f.spec.DBs, replicate.DB{Name: name, Role: role, ConnString: f.c.DSN(f.dbs[name])})
-		if role == replicate.RoleSource {
-			conn := f.c.Connect(t, f.dbs[name])
-			err := capture.Install(ctx, conn, capture.Sync{Name: "s",
-				Tables: []capture.Table{{Schema: "public", Name: "t", KeyColumns: []string{"id"}, KeyTypes: []string{"integer"}}}})
-			if err != nil {
-				t.Fatal(err)
-			}
-		}
+		must(catalog.AddDB(ctx, f.conn, catalog.DB{Name: name, DSN: f.c.DSN(f.dbs[name])}))
+		members = append(members, catalog.Member{DB: name, Role: role})
 	}
+	must(catalog.AddDBGroup(ctx, f.conn, "g", members))
+	rel, err := catalog.AddRelation(ctx, f.conn, catalog.Relation{DB: "A", Schema: "public", Name: "t", Kind: catalog.KindTable,
+		KeyColumns: []string{"id"}, KeyTypes: []string{"integer"}, KeyKind: "primary key", KeyIndex: "t_pkey"})
+	must(err)
+	must(catalog.AddRelGroup(ctx, f.conn, "r"))
+	must(catalog.AddToRelGroup(ctx, f.conn, "r", rel))
+	s := catalog.NewSync("s")
+	s.RelGroup, s.DBGroup, s.ConflictStrategy = "r", "g", "bucardo_abort"
+	must(catalog.AddSync(ctx, f.conn, s))
+	d, err := catalog.LoadSync(ctx, f.conn, "s")
+	must(err)
+	for _, src := range d.Sources() {
+		must(capture.Install(ctx, f.c.Connect(t, f.dbs[src.Name]), capture.SyncFrom(d)))
+	}
+	f.spec = replicate.SyncFrom(d)
 	return f
 }
 
