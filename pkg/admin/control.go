@@ -325,7 +325,7 @@ func ping(e *env) error {
 		return critical("%v", err)
 	}
 	for _, p := range procs {
-		if p.Role != "mcp" {
+		if p.Role != catalog.ProcessRoleMCP {
 			continue
 		}
 		if age := time.Since(p.Updated); age > 15*time.Second {
@@ -333,7 +333,7 @@ func ping(e *env) error {
 		}
 		controllers := 0
 		for _, q := range procs {
-			if q.Role == "controller" {
+			if q.Role == catalog.ProcessRoleController {
 				controllers++
 			}
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/gobucardo/gobucardo/pkg/pg"
 	"github.com/gobucardo/gobucardo/pkg/pluginhost"
 	"github.com/gobucardo/gobucardo/pkg/replicate"
+	"github.com/gobucardo/gobucardo/pkg/runs"
 )
 
 // installCapture installs or refreshes the sync's capture on every source.
@@ -132,12 +133,9 @@ func syncRun(e *env) error {
 	}
 	// Conflicts are logged table by table as the run resolves them, so that a
 	// run with many holds only one table's in memory; a failed run's are
-	// forgotten again below.
-	opts := replicate.Options{Progress: progress, Log: e.log, Conflicts: func(cs []replicate.Conflict) error {
-		return catalog.LogConflicts(ctx, conn, id, name, replicate.ConflictRecords(cs))
-	}, Parked: func(ps []replicate.Parked) error {
-		return catalog.Park(ctx, conn, id, replicate.ParkedRecords(ps))
-	}}
+	// forgotten again by FinishRun.
+	opts := replicate.Options{Progress: progress, Log: e.log}
+	runs.Sink(ctx, func() (*pgx.Conn, error) { return conn, nil }, name, id, &opts)
 	spec := replicate.SyncFrom(d)
 	plugins := pluginhost.New(e.log)
 	defer plugins.Close()
@@ -146,45 +144,22 @@ func syncRun(e *env) error {
 	if opts.Handlers, runErr = plugins.Load(ctx, spec.CustomCode); runErr == nil {
 		res, runErr = replicate.RunRetrying(ctx, spec, opts, e.c.Int("attempts"))
 	}
-	bg := context.WithoutCancel(ctx)
-	counts := catalog.RunCounts{Deletes: res.Deletes, Inserts: res.Inserts, Truncates: res.Truncates, Conflicts: res.Conflicts}
-	if errors.Is(runErr, replicate.ErrCancelled) {
-		msg := pg.RedactError(runErr, passwords(d)...).Error()
-		if err := errors.Join(catalog.ForgetRunRecords(bg, conn, id), catalog.EndRun(bg, conn, id, catalog.RunCancelled, "Cancelled: "+msg, counts)); err != nil {
-			return errors.Join(runErr, err)
-		}
-		e.printf("Run of sync %q cancelled, nothing changed: %s\n", name, msg)
-		return nil
+	end := runs.End(res, runErr, passwords(d)...)
+	if err := catalog.FinishRun(context.WithoutCancel(ctx), conn, name, id, end); err != nil {
+		return errors.Join(runErr, err)
 	}
-	if runErr != nil {
-		msg := "Failed: " + pg.RedactError(runErr, passwords(d)...).Error()
-		if err := catalog.ForgetRunRecords(bg, conn, id); err != nil {
-			return errors.Join(runErr, err)
-		}
-		if err := catalog.EndRun(bg, conn, id, catalog.RunBad, msg, counts); err != nil {
-			return errors.Join(runErr, err)
-		}
-		if errors.Is(runErr, replicate.ErrConflictAbort) {
-			if err := catalog.Pause(bg, conn, name, msg); err != nil {
-				return errors.Join(runErr, err)
-			}
-			return fmt.Errorf("run of sync %s found conflicts under bucardo_abort, changed nothing and paused the sync: %w", name, runErr)
-		}
+	switch runs.Classify(runErr).Kind {
+	case runs.OK:
+	case runs.Cancelled:
+		e.printf("Run of sync %q cancelled, nothing changed: %s\n", name, pg.RedactError(runErr, passwords(d)...))
+		return nil
+	case runs.ConflictAbort:
+		return fmt.Errorf("run of sync %s found conflicts under bucardo_abort, changed nothing and paused the sync: %w", name, runErr)
+	default:
 		return fmt.Errorf("run of sync %s failed: %w", name, pg.RedactError(runErr, passwords(d)...))
 	}
-	state := catalog.RunGood
-	if res.Empty() {
-		state = catalog.RunEmpty
-	}
+	state := end.State
 	summary := res.Summary()
-	if err := catalog.EndRun(bg, conn, id, state, "Complete: "+summary, counts); err != nil {
-		return err
-	}
-	if res.OneTimeCopyDone {
-		if err := catalog.ClearOneTimeCopy(bg, conn, name); err != nil {
-			return err
-		}
-	}
 	if e.json() {
 		return e.printJSON(map[string]any{"sync": name, "state": state, "deletes": res.Deletes, "inserts": res.Inserts,
 			"truncates": res.Truncates, "conflicts": res.Conflicts, "seconds": res.Duration.Seconds(), "tables": res.Tables})

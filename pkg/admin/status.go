@@ -427,7 +427,7 @@ func stateOf(s syncStatus, mcpRunning bool) string {
 	}
 	if mcpRunning {
 		for _, p := range s.Processes {
-			if p.Role == "controller" && p.State != "idle" && p.State != "running" {
+			if p.Role == catalog.ProcessRoleController && p.State != catalog.ProcessIdle && p.State != catalog.ProcessRunning {
 				return word + " (" + p.State + ")"
 			}
 		}

@@ -4,6 +4,12 @@
 // its kid, records every run in gobucardo.syncrun, and re-arms autokick when
 // the sync goes idle. It serves gobucardo.ctl.v1 to the MCP over its
 // stdin/stdout.
+//
+// Its decisions are one pure function, step (step.go): what it knows, what
+// happened and the time in; what it knows next, what to do and when to
+// look again out. The loop (loop.go) performs the actions (a run, reading
+// the catalog, arming autokick, ...) and feeds their outcomes back as
+// events.
 package controller
 
 import (
@@ -19,6 +25,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/gobucardo/gobucardo/pkg/catalog"
 	"github.com/gobucardo/gobucardo/pkg/ipc"
 	"github.com/gobucardo/gobucardo/pkg/ipc/ctlpb"
 	"github.com/gobucardo/gobucardo/pkg/version"
@@ -151,7 +158,7 @@ func Serve(ctx context.Context, conn net.Conn, log *zap.Logger, level zap.Atomic
 		}
 		cancel()
 	}()
-	l := &loop{Server: s, cfg: cfg, kidOut: kidOut}
+	l := &loop{Server: s, cfg: cfg, kidOut: kidOut, main: catalog.Conn{DSN: cfg.GetMainDsn()}}
 	err := l.run(lctx)
 	close(s.quit)
 	srv.GracefulStop()

@@ -6,18 +6,16 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/gobucardo/gobucardo/pkg/catalog"
 	"github.com/gobucardo/gobucardo/pkg/replicate"
 )
 
-func holdsLoop() *loop {
-	return &loop{Server: &Server{log: zap.NewNop()}, detail: catalog.SyncDetail{
+func holdsLoop() *stepper {
+	return &stepper{now: time.Now(), state: state{detail: catalog.SyncDetail{
 		Members: []catalog.Member{{DB: "A", Role: "source"}, {DB: "B", Role: "target"}, {DB: "C", Role: "target"}},
 		DBs: map[string]catalog.DB{"A": {Name: "A", Status: "active"}, "B": {Name: "B", Status: "active"},
 			"C": {Name: "C", Status: "active"}},
-	}}
+	}}}
 }
 
 // TestHolds: a target a run could not reach, or whose connection broke,
@@ -27,7 +25,7 @@ func TestHolds(t *testing.T) {
 	t.Run("unreachable in a run", func(t *testing.T) {
 		l := holdsLoop()
 		l.noteTargets(replicate.Result{Skipped: []replicate.Skipped{{DB: "C", Reason: "unreachable: connection refused"}}}, nil)
-		if l.holds["C"] == nil || l.holds["B"] != nil || l.nextProbe().IsZero() {
+		if !l.held("C") || l.held("B") || l.nextProbe().IsZero() {
 			t.Fatalf("holds %v, probe at %v", l.holds, l.nextProbe())
 		}
 		s := l.withHolds(replicate.Sync{DBs: []replicate.DB{{Name: "A", Role: "source"}, {Name: "B", Role: "target"}, {Name: "C", Role: "target"}}})
@@ -51,22 +49,23 @@ func TestHolds(t *testing.T) {
 	t.Run("connection broke, tries back off, then it answers", func(t *testing.T) {
 		l := holdsLoop()
 		l.noteTargets(replicate.Result{}, []string{"B"})
-		h := l.holds["B"]
-		if h == nil {
+		if !l.held("B") {
 			t.Fatal("B not held")
 		}
 		var waits []time.Duration
 		for i := 0; i < 6; i++ {
+			h := l.holds["B"]
 			h.next = time.Time{} // a try is out
-			before := time.Now()
+			l.holds["B"] = h
+			l.now = l.now.Add(time.Minute)
 			l.probeDone(probed{db: "B", err: errors.New("timeout")})
-			waits = append(waits, h.next.Sub(before).Round(100*time.Millisecond))
+			waits = append(waits, l.holds["B"].next.Sub(l.now))
 		}
 		if waits[0] != time.Second || waits[len(waits)-1] != 5*time.Second {
 			t.Errorf("waits between tries %v, want doubling up to 5s", waits)
 		}
 		l.probeDone(probed{db: "B"})
-		if l.holds["B"] != nil || !strings.Contains(l.kick, "B reachable again") || !l.nextProbe().IsZero() {
+		if l.held("B") || !strings.Contains(l.kick, "B reachable again") || !l.nextProbe().IsZero() {
 			t.Errorf("after B answered: holds %v, kick %q, probe at %v", l.holds, l.kick, l.nextProbe())
 		}
 	})

@@ -6,6 +6,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/gobucardo/gobucardo/pkg/catalog"
 	"github.com/gobucardo/gobucardo/pkg/ipc/ctlpb"
 	"github.com/gobucardo/gobucardo/pkg/ipc/kidpb"
 )
@@ -19,7 +20,7 @@ type board struct {
 
 func newBoard(pid, ppid int) *board {
 	return &board{
-		procs:   []*ctlpb.Process{{Pid: int32(pid), Ppid: int32(ppid), Role: "controller", State: "starting", SinceUnixMs: time.Now().UnixMilli()}},
+		procs:   []*ctlpb.Process{{Pid: int32(pid), Ppid: int32(ppid), Role: catalog.ProcessRoleController, State: catalog.ProcessStarting, SinceUnixMs: time.Now().UnixMilli()}},
 		changed: make(chan struct{}),
 	}
 }
@@ -77,7 +78,7 @@ func (b *board) setPlugins(ps []*kidpb.Plugin) {
 			b.procs = append(b.procs, o)
 			continue
 		}
-		b.procs = append(b.procs, &ctlpb.Process{Pid: p.GetPid(), Ppid: b.procs[1].Pid, Role: "plugin", State: "ready",
+		b.procs = append(b.procs, &ctlpb.Process{Pid: p.GetPid(), Ppid: b.procs[1].Pid, Role: catalog.ProcessRolePlugin, State: catalog.ProcessReady,
 			Detail: "customcode " + p.GetCode(), SinceUnixMs: time.Now().UnixMilli()})
 	}
 	b.notify()
@@ -89,7 +90,7 @@ func (b *board) setKid(pid int) {
 	defer b.mu.Unlock()
 	b.procs = b.procs[:1]
 	if pid > 0 {
-		b.procs = append(b.procs, &ctlpb.Process{Pid: int32(pid), Ppid: b.procs[0].Pid, Role: "kid", State: "idle",
+		b.procs = append(b.procs, &ctlpb.Process{Pid: int32(pid), Ppid: b.procs[0].Pid, Role: catalog.ProcessRoleKid, State: catalog.ProcessIdle,
 			SinceUnixMs: time.Now().UnixMilli()})
 	}
 	b.notify()

@@ -6,7 +6,6 @@ package kid
 
 import (
 	"context"
-	"errors"
 	"net"
 	"os"
 	"sync"
@@ -17,12 +16,13 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/gobucardo/gobucardo/pkg/catalog"
 	"github.com/gobucardo/gobucardo/pkg/ipc"
+	"github.com/gobucardo/gobucardo/pkg/ipc/kidcodec"
 	"github.com/gobucardo/gobucardo/pkg/ipc/kidpb"
 	"github.com/gobucardo/gobucardo/pkg/pg"
 	"github.com/gobucardo/gobucardo/pkg/pluginhost"
 	"github.com/gobucardo/gobucardo/pkg/replicate"
+	"github.com/gobucardo/gobucardo/pkg/runs"
 	"github.com/gobucardo/gobucardo/pkg/version"
 )
 
@@ -98,7 +98,7 @@ func (s *Server) Run(req *kidpb.RunRequest, stream kidpb.Kid_RunServer) error {
 	}()
 
 	ctx := stream.Context()
-	spec := SyncFromProto(req.GetSync())
+	spec := kidcodec.DecodeSync(req.GetSync())
 	log := s.log.With(zap.Int64("run", req.GetRunId()))
 	var sendMu sync.Mutex
 	send := func(ev *kidpb.RunEvent) error {
@@ -114,8 +114,7 @@ func (s *Server) Run(req *kidpb.RunRequest, stream kidpb.Kid_RunServer) error {
 			return
 		}
 		last, lastSent = p, time.Now()
-		_ = send(&kidpb.RunEvent{Event: &kidpb.RunEvent_Progress{Progress: &kidpb.Progress{
-			Table: p.Table, Phase: p.Phase, Rows: p.Rows, Total: p.Total}}})
+		_ = send(kidcodec.EncodeProgress(p))
 	}
 	// The main database is reached only when the run has conflicts to log
 	// or rows to park.
@@ -137,85 +136,26 @@ func (s *Server) Run(req *kidpb.RunRequest, stream kidpb.Kid_RunServer) error {
 		}
 		return mainConn, nil
 	}
-	conflicts := func(cs []replicate.Conflict) error {
-		conn, err := main()
-		if err != nil {
-			return err
-		}
-		return catalog.LogConflicts(ctx, conn, req.GetRunId(), spec.Name, replicate.ConflictRecords(cs))
-	}
-	parked := func(ps []replicate.Parked) error {
-		conn, err := main()
-		if err != nil {
-			return err
-		}
-		return catalog.Park(ctx, conn, req.GetRunId(), replicate.ParkedRecords(ps))
-	}
 	attempts := int(req.GetAttempts())
 	if attempts < 1 {
 		attempts = 1
 	}
+	secrets := append(spec.Secrets(), pg.Password(cfg.GetMainDsn()))
 	handlers, err := s.plugins.Load(ctx, spec.CustomCode)
 	_ = send(s.pluginsEvent())
+	var res replicate.Result
+	if err == nil {
+		opts := replicate.Options{Progress: progress, ProgressEvery: 250 * time.Millisecond, Log: log, Handlers: handlers}
+		runs.Sink(ctx, main, spec.Name, req.GetRunId(), &opts)
+		res, err = replicate.RunRetrying(ctx, spec, opts, attempts)
+		_ = send(s.pluginsEvent())
+	}
 	if err != nil {
-		msg := pg.RedactError(err, append(spec.Secrets(), pg.Password(cfg.GetMainDsn()))...).Error()
-		log.Warn("run failed", zap.String("error", msg))
-		return send(&kidpb.RunEvent{Event: &kidpb.RunEvent_Failure{Failure: &kidpb.Failure{Kind: kidpb.Failure_KIND_ERROR, Message: msg}}})
+		log.Warn("run failed", zap.String("error", pg.RedactError(err, secrets...).Error()))
+	} else {
+		log.Debug("run done", zap.String("result", res.Summary()))
 	}
-	opts := replicate.Options{Progress: progress, ProgressEvery: 250 * time.Millisecond, Log: log, Conflicts: conflicts,
-		Handlers: handlers, Parked: parked}
-	res, err := replicate.RunRetrying(ctx, spec, opts, attempts)
-	_ = send(s.pluginsEvent())
-	out := resultToProto(res)
-	if err != nil {
-		kind := kidpb.Failure_KIND_ERROR
-		switch {
-		case errors.Is(err, replicate.ErrConflictAbort):
-			kind = kidpb.Failure_KIND_CONFLICT_ABORT
-		case errors.Is(err, replicate.ErrCancelled):
-			kind = kidpb.Failure_KIND_CANCELLED
-		}
-		msg := pg.RedactError(err, append(spec.Secrets(), pg.Password(cfg.GetMainDsn()))...).Error()
-		log.Warn("run failed", zap.String("error", msg))
-		failure := &kidpb.Failure{Kind: kind, Message: msg, Partial: out}
-		var lost *replicate.TargetsLostError
-		if errors.As(err, &lost) {
-			failure.LostTargets = lost.DBs
-		}
-		return send(&kidpb.RunEvent{Event: &kidpb.RunEvent_Failure{Failure: failure}})
-	}
-	log.Debug("run done", zap.String("result", res.Summary()))
-	return send(&kidpb.RunEvent{Event: &kidpb.RunEvent_Result{Result: out}})
-}
-
-func resultToProto(r replicate.Result) *kidpb.Result {
-	p := &kidpb.Result{Deletes: r.Deletes, Inserts: r.Inserts, Truncates: r.Truncates, Conflicts: r.Conflicts,
-		DurationUs: r.Duration.Microseconds(), OneTimeCopyDone: r.OneTimeCopyDone, Tables: int32(len(r.Tables)), Parked: r.Parked,
-		CaughtUp: r.CaughtUp}
-	for _, s := range r.Skipped {
-		p.Skipped = append(p.Skipped, &kidpb.Skipped{Db: s.DB, Reason: s.Reason})
-	}
-	return p
-}
-
-// SyncFromProto is the run's specification as the controller sent it.
-func SyncFromProto(p *kidpb.Sync) replicate.Sync {
-	s := replicate.Sync{Name: p.GetName(), OneTimeCopy: int(p.GetOneTimeCopy()), CommitEvery: int(p.GetCommitEvery()),
-		IsolationLevel: p.GetIsolationLevel(), DeleteMethod: p.GetDeleteMethod(), ConflictStrategy: p.GetConflictStrategy()}
-	for _, d := range p.GetDbs() {
-		s.DBs = append(s.DBs, replicate.DB{Name: d.GetName(), Role: d.GetRole(), ConnString: d.GetConnString(), MakeDelta: d.GetMakeDelta(),
-			Inactive: d.GetInactive(), Hold: d.GetHold()})
-	}
-	for _, r := range p.GetRelations() {
-		s.Relations = append(s.Relations, replicate.Relation{Schema: r.GetSchema(), Name: r.GetName(), Sequence: r.GetSequence(),
-			KeyColumns: r.GetKeyColumns(), ConflictStrategy: r.GetConflictStrategy(), MakeDelta: r.MakeDelta})
-	}
-	for _, c := range p.GetCustomCode() {
-		s.CustomCode = append(s.CustomCode, replicate.CustomCode{Name: c.GetName(), Plugin: c.GetPlugin(), SHA256: c.GetSha256(),
-			WhenRun: c.GetWhenrun(), Priority: int(c.GetPriority()), Settings: c.GetSettings(),
-			Timeout: time.Duration(c.GetTimeoutMs()) * time.Millisecond, Schema: c.GetSchema(), Table: c.GetTable()})
-	}
-	return s
+	return send(kidcodec.EncodeOutcome(res, err, secrets...))
 }
 
 // Serve serves the kid over conn (see ipc.Claim) until the controller goes

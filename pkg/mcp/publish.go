@@ -38,7 +38,7 @@ func (d *daemon) processes() []catalog.Process {
 	ctls := d.ctls
 	d.mu.Unlock()
 	sort.Strings(names)
-	me := catalog.Process{PID: os.Getpid(), PPID: os.Getppid(), Role: "mcp", State: "running",
+	me := catalog.Process{PID: os.Getpid(), PPID: os.Getppid(), Role: catalog.ProcessRoleMCP, State: catalog.ProcessRunning,
 		Detail: fmt.Sprintf("%d active syncs", len(names)), Started: d.started, StateSince: d.started}
 	out := []catalog.Process{me}
 	alive := map[int]bool{me.PID: true}

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gobucardo/gobucardo/pkg/backoff"
+	"github.com/gobucardo/gobucardo/pkg/catalog"
 	"github.com/gobucardo/gobucardo/pkg/ipc"
 	"github.com/gobucardo/gobucardo/pkg/ipc/ctlpb"
 	"github.com/gobucardo/gobucardo/pkg/logging"
@@ -39,7 +40,7 @@ type ctl struct {
 func newCtl(d *daemon, sync string) *ctl {
 	return &ctl{d: d, sync: sync, kicks: make(chan string, 16), reload: make(chan struct{}, 1),
 		stop: make(chan string, 1), done: make(chan struct{}), log: d.log.With(zap.String(logging.FieldSync, sync)),
-		state: "starting"}
+		state: catalog.ProcessStarting}
 }
 
 // Kick forwards a kick; kicks coalesce, so a full queue drops it.
@@ -134,7 +135,7 @@ func (c *ctl) supervise() {
 func (c *ctl) once(kick string) (planned, stopped bool, exitErr error) {
 	d := c.d
 	child, err := ipc.Start(proc.Spec{Path: d.o.ControllerPath, Args: []string{"--sync", c.sync},
-		Stderr: logging.Forward(d.o.LogOut, d.childLog.With(zap.String(logging.FieldRole, "controller"), zap.String(logging.FieldSync, c.sync)))})
+		Stderr: logging.Forward(d.o.LogOut, d.childLog.With(zap.String(logging.FieldRole, catalog.ProcessRoleController), zap.String(logging.FieldSync, c.sync)))})
 	if err != nil {
 		return false, false, fmt.Errorf("start controller: %w", err)
 	}

@@ -74,7 +74,7 @@ func (x Failure_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Failure_Kind.Descriptor instead.
 func (Failure_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{10, 0}
+	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{11, 0}
 }
 
 type Config struct {
@@ -711,10 +711,10 @@ type Result struct {
 	Conflicts       int64                  `protobuf:"varint,4,opt,name=conflicts,proto3" json:"conflicts,omitempty"`
 	DurationUs      int64                  `protobuf:"varint,5,opt,name=duration_us,json=durationUs,proto3" json:"duration_us,omitempty"`
 	OneTimeCopyDone bool                   `protobuf:"varint,6,opt,name=one_time_copy_done,json=oneTimeCopyDone,proto3" json:"one_time_copy_done,omitempty"`
-	Tables          int32                  `protobuf:"varint,7,opt,name=tables,proto3" json:"tables,omitempty"`
 	Parked          int64                  `protobuf:"varint,8,opt,name=parked,proto3" json:"parked,omitempty"`                     // rows an exception handler set aside
 	Skipped         []*Skipped             `protobuf:"bytes,9,rep,name=skipped,proto3" json:"skipped,omitempty"`                    // targets left out of the run, which catch up later
 	CaughtUp        []string               `protobuf:"bytes,10,rep,name=caught_up,json=caughtUp,proto3" json:"caught_up,omitempty"` // targets that were behind and are in step again
+	Tables          []*TableResult         `protobuf:"bytes,11,rep,name=tables,proto3" json:"tables,omitempty"`                     // per table, in relgroup order
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -791,13 +791,6 @@ func (x *Result) GetOneTimeCopyDone() bool {
 	return false
 }
 
-func (x *Result) GetTables() int32 {
-	if x != nil {
-		return x.Tables
-	}
-	return 0
-}
-
 func (x *Result) GetParked() int64 {
 	if x != nil {
 		return x.Parked
@@ -819,6 +812,106 @@ func (x *Result) GetCaughtUp() []string {
 	return nil
 }
 
+func (x *Result) GetTables() []*TableResult {
+	if x != nil {
+		return x.Tables
+	}
+	return nil
+}
+
+// TableResult is what a run did to one table or sequence.
+type TableResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Table         string                 `protobuf:"bytes,1,opt,name=table,proto3" json:"table,omitempty"`
+	Mode          string                 `protobuf:"bytes,2,opt,name=mode,proto3" json:"mode,omitempty"`  // delta, fullcopy, delta+fullcopy, sequence, none
+	Keys          int64                  `protobuf:"varint,3,opt,name=keys,proto3" json:"keys,omitempty"` // changed keys read; for a sequence, targets set
+	Deletes       int64                  `protobuf:"varint,4,opt,name=deletes,proto3" json:"deletes,omitempty"`
+	Inserts       int64                  `protobuf:"varint,5,opt,name=inserts,proto3" json:"inserts,omitempty"`
+	Truncated     bool                   `protobuf:"varint,6,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	Conflicts     int64                  `protobuf:"varint,7,opt,name=conflicts,proto3" json:"conflicts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TableResult) Reset() {
+	*x = TableResult{}
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TableResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TableResult) ProtoMessage() {}
+
+func (x *TableResult) ProtoReflect() protoreflect.Message {
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TableResult.ProtoReflect.Descriptor instead.
+func (*TableResult) Descriptor() ([]byte, []int) {
+	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *TableResult) GetTable() string {
+	if x != nil {
+		return x.Table
+	}
+	return ""
+}
+
+func (x *TableResult) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+func (x *TableResult) GetKeys() int64 {
+	if x != nil {
+		return x.Keys
+	}
+	return 0
+}
+
+func (x *TableResult) GetDeletes() int64 {
+	if x != nil {
+		return x.Deletes
+	}
+	return 0
+}
+
+func (x *TableResult) GetInserts() int64 {
+	if x != nil {
+		return x.Inserts
+	}
+	return 0
+}
+
+func (x *TableResult) GetTruncated() bool {
+	if x != nil {
+		return x.Truncated
+	}
+	return false
+}
+
+func (x *TableResult) GetConflicts() int64 {
+	if x != nil {
+		return x.Conflicts
+	}
+	return 0
+}
+
 type Skipped struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Db            string                 `protobuf:"bytes,1,opt,name=db,proto3" json:"db,omitempty"`
@@ -829,7 +922,7 @@ type Skipped struct {
 
 func (x *Skipped) Reset() {
 	*x = Skipped{}
-	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[9]
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -841,7 +934,7 @@ func (x *Skipped) String() string {
 func (*Skipped) ProtoMessage() {}
 
 func (x *Skipped) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[9]
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -854,7 +947,7 @@ func (x *Skipped) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Skipped.ProtoReflect.Descriptor instead.
 func (*Skipped) Descriptor() ([]byte, []int) {
-	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{9}
+	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Skipped) GetDb() string {
@@ -883,7 +976,7 @@ type Failure struct {
 
 func (x *Failure) Reset() {
 	*x = Failure{}
-	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[10]
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -895,7 +988,7 @@ func (x *Failure) String() string {
 func (*Failure) ProtoMessage() {}
 
 func (x *Failure) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[10]
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -908,7 +1001,7 @@ func (x *Failure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Failure.ProtoReflect.Descriptor instead.
 func (*Failure) Descriptor() ([]byte, []int) {
-	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{10}
+	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Failure) GetKind() Failure_Kind {
@@ -954,7 +1047,7 @@ type RunEvent struct {
 
 func (x *RunEvent) Reset() {
 	*x = RunEvent{}
-	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[11]
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -966,7 +1059,7 @@ func (x *RunEvent) String() string {
 func (*RunEvent) ProtoMessage() {}
 
 func (x *RunEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[11]
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -979,7 +1072,7 @@ func (x *RunEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunEvent.ProtoReflect.Descriptor instead.
 func (*RunEvent) Descriptor() ([]byte, []int) {
-	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{11}
+	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RunEvent) GetEvent() isRunEvent_Event {
@@ -1062,7 +1155,7 @@ type Plugins struct {
 
 func (x *Plugins) Reset() {
 	*x = Plugins{}
-	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[12]
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1074,7 +1167,7 @@ func (x *Plugins) String() string {
 func (*Plugins) ProtoMessage() {}
 
 func (x *Plugins) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[12]
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1087,7 +1180,7 @@ func (x *Plugins) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Plugins.ProtoReflect.Descriptor instead.
 func (*Plugins) Descriptor() ([]byte, []int) {
-	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{12}
+	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Plugins) GetPlugins() []*Plugin {
@@ -1107,7 +1200,7 @@ type Plugin struct {
 
 func (x *Plugin) Reset() {
 	*x = Plugin{}
-	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[13]
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1119,7 +1212,7 @@ func (x *Plugin) String() string {
 func (*Plugin) ProtoMessage() {}
 
 func (x *Plugin) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[13]
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1132,7 +1225,7 @@ func (x *Plugin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Plugin.ProtoReflect.Descriptor instead.
 func (*Plugin) Descriptor() ([]byte, []int) {
-	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{13}
+	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Plugin) GetCode() string {
@@ -1158,7 +1251,7 @@ type StopRequest struct {
 
 func (x *StopRequest) Reset() {
 	*x = StopRequest{}
-	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[14]
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1170,7 +1263,7 @@ func (x *StopRequest) String() string {
 func (*StopRequest) ProtoMessage() {}
 
 func (x *StopRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[14]
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1183,7 +1276,7 @@ func (x *StopRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopRequest.ProtoReflect.Descriptor instead.
 func (*StopRequest) Descriptor() ([]byte, []int) {
-	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{14}
+	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *StopRequest) GetReason() string {
@@ -1201,7 +1294,7 @@ type StopReply struct {
 
 func (x *StopReply) Reset() {
 	*x = StopReply{}
-	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[15]
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1213,7 +1306,7 @@ func (x *StopReply) String() string {
 func (*StopReply) ProtoMessage() {}
 
 func (x *StopReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[15]
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1226,7 +1319,7 @@ func (x *StopReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopReply.ProtoReflect.Descriptor instead.
 func (*StopReply) Descriptor() ([]byte, []int) {
-	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{15}
+	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{16}
 }
 
 var File_pkg_ipc_kidpb_kid_proto protoreflect.FileDescriptor
@@ -1295,7 +1388,7 @@ const file_pkg_ipc_kidpb_kid_proto_rawDesc = "" +
 	"\x05table\x18\x01 \x01(\tR\x05table\x12\x14\n" +
 	"\x05phase\x18\x02 \x01(\tR\x05phase\x12\x12\n" +
 	"\x04rows\x18\x03 \x01(\x03R\x04rows\x12\x14\n" +
-	"\x05total\x18\x04 \x01(\x03R\x05total\"\xc8\x02\n" +
+	"\x05total\x18\x04 \x01(\x03R\x05total\"\xed\x02\n" +
 	"\x06Result\x12\x18\n" +
 	"\adeletes\x18\x01 \x01(\x03R\adeletes\x12\x18\n" +
 	"\ainserts\x18\x02 \x01(\x03R\ainserts\x12\x1c\n" +
@@ -1304,11 +1397,19 @@ const file_pkg_ipc_kidpb_kid_proto_rawDesc = "" +
 	"\vduration_us\x18\x05 \x01(\x03R\n" +
 	"durationUs\x12+\n" +
 	"\x12one_time_copy_done\x18\x06 \x01(\bR\x0foneTimeCopyDone\x12\x16\n" +
-	"\x06tables\x18\a \x01(\x05R\x06tables\x12\x16\n" +
 	"\x06parked\x18\b \x01(\x03R\x06parked\x123\n" +
 	"\askipped\x18\t \x03(\v2\x19.gobucardo.kid.v1.SkippedR\askipped\x12\x1b\n" +
 	"\tcaught_up\x18\n" +
-	" \x03(\tR\bcaughtUp\"1\n" +
+	" \x03(\tR\bcaughtUp\x125\n" +
+	"\x06tables\x18\v \x03(\v2\x1d.gobucardo.kid.v1.TableResultR\x06tablesJ\x04\b\a\x10\b\"\xbb\x01\n" +
+	"\vTableResult\x12\x14\n" +
+	"\x05table\x18\x01 \x01(\tR\x05table\x12\x12\n" +
+	"\x04mode\x18\x02 \x01(\tR\x04mode\x12\x12\n" +
+	"\x04keys\x18\x03 \x01(\x03R\x04keys\x12\x18\n" +
+	"\adeletes\x18\x04 \x01(\x03R\adeletes\x12\x18\n" +
+	"\ainserts\x18\x05 \x01(\x03R\ainserts\x12\x1c\n" +
+	"\ttruncated\x18\x06 \x01(\bR\ttruncated\x12\x1c\n" +
+	"\tconflicts\x18\a \x01(\x03R\tconflicts\"1\n" +
 	"\aSkipped\x12\x0e\n" +
 	"\x02db\x18\x01 \x01(\tR\x02db\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x89\x02\n" +
@@ -1355,7 +1456,7 @@ func file_pkg_ipc_kidpb_kid_proto_rawDescGZIP() []byte {
 }
 
 var file_pkg_ipc_kidpb_kid_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_pkg_ipc_kidpb_kid_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_pkg_ipc_kidpb_kid_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_pkg_ipc_kidpb_kid_proto_goTypes = []any{
 	(Failure_Kind)(0),   // 0: gobucardo.kid.v1.Failure.Kind
 	(*Config)(nil),      // 1: gobucardo.kid.v1.Config
@@ -1367,40 +1468,42 @@ var file_pkg_ipc_kidpb_kid_proto_goTypes = []any{
 	(*RunRequest)(nil),  // 7: gobucardo.kid.v1.RunRequest
 	(*Progress)(nil),    // 8: gobucardo.kid.v1.Progress
 	(*Result)(nil),      // 9: gobucardo.kid.v1.Result
-	(*Skipped)(nil),     // 10: gobucardo.kid.v1.Skipped
-	(*Failure)(nil),     // 11: gobucardo.kid.v1.Failure
-	(*RunEvent)(nil),    // 12: gobucardo.kid.v1.RunEvent
-	(*Plugins)(nil),     // 13: gobucardo.kid.v1.Plugins
-	(*Plugin)(nil),      // 14: gobucardo.kid.v1.Plugin
-	(*StopRequest)(nil), // 15: gobucardo.kid.v1.StopRequest
-	(*StopReply)(nil),   // 16: gobucardo.kid.v1.StopReply
-	nil,                 // 17: gobucardo.kid.v1.CustomCode.SettingsEntry
+	(*TableResult)(nil), // 10: gobucardo.kid.v1.TableResult
+	(*Skipped)(nil),     // 11: gobucardo.kid.v1.Skipped
+	(*Failure)(nil),     // 12: gobucardo.kid.v1.Failure
+	(*RunEvent)(nil),    // 13: gobucardo.kid.v1.RunEvent
+	(*Plugins)(nil),     // 14: gobucardo.kid.v1.Plugins
+	(*Plugin)(nil),      // 15: gobucardo.kid.v1.Plugin
+	(*StopRequest)(nil), // 16: gobucardo.kid.v1.StopRequest
+	(*StopReply)(nil),   // 17: gobucardo.kid.v1.StopReply
+	nil,                 // 18: gobucardo.kid.v1.CustomCode.SettingsEntry
 }
 var file_pkg_ipc_kidpb_kid_proto_depIdxs = []int32{
 	3,  // 0: gobucardo.kid.v1.Sync.dbs:type_name -> gobucardo.kid.v1.DB
 	4,  // 1: gobucardo.kid.v1.Sync.relations:type_name -> gobucardo.kid.v1.Relation
 	6,  // 2: gobucardo.kid.v1.Sync.custom_code:type_name -> gobucardo.kid.v1.CustomCode
-	17, // 3: gobucardo.kid.v1.CustomCode.settings:type_name -> gobucardo.kid.v1.CustomCode.SettingsEntry
+	18, // 3: gobucardo.kid.v1.CustomCode.settings:type_name -> gobucardo.kid.v1.CustomCode.SettingsEntry
 	5,  // 4: gobucardo.kid.v1.RunRequest.sync:type_name -> gobucardo.kid.v1.Sync
-	10, // 5: gobucardo.kid.v1.Result.skipped:type_name -> gobucardo.kid.v1.Skipped
-	0,  // 6: gobucardo.kid.v1.Failure.kind:type_name -> gobucardo.kid.v1.Failure.Kind
-	9,  // 7: gobucardo.kid.v1.Failure.partial:type_name -> gobucardo.kid.v1.Result
-	8,  // 8: gobucardo.kid.v1.RunEvent.progress:type_name -> gobucardo.kid.v1.Progress
-	9,  // 9: gobucardo.kid.v1.RunEvent.result:type_name -> gobucardo.kid.v1.Result
-	11, // 10: gobucardo.kid.v1.RunEvent.failure:type_name -> gobucardo.kid.v1.Failure
-	13, // 11: gobucardo.kid.v1.RunEvent.plugins:type_name -> gobucardo.kid.v1.Plugins
-	14, // 12: gobucardo.kid.v1.Plugins.plugins:type_name -> gobucardo.kid.v1.Plugin
-	1,  // 13: gobucardo.kid.v1.Kid.Configure:input_type -> gobucardo.kid.v1.Config
-	7,  // 14: gobucardo.kid.v1.Kid.Run:input_type -> gobucardo.kid.v1.RunRequest
-	15, // 15: gobucardo.kid.v1.Kid.Stop:input_type -> gobucardo.kid.v1.StopRequest
-	2,  // 16: gobucardo.kid.v1.Kid.Configure:output_type -> gobucardo.kid.v1.Hello
-	12, // 17: gobucardo.kid.v1.Kid.Run:output_type -> gobucardo.kid.v1.RunEvent
-	16, // 18: gobucardo.kid.v1.Kid.Stop:output_type -> gobucardo.kid.v1.StopReply
-	16, // [16:19] is the sub-list for method output_type
-	13, // [13:16] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	11, // 5: gobucardo.kid.v1.Result.skipped:type_name -> gobucardo.kid.v1.Skipped
+	10, // 6: gobucardo.kid.v1.Result.tables:type_name -> gobucardo.kid.v1.TableResult
+	0,  // 7: gobucardo.kid.v1.Failure.kind:type_name -> gobucardo.kid.v1.Failure.Kind
+	9,  // 8: gobucardo.kid.v1.Failure.partial:type_name -> gobucardo.kid.v1.Result
+	8,  // 9: gobucardo.kid.v1.RunEvent.progress:type_name -> gobucardo.kid.v1.Progress
+	9,  // 10: gobucardo.kid.v1.RunEvent.result:type_name -> gobucardo.kid.v1.Result
+	12, // 11: gobucardo.kid.v1.RunEvent.failure:type_name -> gobucardo.kid.v1.Failure
+	14, // 12: gobucardo.kid.v1.RunEvent.plugins:type_name -> gobucardo.kid.v1.Plugins
+	15, // 13: gobucardo.kid.v1.Plugins.plugins:type_name -> gobucardo.kid.v1.Plugin
+	1,  // 14: gobucardo.kid.v1.Kid.Configure:input_type -> gobucardo.kid.v1.Config
+	7,  // 15: gobucardo.kid.v1.Kid.Run:input_type -> gobucardo.kid.v1.RunRequest
+	16, // 16: gobucardo.kid.v1.Kid.Stop:input_type -> gobucardo.kid.v1.StopRequest
+	2,  // 17: gobucardo.kid.v1.Kid.Configure:output_type -> gobucardo.kid.v1.Hello
+	13, // 18: gobucardo.kid.v1.Kid.Run:output_type -> gobucardo.kid.v1.RunEvent
+	17, // 19: gobucardo.kid.v1.Kid.Stop:output_type -> gobucardo.kid.v1.StopReply
+	17, // [17:20] is the sub-list for method output_type
+	14, // [14:17] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_pkg_ipc_kidpb_kid_proto_init() }
@@ -1409,7 +1512,7 @@ func file_pkg_ipc_kidpb_kid_proto_init() {
 		return
 	}
 	file_pkg_ipc_kidpb_kid_proto_msgTypes[3].OneofWrappers = []any{}
-	file_pkg_ipc_kidpb_kid_proto_msgTypes[11].OneofWrappers = []any{
+	file_pkg_ipc_kidpb_kid_proto_msgTypes[12].OneofWrappers = []any{
 		(*RunEvent_Progress)(nil),
 		(*RunEvent_Result)(nil),
 		(*RunEvent_Failure)(nil),
@@ -1421,7 +1524,7 @@ func file_pkg_ipc_kidpb_kid_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pkg_ipc_kidpb_kid_proto_rawDesc), len(file_pkg_ipc_kidpb_kid_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   17,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

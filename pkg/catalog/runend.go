@@ -1,0 +1,59 @@
+package catalog
+
+import (
+	"context"
+	"errors"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// RunEnd is how a run ended, as FinishRun records it.
+type RunEnd struct {
+	// State is the run's state in syncrun: RunGood, RunEmpty, RunBad or
+	// RunCancelled.
+	State string
+	// Status is its text in syncrun ("Complete: ...", "Failed: ...",
+	// "Cancelled: ..."), secrets already removed.
+	Status string
+	Counts RunCounts
+	// Pause, when not "", pauses the sync with this reason (a conflict
+	// under bucardo_abort).
+	Pause string
+	// OneTimeCopyDone sets the sync's onetimecopy back to 0.
+	OneTimeCopyDone bool
+	// Forget deletes the run's record instead: an empty run that a
+	// controller made for its own bookkeeping is not news.
+	Forget bool
+}
+
+// FinishRun records the end of run id of sync, started by StartRun on
+// conn's session, in one transaction: a run that did not commit (bad or
+// cancelled) loses the conflicts it logged and the rows it parked (the next
+// run meets them again), the sync is paused when the end says so, and
+// onetimecopy is cleared once done. It then releases the run lock, whatever
+// became of the record.
+func FinishRun(ctx context.Context, conn Session, sync string, id int64, end RunEnd) error {
+	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if end.Forget {
+			return ForgetRun(ctx, tx, id)
+		}
+		if end.State == RunBad || end.State == RunCancelled {
+			if err := ForgetRunRecords(ctx, tx, id); err != nil {
+				return err
+			}
+		}
+		if err := EndRun(ctx, tx, id, end.State, end.Status, end.Counts); err != nil {
+			return err
+		}
+		if end.Pause != "" {
+			if err := Pause(ctx, tx, sync, end.Pause); err != nil {
+				return err
+			}
+		}
+		if end.OneTimeCopyDone {
+			return ClearOneTimeCopy(ctx, tx, sync)
+		}
+		return nil
+	})
+	return errors.Join(err, EndRunLock(ctx, conn, sync))
+}
