@@ -10,8 +10,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/gobucardo/gobucardo/pkg/catalog"
 	"github.com/gobucardo/gobucardo/pkg/backoff"
+	"github.com/gobucardo/gobucardo/pkg/catalog"
 	"github.com/gobucardo/gobucardo/pkg/replicate"
 	"github.com/gobucardo/gobucardo/pkg/runs"
 )
