@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/gobucardo/gobucardo/pkg/catalog"
 	"github.com/gobucardo/gobucardo/pkg/pg"
 	"github.com/gobucardo/gobucardo/pkg/sdk"
 )
@@ -126,13 +127,13 @@ func (r *run) conflictCode(rel Relation) (*ConflictCode, error) {
 	if c, ok := r.opts.Handlers.Conflict[table]; ok {
 		return &c, nil
 	}
-	if rel.ConflictStrategy != "" && rel.ConflictStrategy != StrategyCustom {
+	if rel.ConflictStrategy != "" && rel.ConflictStrategy != catalog.StrategyCustom {
 		return nil, nil
 	}
 	if c, ok := r.opts.Handlers.Conflict[""]; ok {
 		return &c, nil
 	}
-	if r.strategy(rel) == StrategyCustom {
+	if r.strategy(rel) == catalog.StrategyCustom {
 		return nil, fmt.Errorf("table %s: conflict_strategy custom needs a conflict customcode: attach one with "+
 			"mcp add customcode NAME plugin=PATH whenrun=conflict table=%s (or sync=%s), or choose a built-in strategy",
 			table, table, r.s.Name)

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/gobucardo/gobucardo/pkg/catalog"
 	"github.com/gobucardo/gobucardo/pkg/sdk"
 )
 
@@ -128,7 +129,7 @@ func TestCustomConflictFailures(t *testing.T) {
 			for _, d := range e.sync.DBs {
 				e.exec(d.Name, "SET session_replication_role = replica; INSERT INTO kv VALUES (1, 'original', 'all')")
 			}
-			e.sync.ConflictStrategy = StrategyCustom
+			e.sync.ConflictStrategy = catalog.StrategyCustom
 			e.exec("A", "UPDATE kv SET v = 'A' WHERE k = 1; INSERT INTO kv VALUES (2, 'new on A', 'A')")
 			e.exec("B", "UPDATE kv SET v = 'B' WHERE k = 1")
 			_, _, _, err := customRun(e, tc.hs, 1)

@@ -89,7 +89,7 @@ type Sync struct {
 	// ConflictStrategy resolves keys changed on several sources: bucardo_latest
 	// (default), bucardo_latest_all_tables, bucardo_source, bucardo_skip,
 	// bucardo_random, bucardo_abort, custom, or an ordered list of db names
-	// "B A C".
+	// "B A C" (the names are catalog's Strategy constants).
 	ConflictStrategy string
 	// CustomCode is the sync's plugins, in the order they run; the run calls
 	// them through Options.Handlers, which a plugin host builds from them.
@@ -787,7 +787,7 @@ func (r *run) apply(ctx context.Context) error {
 			}
 		}
 	}
-	if r.multi() && r.strategy(Relation{}) == StrategyLatestAllTables {
+	if r.multi() && r.strategy(Relation{}) == catalog.StrategyLatestAllTables {
 		if err := r.latestAll(ctx); err != nil {
 			return err
 		}
