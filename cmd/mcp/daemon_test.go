@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,38 +15,17 @@ import (
 	"time"
 
 	"github.com/gobucardo/gobucardo/pkg/pgtest"
+	"github.com/gobucardo/gobucardo/pkg/testbin"
 )
 
 // The daemon's end-to-end tests run the real mcp, controller and kid
 // binaries, built once per test binary (with -race when the tests are).
 
-var (
-	buildOnce sync.Once
-	binDir    string
-	buildErr  error
-)
-
+// binaries returns the directory of mcp, controller and kid, built once
+// (with -race when the tests are).
 func binaries(t *testing.T) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		binDir, buildErr = os.MkdirTemp("", "gobucardo-bin-")
-		if buildErr != nil {
-			return
-		}
-		args := []string{"build", "-o", binDir + "/"}
-		if raceEnabled {
-			args = append(args, "-race")
-		}
-		args = append(args, "github.com/gobucardo/gobucardo/cmd/...")
-		out, err := exec.Command("go", args...).CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binDir
+	return testbin.BuildRace(t, "github.com/gobucardo/gobucardo/cmd/...")
 }
 
 // daemon is one test's catalog, replicated dbs and MCP.

@@ -7,39 +7,22 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gobucardo/gobucardo/pkg/pgtest"
+	"github.com/gobucardo/gobucardo/pkg/testbin"
 )
 
 // The plugin end-to-end tests run the example plugins of plugins/ (and the
 // SDK's misbehaving test plugin) under the real daemon.
 
-var (
-	pluginOnce sync.Once
-	pluginDir  string
-	pluginErr  error
-)
-
+// plugins returns the directory of the example plugins and the SDK's
+// misbehaving test plugin, built once.
 func plugins(t *testing.T) string {
 	t.Helper()
-	pluginOnce.Do(func() {
-		if pluginDir, pluginErr = os.MkdirTemp("", "gobucardo-plugins-"); pluginErr != nil {
-			return
-		}
-		out, err := exec.Command("go", "build", "-o", pluginDir+"/", "github.com/gobucardo/gobucardo/plugins/...",
-			"github.com/gobucardo/gobucardo/pkg/sdk/testdata/misbehave").CombinedOutput()
-		if err != nil {
-			pluginErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if pluginErr != nil {
-		t.Fatal(pluginErr)
-	}
-	return pluginDir
+	return testbin.Build(t, "github.com/gobucardo/gobucardo/plugins/...", "github.com/gobucardo/gobucardo/pkg/sdk/testdata/misbehave")
 }
 
 // copyPlugin copies a built plugin to a path of the test's own, which the
