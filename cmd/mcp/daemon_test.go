@@ -103,7 +103,10 @@ func (d *daemon) start(extra ...string) {
 		if d.mcp != nil {
 			_ = d.mcp.Process.Signal(syscall.SIGTERM)
 			select {
-			case <-d.exited:
+			case err := <-d.exited:
+				if err != nil {
+					d.t.Logf("mcp run exited after SIGTERM: %v", err)
+				}
 			case <-time.After(30 * time.Second):
 				_ = d.mcp.Process.Kill()
 			}
@@ -309,7 +312,10 @@ func TestDaemonEndToEnd(t *testing.T) {
 	// mcp stop leaves no process behind.
 	d.run(0, "stop")
 	select {
-	case <-d.exited:
+	case err := <-d.exited:
+		if err != nil {
+			t.Errorf("mcp run after mcp stop: %v", err)
+		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("mcp run did not exit after mcp stop")
 	}
