@@ -196,8 +196,8 @@ func start(ctx context.Context, log *zap.Logger, c replicate.CustomCode, startTi
 	pc := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig: sdk.Handshake,
 		Plugins:         sdk.PluginMap(),
-		RunnerFunc: func(_ hclog.Logger, cmd *exec.Cmd, _ string) (runner.Runner, error) {
-			p = newProcess(c.Plugin, &plugin.SecureConfig{Checksum: want, Hash: sha256.New()}, cmd)
+		RunnerFunc: func(_ hclog.Logger, cmd *exec.Cmd, socketDir string) (runner.Runner, error) {
+			p = newProcess(c.Plugin, &plugin.SecureConfig{Checksum: want, Hash: sha256.New()}, cmd, socketDir)
 			return p, nil
 		},
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"strconv"
 	"sync"
@@ -39,6 +40,7 @@ var _ runner.Runner = (*process)(nil)
 type process struct {
 	cmd        *exec.Cmd
 	sum        *plugin.SecureConfig
+	socketDir  string // go-plugin's, for the plugin's socket
 	outR, errR *io.PipeReader
 	outW, errW *io.PipeWriter
 
@@ -52,21 +54,29 @@ type process struct {
 
 // newProcess returns the process of the plugin binary at path, checked
 // against sum before it starts; tmpl is the command go-plugin prepared (its
-// environment carries the handshake).
-func newProcess(path string, sum *plugin.SecureConfig, tmpl *exec.Cmd) *process {
+// environment carries the handshake), socketDir the directory it made for
+// the plugin's socket.
+func newProcess(path string, sum *plugin.SecureConfig, tmpl *exec.Cmd, socketDir string) *process {
 	cmd := exec.Command(path)
 	cmd.Env, cmd.Stdin = tmpl.Env, tmpl.Stdin
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.WaitDelay = waitDelay
-	p := &process{cmd: cmd, sum: sum, done: make(chan struct{})}
+	p := &process{cmd: cmd, sum: sum, socketDir: socketDir, done: make(chan struct{})}
 	p.outR, p.outW = io.Pipe()
 	p.errR, p.errW = io.Pipe()
 	cmd.Stdout, cmd.Stderr = p.outW, p.errW
 	return p
 }
 
-// Start checks the binary's checksum and starts it.
-func (p *process) Start(context.Context) error {
+// Start checks the binary's checksum and starts it. When it fails it
+// removes the socket directory, which go-plugin removes only for a plugin
+// that started.
+func (p *process) Start(context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			_ = os.RemoveAll(p.socketDir)
+		}
+	}()
 	if ok, err := p.sum.Check(p.cmd.Path); err != nil {
 		return fmt.Errorf("verify the checksum: %w", err)
 	} else if !ok {
