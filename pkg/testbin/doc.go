@@ -7,5 +7,6 @@
 //
 // A failed build fails the calling test (and every later caller) with the
 // compiler's output. Call Cleanup from TestMain, after m.Run, to remove the
-// directories. Test code only.
+// directories; those of a test binary that did not are removed by the next
+// one that builds. Test code only.
 package testbin

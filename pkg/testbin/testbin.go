@@ -1,13 +1,22 @@
 package testbin
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 )
+
+// prefix starts the name of every directory Build makes; the pid of the
+// test binary follows, so that one whose test binary is gone (and did not
+// call Cleanup) can be told and removed.
+const prefix = "gobucardo-testbin-"
 
 // build is one set of packages built once.
 type build struct {
@@ -67,7 +76,8 @@ func get(tb testing.TB, flags, pkgs []string) string {
 }
 
 func run(flags, pkgs []string) (string, error) {
-	dir, err := os.MkdirTemp("", "gobucardo-testbin-")
+	sweep.Do(func() { removeStale(os.TempDir()) })
+	dir, err := os.MkdirTemp("", fmt.Sprintf("%s%d-", prefix, os.Getpid()))
 	if err != nil {
 		return "", fmt.Errorf("testbin: %w", err)
 	}
@@ -79,6 +89,24 @@ func run(flags, pkgs []string) (string, error) {
 		return "", fmt.Errorf("testbin: go %s: %w\n%s", strings.Join(args, " "), err, out)
 	}
 	return dir, nil
+}
+
+var sweep sync.Once
+
+// removeStale removes the directories in tmp left by test binaries that
+// have exited without calling Cleanup.
+func removeStale(tmp string) {
+	dirs, _ := filepath.Glob(filepath.Join(tmp, prefix+"*"))
+	for _, d := range dirs {
+		pidText, _, _ := strings.Cut(strings.TrimPrefix(filepath.Base(d), prefix), "-")
+		pid, err := strconv.Atoi(pidText)
+		if err != nil || pid <= 0 || pid == os.Getpid() {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			_ = os.RemoveAll(d)
+		}
+	}
 }
 
 // Cleanup removes the directories of every Build so far. Call it from

@@ -1,6 +1,8 @@
 package testbin
 
 import (
+	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -36,5 +38,34 @@ func TestBuildFails(t *testing.T) {
 	_, err := run(nil, []string{hello + "/nonexistent"})
 	if err == nil || !strings.Contains(err.Error(), "go build") || !strings.Contains(err.Error(), "nonexistent") {
 		t.Fatalf("error %v", err)
+	}
+}
+
+// TestRemoveStale: a directory of a test binary that has exited is
+// removed; those of live processes, this one included, and other files
+// stay.
+func TestRemoveStale(t *testing.T) {
+	tmp := t.TempDir()
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	dirs := map[string]bool{ // name: whether it stays
+		fmt.Sprintf("%s%d-1", prefix, gone.Process.Pid): false,
+		fmt.Sprintf("%s%d-2", prefix, os.Getpid()):      true,
+		fmt.Sprintf("%s%d-3", prefix, os.Getppid()):     true,
+		prefix + "notapid-4":                            true,
+		"other-5":                                       true,
+	}
+	for d := range dirs {
+		if err := os.Mkdir(filepath.Join(tmp, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	removeStale(tmp)
+	for d, stays := range dirs {
+		if _, err := os.Stat(filepath.Join(tmp, d)); (err == nil) != stays {
+			t.Errorf("%s: stat %v, want it to stay: %v", d, err, stays)
+		}
 	}
 }
