@@ -3,7 +3,7 @@
 GO        ?= go
 BIN       := $(CURDIR)/bin
 TOOLS     := $(BIN)/tools
-STATICCHECK_VERSION := v0.8.2
+GOLANGCI_LINT_VERSION := v2.15.0
 GOFLAGS_TEST ?=
 TEST_TIMEOUT ?= 20m
 BENCH_TIMEOUT ?= 60m
@@ -20,7 +20,7 @@ help:
 	@echo "              (BENCH_PART_ROWS=1000000: partitioned table, 12 monthly partitions, vs a plain one)"
 	@echo "              (BENCH_OUTAGE_SECONDS=60: one target of three down under pgbench; B and C lag, D's catch-up)"
 	@echo "make build  - build bin/mcp, bin/controller, bin/kid and the example plugins in bin/plugins/"
-	@echo "make lint   - gofmt, go vet, staticcheck"
+	@echo "make lint   - gofmt, go vet, golangci-lint (.golangci.yml: staticcheck, errcheck, depguard keeping the layering, ...)"
 	@echo "make proto  - regenerate the gRPC code of pkg/ipc and pkg/sdk from their .proto files"
 	@echo "make clean  - remove bin/"
 
@@ -38,8 +38,10 @@ test-short:
 bench:
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout $(BENCH_TIMEOUT) ./scripts/bench/
 
-$(TOOLS)/staticcheck:
-	GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+# The binary's name carries its version, so that changing the pin installs the new one.
+$(TOOLS)/golangci-lint-$(GOLANGCI_LINT_VERSION):
+	GOBIN=$(TOOLS) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+	mv $(TOOLS)/golangci-lint $@
 
 PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
@@ -56,13 +58,13 @@ proto: $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc
 	PATH=$(TOOLS):$$PATH protoc --go_out=. --go_opt=paths=source_relative \
 		--go-grpc_out=. --go-grpc_opt=paths=source_relative $(PROTOS)
 
-tools: $(TOOLS)/staticcheck
+tools: $(TOOLS)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 
-lint: $(TOOLS)/staticcheck
+lint: $(TOOLS)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
-	$(TOOLS)/staticcheck ./...
+	$(TOOLS)/golangci-lint-$(GOLANGCI_LINT_VERSION) run ./...
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,38 +15,17 @@ import (
 	"time"
 
 	"github.com/gobucardo/gobucardo/pkg/pgtest"
+	"github.com/gobucardo/gobucardo/pkg/testbin"
 )
 
 // The daemon's end-to-end tests run the real mcp, controller and kid
 // binaries, built once per test binary (with -race when the tests are).
 
-var (
-	buildOnce sync.Once
-	binDir    string
-	buildErr  error
-)
-
+// binaries returns the directory of mcp, controller and kid, built once
+// (with -race when the tests are).
 func binaries(t *testing.T) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		binDir, buildErr = os.MkdirTemp("", "gobucardo-bin-")
-		if buildErr != nil {
-			return
-		}
-		args := []string{"build", "-o", binDir + "/"}
-		if raceEnabled {
-			args = append(args, "-race")
-		}
-		args = append(args, "github.com/gobucardo/gobucardo/cmd/...")
-		out, err := exec.Command("go", args...).CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binDir
+	return testbin.BuildRace(t, "github.com/gobucardo/gobucardo/cmd/...")
 }
 
 // daemon is one test's catalog, replicated dbs and MCP.
@@ -125,7 +103,10 @@ func (d *daemon) start(extra ...string) {
 		if d.mcp != nil {
 			_ = d.mcp.Process.Signal(syscall.SIGTERM)
 			select {
-			case <-d.exited:
+			case err := <-d.exited:
+				if err != nil {
+					d.t.Logf("mcp run exited after SIGTERM: %v", err)
+				}
 			case <-time.After(30 * time.Second):
 				_ = d.mcp.Process.Kill()
 			}
@@ -331,7 +312,10 @@ func TestDaemonEndToEnd(t *testing.T) {
 	// mcp stop leaves no process behind.
 	d.run(0, "stop")
 	select {
-	case <-d.exited:
+	case err := <-d.exited:
+		if err != nil {
+			t.Errorf("mcp run after mcp stop: %v", err)
+		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("mcp run did not exit after mcp stop")
 	}

@@ -10,18 +10,18 @@ import (
 	"testing"
 
 	"github.com/gobucardo/gobucardo/pkg/pgtest"
+	"github.com/gobucardo/gobucardo/pkg/testbin"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+func TestMain(m *testing.M) {
+	pgtest.Main(m)
+	testbin.Cleanup()
+}
 
 // TestBinary runs the real mcp binary: exit statuses, stdout/stderr, and
 // the main database found through GOBUCARDO_DSN.
 func TestBinary(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "mcp")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := filepath.Join(binaries(t), "mcp")
 	c := pgtest.Shared(t)
 	main := c.NewDB(t)
 	replica := c.NewDB(t)

@@ -6,40 +6,24 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gobucardo/gobucardo/pkg/pgtest"
+	"github.com/gobucardo/gobucardo/pkg/testbin"
 )
 
 // The plugin end-to-end tests run the example plugins of plugins/ (and the
 // SDK's misbehaving test plugin) under the real daemon.
 
-var (
-	pluginOnce sync.Once
-	pluginDir  string
-	pluginErr  error
-)
-
+// plugins returns the directory of the example plugins and the SDK's
+// misbehaving test plugin, built once.
 func plugins(t *testing.T) string {
 	t.Helper()
-	pluginOnce.Do(func() {
-		if pluginDir, pluginErr = os.MkdirTemp("", "gobucardo-plugins-"); pluginErr != nil {
-			return
-		}
-		out, err := exec.Command("go", "build", "-o", pluginDir+"/", "github.com/gobucardo/gobucardo/plugins/...",
-			"github.com/gobucardo/gobucardo/pkg/sdk/testdata/misbehave").CombinedOutput()
-		if err != nil {
-			pluginErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if pluginErr != nil {
-		t.Fatal(pluginErr)
-	}
-	return pluginDir
+	return testbin.Build(t, "github.com/gobucardo/gobucardo/plugins/...", "github.com/gobucardo/gobucardo/pkg/sdk/testdata/misbehave")
 }
 
 // copyPlugin copies a built plugin to a path of the test's own, which the
@@ -381,4 +365,61 @@ func TestDaemonPluginFailures(t *testing.T) {
 	if out := d.run(0, "status", "s"); !strings.Contains(out, "timeout") {
 		t.Errorf("mcp status s does not show the reason:\n%s", out)
 	}
+}
+
+// TestAddForkingPlugin: `mcp add customcode` with a plugin file that is a
+// shell script running sleep (a child that holds the plugin's stdout and
+// stderr) fails at the start timeout, not when sleep ends, and leaves no
+// sleep behind.
+func TestAddForkingPlugin(t *testing.T) {
+	c := pgtest.Shared(t)
+	d := newDaemon(t, c)
+	a := c.NewDB(t)
+	c.Exec(t, a, "CREATE TABLE public.t (id int PRIMARY KEY, v int)")
+	d.run(0, "add", "db", "A", "dsn="+c.DSN(a))
+	d.run(0, "add", "table", "public.t", "db=A", "relgroup=rg")
+	d.run(0, "add", "sync", "s", "relgroup=rg", "dbs=A:source")
+	dir := t.TempDir()
+	script, pidFile := filepath.Join(dir, "forker"), filepath.Join(dir, "sleep.pid")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\nsleep 150 &\necho $! > "+pidFile+"\nwait\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	out := d.run(1, "add", "customcode", "forker", "plugin="+script, "whenrun=conflict", "sync=s")
+	took := time.Since(began)
+	if !strings.Contains(out, "timeout while waiting for plugin to start") {
+		t.Errorf("mcp add customcode said %q", out)
+	}
+	// The start timeout is 10 s; the pipes are waited for a second more.
+	if took > 20*time.Second {
+		t.Errorf("mcp add customcode took %s", took)
+	}
+	data, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for running(pid) {
+		if time.Now().After(deadline) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("the plugin's sleep (pid %d) outlived mcp add customcode", pid)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("mcp add customcode failed after %s", took)
+}
+
+// running reports whether pid runs: it exists and is not a zombie waiting
+// for a reaper.
+func running(pid int) bool {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	state := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
+	return len(state) > 0 && state[0] != "Z"
 }

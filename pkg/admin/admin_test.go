@@ -5,13 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gobucardo/gobucardo/pkg/catalog"
+	"github.com/gobucardo/gobucardo/pkg/testbin"
 	"github.com/gobucardo/gobucardo/schema"
 )
 
@@ -312,13 +312,16 @@ func TestForce(t *testing.T) {
 	}
 }
 
-// buildPlugin builds an example plugin of plugins/ into dir.
+// buildPlugin puts a copy of an example plugin of plugins/ in dir.
 func buildPlugin(t *testing.T, dir, name string) string {
 	t.Helper()
-	bin := filepath.Join(dir, name)
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/gobucardo/gobucardo/plugins/"+name).CombinedOutput()
+	data, err := os.ReadFile(filepath.Join(testbin.Build(t, "github.com/gobucardo/gobucardo/plugins/"+name), name))
 	if err != nil {
-		t.Fatalf("go build plugins/%s: %v\n%s", name, err, out)
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, name)
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }

@@ -3,7 +3,13 @@
 // sha256 recorded by `mcp add customcode` checked before it runs), configures
 // it once, reuses it across runs, restarts it when it died or stopped
 // answering, and kills it when the kid exits. What it hands a run is a
-// replicate.Handlers whose every call has the customcode's deadline.
+// replicate.Handlers whose every call has the customcode's deadline, the
+// SDK's types translated to replicate's (convert.go).
+//
+// A plugin runs in a process group of its own with Pdeathsig SIGKILL, and
+// is killed as a group, also as soon as it exits: whatever it forked dies
+// with it, and neither a start timeout nor a stop waits for a child that
+// holds its pipes (process.go).
 package pluginhost
 
 import (
@@ -18,10 +24,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	"github.com/hashicorp/go-plugin/runner"
 	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -157,9 +164,10 @@ func add(hs *replicate.Handlers, in *instance) error {
 			return lacks("run hook")
 		}
 		if hs.Hooks == nil {
-			hs.Hooks = map[sdk.HookPoint][]replicate.HookCode{}
+			hs.Hooks = map[replicate.HookPoint][]replicate.HookCode{}
 		}
-		hs.Hooks[point] = append(hs.Hooks[point], replicate.HookCode{Name: c.Name, Handler: hookCall{in}})
+		at := replicate.HookPoint(point)
+		hs.Hooks[at] = append(hs.Hooks[at], replicate.HookCode{Name: c.Name, Handler: hookCall{in}})
 	}
 	return nil
 }
@@ -167,24 +175,34 @@ func add(hs *replicate.Handlers, in *instance) error {
 // Start starts the plugin of c and configures it. The caller stops it with
 // Kill. `mcp add customcode` uses it to check a plugin before registering it.
 func Start(ctx context.Context, log *zap.Logger, c replicate.CustomCode) (*sdk.Client, *plugin.Client, error) {
+	in, err := start(ctx, log, c, StartTimeout)
+	if err != nil {
+		return nil, nil, err
+	}
+	return in.client, in.pc, nil
+}
+
+// start starts and configures the plugin of c, giving it startTimeout to
+// start and hand-shake.
+func start(ctx context.Context, log *zap.Logger, c replicate.CustomCode, startTimeout time.Duration) (*instance, error) {
 	fail := func(format string, args ...any) error {
 		return fmt.Errorf("customcode %s: plugin %s: "+format, append([]any{c.Name, c.Plugin}, args...)...)
 	}
 	want, err := hex.DecodeString(c.SHA256)
 	if err != nil || len(want) != sha256.Size {
-		return nil, nil, fail("the recorded sha256 %q is not a sha256", c.SHA256)
+		return nil, fail("the recorded sha256 %q is not a sha256", c.SHA256)
 	}
-	cmd := exec.Command(c.Plugin)
-	// The plugin dies with the kid, even a kid killed with SIGKILL.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	var p *process
 	pc := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  sdk.Handshake,
-		Plugins:          sdk.PluginMap(),
-		Cmd:              cmd,
-		SecureConfig:     &plugin.SecureConfig{Checksum: want, Hash: sha256.New()},
+		HandshakeConfig: sdk.Handshake,
+		Plugins:         sdk.PluginMap(),
+		RunnerFunc: func(_ hclog.Logger, cmd *exec.Cmd, socketDir string) (runner.Runner, error) {
+			p = newProcess(c.Plugin, &plugin.SecureConfig{Checksum: want, Hash: sha256.New()}, cmd, socketDir)
+			return p, nil
+		},
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         true,
-		StartTimeout:     StartTimeout,
+		StartTimeout:     startTimeout,
 		Logger:           logging.HCLog(log.With(zap.String("customcode", c.Name)), "plugin"),
 	})
 	rpc, err := pc.Client()
@@ -192,24 +210,24 @@ func Start(ctx context.Context, log *zap.Logger, c replicate.CustomCode) (*sdk.C
 		pc.Kill()
 		if errors.Is(err, plugin.ErrChecksumsDoNotMatch) {
 			_, now, _ := catalog.PluginChecksum(c.Plugin)
-			return nil, nil, fail("the file has changed since it was registered (sha256 %s, now %s): if the new binary is "+
+			return nil, fail("the file has changed since it was registered (sha256 %s, now %s): if the new binary is "+
 				"the one to run, register it again with mcp update customcode %s plugin=%s", short(c.SHA256), short(now), c.Name, c.Plugin)
 		}
 		msg, _, _ := strings.Cut(err.Error(), "\n") // go-plugin adds a paragraph of guesses
-		return nil, nil, fail("cannot start it (is it a gobucardo plugin, built with pkg/sdk?): %s", strings.TrimSuffix(strings.TrimSpace(msg), ":"))
+		return nil, fail("cannot start it (is it a gobucardo plugin, built with pkg/sdk?): %s", strings.TrimSuffix(strings.TrimSpace(msg), ":"))
 	}
 	client, err := sdk.Dispense(rpc)
 	if err != nil {
 		pc.Kill()
-		return nil, nil, fail("%v", err)
+		return nil, fail("%v", err)
 	}
 	cctx, cancel := context.WithTimeout(ctx, timeout(c))
 	defer cancel()
 	if err := client.Configure(cctx, c.Settings); err != nil {
 		pc.Kill()
-		return nil, nil, fail("its settings were refused: %v", err)
+		return nil, fail("its settings were refused: %v", err)
 	}
-	return client, pc, nil
+	return &instance{code: c, key: key(c), pc: pc, client: client, pid: p.Pid()}, nil
 }
 
 func short(sum string) string {
@@ -227,13 +245,9 @@ func timeout(c replicate.CustomCode) time.Duration {
 }
 
 func (h *Host) start(ctx context.Context, c replicate.CustomCode) (*instance, error) {
-	client, pc, err := Start(ctx, h.log, c)
+	in, err := start(ctx, h.log, c, StartTimeout)
 	if err != nil {
 		return nil, err
-	}
-	in := &instance{code: c, key: key(c), pc: pc, client: client}
-	if rc := pc.ReattachConfig(); rc != nil {
-		in.pid = rc.Pid
 	}
 	h.log.Info("plugin started", zap.String("customcode", c.Name), zap.String("plugin", c.Plugin), zap.Int("pid", in.pid))
 	return in, nil
@@ -294,18 +308,23 @@ func call[T any](ctx context.Context, in *instance, f func(context.Context) (T, 
 
 type conflictCall struct{ in *instance }
 
-func (c conflictCall) Resolve(ctx context.Context, k sdk.Conflict) (sdk.Resolution, error) {
-	return call(ctx, c.in, func(ctx context.Context) (sdk.Resolution, error) { return c.in.client.Resolve(ctx, k) })
+func (c conflictCall) Resolve(ctx context.Context, k replicate.ConflictRow) (replicate.Resolution, error) {
+	res, err := call(ctx, c.in, func(ctx context.Context) (sdk.Resolution, error) { return c.in.client.Resolve(ctx, conflictToSDK(k)) })
+	return resolutionFromSDK(res), err
 }
 
 type exceptionCall struct{ in *instance }
 
-func (c exceptionCall) Handle(ctx context.Context, e sdk.Exception) (sdk.ExceptionDecision, error) {
-	return call(ctx, c.in, func(ctx context.Context) (sdk.ExceptionDecision, error) { return c.in.client.Handle(ctx, e) })
+func (c exceptionCall) Handle(ctx context.Context, e replicate.Exception) (replicate.ExceptionDecision, error) {
+	d, err := call(ctx, c.in, func(ctx context.Context) (sdk.ExceptionDecision, error) {
+		return c.in.client.Handle(ctx, exceptionToSDK(e))
+	})
+	return exceptionDecisionFromSDK(d), err
 }
 
 type hookCall struct{ in *instance }
 
-func (c hookCall) Run(ctx context.Context, e sdk.HookEvent) (sdk.HookDecision, error) {
-	return call(ctx, c.in, func(ctx context.Context) (sdk.HookDecision, error) { return c.in.client.Run(ctx, e) })
+func (c hookCall) Run(ctx context.Context, e replicate.HookEvent) (replicate.HookDecision, error) {
+	d, err := call(ctx, c.in, func(ctx context.Context) (sdk.HookDecision, error) { return c.in.client.Run(ctx, hookEventToSDK(e)) })
+	return hookDecisionFromSDK(d), err
 }

@@ -2,12 +2,10 @@ package replicate
 
 import (
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
-	"strconv"
+	"slices"
 	"strings"
 	"time"
 
@@ -15,8 +13,8 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/gobucardo/gobucardo/pkg/catalog"
 	"github.com/gobucardo/gobucardo/pkg/pg"
-	"github.com/gobucardo/gobucardo/pkg/sdk"
 )
 
 // Handlers are the custom code a run calls, as a plugin host (the kid's
@@ -32,25 +30,25 @@ type Handlers struct {
 	// The first to answer decides.
 	Exception map[string][]ExceptionCode
 	// Hooks run in order at their point; the first to cancel stops the run.
-	Hooks map[sdk.HookPoint][]HookCode
+	Hooks map[HookPoint][]HookCode
 }
 
 // ConflictCode is a named conflict handler.
 type ConflictCode struct {
 	Name    string
-	Handler sdk.ConflictHandler
+	Handler ConflictHandler
 }
 
 // ExceptionCode is a named exception handler.
 type ExceptionCode struct {
 	Name    string
-	Handler sdk.ExceptionHandler
+	Handler ExceptionHandler
 }
 
 // HookCode is a named run hook.
 type HookCode struct {
 	Name    string
-	Handler sdk.RunHook
+	Handler RunHook
 }
 
 // ErrCancelled means a run hook cancelled the run, which changed nothing.
@@ -60,7 +58,7 @@ var ErrCancelled = errors.New("cancelled by a run hook")
 // CancelledError is a run cancelled by the hook Code at Point.
 type CancelledError struct {
 	Code   string
-	Point  sdk.HookPoint
+	Point  HookPoint
 	Reason string
 }
 
@@ -90,11 +88,11 @@ type Parked struct {
 
 // hooks calls the hooks of point in order. A cancel at after_sync cannot
 // undo the run and is only logged, as are after_sync's errors.
-func (r *run) hooks(ctx context.Context, point sdk.HookPoint, sum *sdk.RunSummary) error {
+func (r *run) hooks(ctx context.Context, point HookPoint, sum *RunSummary) error {
 	for _, h := range r.opts.Handlers.Hooks[point] {
-		d, err := h.Handler.Run(ctx, sdk.HookEvent{Sync: r.s.Name, Hook: point, Attempt: r.attempt(), Result: sum})
-		if point == sdk.AfterSync {
-			if err != nil || d.Action == sdk.ActionCancel {
+		d, err := h.Handler.Run(ctx, HookEvent{Sync: r.s.Name, Hook: point, Attempt: r.attempt(), Result: sum})
+		if point == AfterSync {
+			if err != nil || d.Cancel {
 				r.log.Warn("after_sync hook", zap.String("customcode", h.Name), zap.String("reason", d.Reason), zap.Error(err))
 			}
 			continue
@@ -102,7 +100,7 @@ func (r *run) hooks(ctx context.Context, point sdk.HookPoint, sum *sdk.RunSummar
 		if err != nil {
 			return fmt.Errorf("customcode %s at %s: %w", h.Name, point, err)
 		}
-		if d.Action == sdk.ActionCancel {
+		if d.Cancel {
 			return &CancelledError{Code: h.Name, Point: point, Reason: d.Reason}
 		}
 	}
@@ -111,8 +109,8 @@ func (r *run) hooks(ctx context.Context, point sdk.HookPoint, sum *sdk.RunSummar
 
 func (r *run) attempt() int { return max(r.opts.Attempt, 1) }
 
-func (r *run) summary(err error) *sdk.RunSummary {
-	s := &sdk.RunSummary{Deletes: r.res.Deletes, Inserts: r.res.Inserts, Conflicts: r.res.Conflicts}
+func (r *run) summary(err error) *RunSummary {
+	s := &RunSummary{Deletes: r.res.Deletes, Inserts: r.res.Inserts, Conflicts: r.res.Conflicts}
 	if err != nil {
 		s.Error = err.Error()
 	}
@@ -126,13 +124,13 @@ func (r *run) conflictCode(rel Relation) (*ConflictCode, error) {
 	if c, ok := r.opts.Handlers.Conflict[table]; ok {
 		return &c, nil
 	}
-	if rel.ConflictStrategy != "" && rel.ConflictStrategy != StrategyCustom {
+	if rel.ConflictStrategy != "" && rel.ConflictStrategy != catalog.StrategyCustom {
 		return nil, nil
 	}
 	if c, ok := r.opts.Handlers.Conflict[""]; ok {
 		return &c, nil
 	}
-	if r.strategy(rel) == StrategyCustom {
+	if r.strategy(rel) == catalog.StrategyCustom {
 		return nil, fmt.Errorf("table %s: conflict_strategy custom needs a conflict customcode: attach one with "+
 			"mcp add customcode NAME plugin=PATH whenrun=conflict table=%s (or sync=%s), or choose a built-in strategy",
 			table, table, r.s.Name)
@@ -189,14 +187,14 @@ func lookup(ctx context.Context, q querier, db string, rel Relation, ref string,
 	return out, rows.Err()
 }
 
-// sdkRow turns text values of cols into an sdk.Row.
-func sdkRow(cols *columnSet, names []string, vals []*string) sdk.Row {
+// textRow is the text values of the columns names as a Row.
+func textRow(cols *columnSet, names []string, vals []*string) Row {
 	if vals == nil {
 		return nil
 	}
-	row := make(sdk.Row, len(names))
+	row := make(Row, len(names))
 	for i, n := range names {
-		row[i] = sdk.Column{Name: n, Type: cols.types[n], Value: valueFromText(cols.types[n], vals[i])}
+		row[i] = Column{Name: n, Type: cols.types[n], Value: vals[i]}
 	}
 	return row
 }
@@ -293,17 +291,17 @@ func (r *run) customResolve(ctx context.Context, rel Relation, cols *columnSet, 
 				return nil, err
 			}
 		}
-		answers := make([]sdk.Resolution, len(items))
+		answers := make([]Resolution, len(items))
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(pluginCalls)
 		for i, it := range items {
-			c := sdk.Conflict{Sync: r.s.Name, Table: table, Key: sdkRow(cols, rel.KeyColumns, it.keyVals)}
+			c := ConflictRow{Sync: r.s.Name, Table: table, Key: textRow(cols, rel.KeyColumns, it.keyVals)}
 			if prev != nil {
-				c.Previous = sdkRow(cols, cols.names, prev[it.key])
+				c.Previous = textRow(cols, cols.names, prev[it.key])
 			}
 			for j, s := range it.srcs {
 				vals := got[s][it.key]
-				c.Sources = append(c.Sources, sdk.SourceRow{DB: active[s].Name, Row: sdkRow(cols, cols.names, vals),
+				c.Sources = append(c.Sources, SourceRow{DB: active[s].Name, Row: textRow(cols, cols.names, vals),
 					Deleted: vals == nil, ChangedAt: it.ats[j]})
 			}
 			g.Go(func() error {
@@ -311,8 +309,16 @@ func (r *run) customResolve(ctx context.Context, rel Relation, cols *columnSet, 
 				if err != nil {
 					return fmt.Errorf("customcode %s: %w", code.Name, err)
 				}
-				if res.Action == sdk.ActionAbort {
+				switch res.Action {
+				case ResolveAbort:
 					return fmt.Errorf("table %s: customcode %s aborted the run at key %s: %s", table, code.Name, it.key, res.Message)
+				case ResolveWinner:
+					if !slices.ContainsFunc(c.Sources, func(s SourceRow) bool { return s.DB == res.DB }) {
+						return fmt.Errorf("table %s: customcode %s chose %q at key %s, which is not a source of the conflict", table, code.Name, res.DB, it.key)
+					}
+				case ResolveMerge, ResolveSkip:
+				default:
+					return fmt.Errorf("table %s: customcode %s gave no resolution at key %s", table, code.Name, it.key)
 				}
 				answers[i] = res
 				return nil
@@ -331,12 +337,12 @@ func (r *run) customResolve(ctx context.Context, rel Relation, cols *columnSet, 
 		for i, a := range answers {
 			ds[i] = decision{K: json.RawMessage(items[i].key)}
 			switch a.Action {
-			case sdk.ActionWinner:
+			case ResolveWinner:
 				w := byName[a.DB]
 				ds[i].W = &w
-			case sdk.ActionSkip:
+			case ResolveSkip:
 				ds[i].N = "skipped: " + a.Message
-			case sdk.ActionMerge:
+			case ResolveMerge:
 				ds[i].M, ds[i].N = true, "merged"
 				obj, err := rowJSON(cols, a.Row)
 				if err != nil {
@@ -407,15 +413,15 @@ func (r *run) applyMerged(ctx context.Context, rel Relation, cols *columnSet, me
 
 // rowJSON is a merged row as a JSON object of the text of each column
 // copied, which jsonb_populate_record turns back into the table's types.
-func rowJSON(cols *columnSet, row sdk.Row) (json.RawMessage, error) {
+func rowJSON(cols *columnSet, row Row) (json.RawMessage, error) {
 	obj := make(map[string]any, len(cols.names))
 	for _, n := range cols.names {
-		v, ok := row.Get(n)
+		c, ok := row.Get(n)
 		if !ok {
 			return nil, fmt.Errorf("the merged row lacks column %s", pg.Display(n))
 		}
-		text := valueText(v)
-		switch t := baseType(cols.types[n]); {
+		text := c.Value
+		switch t := pg.BaseType(cols.types[n]); {
 		case text != nil && (t == "json" || t == "jsonb") && json.Valid([]byte(*text)):
 			obj[n] = json.RawMessage(*text) // a string would be stored as a JSON string
 		default:
@@ -423,110 +429,6 @@ func rowJSON(cols *columnSet, row sdk.Row) (json.RawMessage, error) {
 		}
 	}
 	return json.Marshal(obj)
-}
-
-// baseType is a format_type name without its modifiers: "numeric(10,2)"
-// is "numeric", "timestamp(3) with time zone" "timestamp with time zone".
-func baseType(typ string) string {
-	for {
-		i := strings.IndexByte(typ, '(')
-		if i < 0 {
-			return typ
-		}
-		j := strings.IndexByte(typ[i:], ')')
-		if j < 0 {
-			return typ
-		}
-		typ = typ[:i] + typ[i+j+1:]
-	}
-}
-
-// valueFromText is a column's text output (in the run's session settings:
-// UTC, ISO dates, hex bytea) as an sdk.Value of its kind.
-func valueFromText(typ string, text *string) sdk.Value {
-	if text == nil {
-		return sdk.Null()
-	}
-	s := *text
-	switch baseType(typ) {
-	case "boolean":
-		return sdk.Bool(s == "t" || s == "true") // the output function says t, a cast to text true
-	case "smallint", "integer", "bigint":
-		if i, err := strconv.ParseInt(s, 10, 64); err == nil {
-			return sdk.Int(i)
-		}
-	case "real", "double precision":
-		if f, err := strconv.ParseFloat(s, 64); err == nil {
-			return sdk.Float(f)
-		}
-	case "numeric":
-		return sdk.Numeric(s)
-	case "text", "character varying", "character", "name", "citext", `"char"`:
-		return sdk.Text(s)
-	case "bytea":
-		if b, err := hex.DecodeString(strings.TrimPrefix(s, `\x`)); err == nil {
-			return sdk.Bytes(b)
-		}
-	case "timestamp with time zone":
-		if t, err := time.Parse("2006-01-02 15:04:05.999999999Z07", s); err == nil {
-			return sdk.Time(t)
-		}
-	case "timestamp without time zone":
-		if t, err := time.Parse("2006-01-02 15:04:05.999999999", s); err == nil {
-			return sdk.Time(t)
-		}
-	case "date":
-		if t, err := time.Parse("2006-01-02", s); err == nil {
-			return sdk.Time(t)
-		}
-	case "json", "jsonb":
-		return sdk.JSON([]byte(s))
-	}
-	return sdk.Other(typ, s) // and infinity, BC dates, ...
-}
-
-// valueText is v as text a PostgreSQL input function takes; nil for NULL.
-func valueText(v sdk.Value) *string {
-	var s string
-	switch v.Kind() {
-	case sdk.KindNull:
-		return nil
-	case sdk.KindBool:
-		b, _ := v.Bool()
-		s = "f"
-		if b {
-			s = "t"
-		}
-	case sdk.KindInt:
-		i, _ := v.Int()
-		s = strconv.FormatInt(i, 10)
-	case sdk.KindFloat:
-		f, _ := v.Float()
-		switch {
-		case math.IsInf(f, 1):
-			s = "Infinity"
-		case math.IsInf(f, -1):
-			s = "-Infinity"
-		default:
-			s = strconv.FormatFloat(f, 'g', -1, 64) // NaN is "NaN"
-		}
-	case sdk.KindNumeric:
-		s, _ = v.Numeric()
-	case sdk.KindText:
-		s, _ = v.Text()
-	case sdk.KindBytes:
-		b, _ := v.Bytes()
-		s = `\x` + hex.EncodeToString(b)
-	case sdk.KindTime:
-		t, _ := v.Time()
-		s = t.UTC().Format("2006-01-02 15:04:05.999999999Z07:00")
-	case sdk.KindJSON:
-		b, _ := v.JSON()
-		s = string(b)
-	default:
-		_, s, _ = v.Other()
-	}
-	return &s
 }
 
 // querier reads rows: a transaction of the run.

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"math/rand"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 
-	"github.com/gobucardo/gobucardo/pkg/sdk"
+	"github.com/gobucardo/gobucardo/pkg/catalog"
 )
 
 // customRun runs e's sync with handlers, collecting conflicts and parked rows.
@@ -25,7 +27,7 @@ func customRun(e *env, hs Handlers, attempts int) (Result, []Conflict, []Parked,
 	return res, cs, ps, err
 }
 
-func conflictHandler(name string, f sdk.ConflictFunc) Handlers {
+func conflictHandler(name string, f ConflictFunc) Handlers {
 	return Handlers{Conflict: map[string]ConflictCode{"": {Name: name, Handler: f}}}
 }
 
@@ -40,22 +42,20 @@ func TestCustomConflict(t *testing.T) {
 	e.exec("A", "UPDATE kv SET v = 'A' || k WHERE k <= 4; DELETE FROM kv WHERE k = 4")
 	e.exec("B", "UPDATE kv SET v = 'B' || k WHERE k <= 4; INSERT INTO kv VALUES (9, 'only B', 'B')")
 	var seen sync.Map
-	h := conflictHandler("decider", func(_ context.Context, c sdk.Conflict) (sdk.Resolution, error) {
-		k, _ := c.Key.Int("k")
+	h := conflictHandler("decider", func(_ context.Context, c ConflictRow) (Resolution, error) {
+		k := intCol(c.Key, "k")
 		seen.Store(k, c)
-		a, _ := c.Source("A")
-		b, _ := c.Source("B")
+		a, b := sourceOf(c, "A"), sourceOf(c, "B")
 		switch k {
 		case 1:
-			return sdk.Winner("A"), nil
+			return Resolution{Action: ResolveWinner, DB: "A"}, nil
 		case 2:
-			av, _ := a.Row.Text("v")
-			bv, _ := b.Row.Text("v")
-			return sdk.Merge(b.Row.With("v", sdk.Text(av+"+"+bv)).With("src", sdk.Null())), nil
+			v := textCol(a.Row, "v") + "+" + textCol(b.Row, "v")
+			return Resolution{Action: ResolveMerge, Row: with(with(b.Row, "v", &v), "src", nil)}, nil
 		case 3:
-			return sdk.Skip("left for a person"), nil
+			return Resolution{Action: ResolveSkip, Message: "left for a person"}, nil
 		}
-		return sdk.Winner("A"), nil // k=4: A deleted it
+		return Resolution{Action: ResolveWinner, DB: "A"}, nil // k=4: A deleted it
 	})
 	res, cs, _, err := customRun(e, h, 1)
 	if err != nil {
@@ -75,19 +75,19 @@ func TestCustomConflict(t *testing.T) {
 	if a, b, c := e.value("A", 3), e.value("B", 3), e.value("C", 3); a != "A3" || b != "B3" || c != "original" {
 		t.Errorf("a skipped row was written: A %q B %q C %q", a, b, c)
 	}
-	raw, _ := seen.Load(int64(2))
-	c2 := raw.(sdk.Conflict)
+	raw, _ := seen.Load(2)
+	c2 := raw.(ConflictRow)
 	if c2.Sync != e.sync.Name || c2.Table != "public.kv" || len(c2.Sources) != 2 {
 		t.Errorf("conflict k=2: %+v", c2)
 	}
-	if v, _ := c2.Previous.Text("v"); v != "original" {
+	if v := textCol(c2.Previous, "v"); v != "original" {
 		t.Errorf("previous row of k=2 (from target C): %v", c2.Previous)
 	}
 	if col := c2.Key[0]; col.Name != "k" || col.Type != "integer" {
 		t.Errorf("key column %+v", col)
 	}
-	raw, _ = seen.Load(int64(4))
-	if a, _ := raw.(sdk.Conflict).Source("A"); !a.Deleted || a.Row != nil || a.ChangedAt.IsZero() {
+	raw, _ = seen.Load(4)
+	if a := sourceOf(raw.(ConflictRow), "A"); !a.Deleted || a.Row != nil || a.ChangedAt.IsZero() {
 		t.Errorf("k=4 on A should be a delete: %+v", a)
 	}
 	notes := map[string]string{}
@@ -114,12 +114,18 @@ func TestCustomConflictFailures(t *testing.T) {
 		hs   Handlers
 		want string
 	}{
-		{"abort", conflictHandler("strict", func(context.Context, sdk.Conflict) (sdk.Resolution, error) {
-			return sdk.Abort("two writers on one row"), nil
+		{"abort", conflictHandler("strict", func(context.Context, ConflictRow) (Resolution, error) {
+			return Resolution{Action: ResolveAbort, Message: "two writers on one row"}, nil
 		}), "customcode strict aborted the run at key {\"k\": 1}: two writers on one row"},
-		{"error", conflictHandler("broken", func(context.Context, sdk.Conflict) (sdk.Resolution, error) {
-			return sdk.Resolution{}, errors.New("plugin went away")
+		{"error", conflictHandler("broken", func(context.Context, ConflictRow) (Resolution, error) {
+			return Resolution{}, errors.New("plugin went away")
 		}), "customcode broken: plugin went away"},
+		{"no answer", conflictHandler("mute", func(context.Context, ConflictRow) (Resolution, error) {
+			return Resolution{}, nil
+		}), "customcode mute gave no resolution at key {\"k\": 1}"},
+		{"winner not a source", conflictHandler("lost", func(context.Context, ConflictRow) (Resolution, error) {
+			return Resolution{Action: ResolveWinner, DB: "C"}, nil
+		}), "customcode lost chose \"C\" at key {\"k\": 1}, which is not a source of the conflict"},
 		{"none", Handlers{}, "conflict_strategy custom needs a conflict customcode"},
 	}
 	for _, tc := range cases {
@@ -128,7 +134,7 @@ func TestCustomConflictFailures(t *testing.T) {
 			for _, d := range e.sync.DBs {
 				e.exec(d.Name, "SET session_replication_role = replica; INSERT INTO kv VALUES (1, 'original', 'all')")
 			}
-			e.sync.ConflictStrategy = StrategyCustom
+			e.sync.ConflictStrategy = catalog.StrategyCustom
 			e.exec("A", "UPDATE kv SET v = 'A' WHERE k = 1; INSERT INTO kv VALUES (2, 'new on A', 'A')")
 			e.exec("B", "UPDATE kv SET v = 'B' WHERE k = 1")
 			_, _, _, err := customRun(e, tc.hs, 1)
@@ -143,8 +149,8 @@ func TestCustomConflictFailures(t *testing.T) {
 }
 
 // TestCustomMergeTypes: a merged row of every listed type is written back
-// exactly (text output in, input functions out), and values come with
-// their kinds.
+// exactly (text output in, input functions out), and columns come with
+// their types (pkg/pluginhost types the values from them).
 func TestCustomMergeTypes(t *testing.T) {
 	var cols, valsA, valsB []string
 	for i, kt := range keyTypes {
@@ -161,23 +167,23 @@ func TestCustomMergeTypes(t *testing.T) {
 	e.exec("A", "UPDATE wide SET ("+strings.Join(colNames(len(keyTypes)), ", ")+") = ROW("+strings.Join(valsA, ", ")+")")
 	e.exec("B", "UPDATE wide SET ("+strings.Join(colNames(len(keyTypes)), ", ")+") = ROW("+strings.Join(valsB, ", ")+")")
 	e.exec("B", "UPDATE wide SET c0 = NULL WHERE id = 2")
-	kinds := map[string]sdk.Kind{}
+	types := map[string]bool{}
 	var mu sync.Mutex
-	h := conflictHandler("merge", func(_ context.Context, c sdk.Conflict) (sdk.Resolution, error) {
-		id, _ := c.Key.Int("id")
+	h := conflictHandler("merge", func(_ context.Context, c ConflictRow) (Resolution, error) {
+		id := intCol(c.Key, "id")
 		from := "A"
 		if id == 2 {
 			from = "B"
 		}
-		s, _ := c.Source(from)
-		if id == 1 { // A's values: no infinity, no NULL
+		s := sourceOf(c, from)
+		if id == 1 { // A's values: no NULL
 			mu.Lock()
 			for _, col := range s.Row {
-				kinds[col.Type] = col.Value.Kind()
+				types[col.Type] = col.Value != nil
 			}
 			mu.Unlock()
 		}
-		return sdk.Merge(s.Row.Clone()), nil
+		return Resolution{Action: ResolveMerge, Row: slices.Clone(s.Row)}, nil
 	})
 	if _, _, _, err := customRun(e, h, 1); err != nil {
 		t.Fatal(err)
@@ -199,11 +205,10 @@ func TestCustomMergeTypes(t *testing.T) {
 			}
 		}
 	}
-	for typ, k := range map[string]sdk.Kind{"integer": sdk.KindInt, "bigint": sdk.KindInt, "numeric(20,5)": sdk.KindNumeric,
-		"text": sdk.KindText, "bytea": sdk.KindBytes, "boolean": sdk.KindBool, "timestamp with time zone": sdk.KindTime,
-		"date": sdk.KindTime, "jsonb": sdk.KindJSON, "uuid": sdk.KindOther, "mood": sdk.KindOther} {
-		if kinds[typ] != k {
-			t.Errorf("a %s value came as %v, want %v", typ, kinds[typ], k)
+	for _, typ := range []string{"integer", "bigint", "numeric(20,5)", "text", "bytea", "boolean", "timestamp with time zone",
+		"date", "jsonb", "uuid", "mood"} {
+		if !types[typ] {
+			t.Errorf("no %s value came with its type: %v", typ, types)
 		}
 	}
 }
@@ -222,25 +227,25 @@ func TestHooks(t *testing.T) {
 	e := newEnv(t, kvSchema, []string{"A:source", "C:target"}, []Relation{kv})
 	e.exec("A", "INSERT INTO kv VALUES (1, 'one', 'A')")
 	var calls []string
-	var after []sdk.RunSummary
-	hook := func(cancelAt sdk.HookPoint) Handlers {
-		f := sdk.HookFunc(func(_ context.Context, ev sdk.HookEvent) (sdk.HookDecision, error) {
+	var after []RunSummary
+	hook := func(cancelAt HookPoint) Handlers {
+		f := HookFunc(func(_ context.Context, ev HookEvent) (HookDecision, error) {
 			calls = append(calls, string(ev.Hook))
-			if ev.Hook == sdk.AfterSync {
+			if ev.Hook == AfterSync {
 				after = append(after, *ev.Result)
 			}
 			if ev.Hook == cancelAt {
-				return sdk.Cancel("not now"), nil
+				return HookDecision{Cancel: true, Reason: "not now"}, nil
 			}
-			return sdk.Continue(), nil
+			return HookDecision{}, nil
 		})
-		hs := Handlers{Hooks: map[sdk.HookPoint][]HookCode{}}
-		for _, p := range []sdk.HookPoint{sdk.BeforeSync, sdk.BeforeTxn, sdk.AfterTxn, sdk.AfterSync} {
+		hs := Handlers{Hooks: map[HookPoint][]HookCode{}}
+		for _, p := range []HookPoint{BeforeSync, BeforeTxn, AfterTxn, AfterSync} {
 			hs.Hooks[p] = []HookCode{{Name: "gate", Handler: f}}
 		}
 		return hs
 	}
-	for _, at := range []sdk.HookPoint{sdk.BeforeSync, sdk.AfterTxn} {
+	for _, at := range []HookPoint{BeforeSync, AfterTxn} {
 		calls, after = nil, nil
 		_, _, _, err := customRun(e, hook(at), 1)
 		var ce *CancelledError
@@ -251,7 +256,7 @@ func TestHooks(t *testing.T) {
 			t.Fatalf("a run cancelled at %s changed the target", at)
 		}
 		// A run cancelled before it began does not end: no after_sync.
-		if wantAfter := at != sdk.BeforeSync; (len(after) == 1 && after[0].Error != "") != wantAfter || len(after) > 1 {
+		if wantAfter := at != BeforeSync; (len(after) == 1 && after[0].Error != "") != wantAfter || len(after) > 1 {
 			t.Errorf("after_sync of a run cancelled at %s: %+v (calls %v)", at, after, calls)
 		}
 	}
@@ -266,9 +271,9 @@ func TestHooks(t *testing.T) {
 	if len(after) != 1 || after[0].Inserts != 1 || after[0].Error != "" {
 		t.Errorf("after_sync saw %+v", after)
 	}
-	failing := Handlers{Hooks: map[sdk.HookPoint][]HookCode{sdk.BeforeTxn: {{Name: "bad", Handler: sdk.HookFunc(
-		func(context.Context, sdk.HookEvent) (sdk.HookDecision, error) {
-			return sdk.HookDecision{}, errors.New("boom")
+	failing := Handlers{Hooks: map[HookPoint][]HookCode{BeforeTxn: {{Name: "bad", Handler: HookFunc(
+		func(context.Context, HookEvent) (HookDecision, error) {
+			return HookDecision{}, errors.New("boom")
 		})}}}}
 	if _, _, _, err := customRun(e, failing, 1); err == nil || errors.Is(err, ErrCancelled) || !strings.Contains(err.Error(), "customcode bad at before_txn: boom") {
 		t.Errorf("a failing hook: %v", err)
@@ -283,7 +288,7 @@ func exceptionEnv(t *testing.T) *env {
 	return e
 }
 
-func exceptionHandler(f sdk.ExceptionFunc) Handlers {
+func exceptionHandler(f ExceptionFunc) Handlers {
 	return Handlers{Exception: map[string][]ExceptionCode{"public.kv": {{Name: "exc", Handler: f}}}}
 }
 
@@ -291,10 +296,10 @@ func exceptionHandler(f sdk.ExceptionFunc) Handlers {
 // with their key, row and error; the others are applied.
 func TestExceptionSkipRows(t *testing.T) {
 	e := exceptionEnv(t)
-	var got []sdk.Exception
-	h := exceptionHandler(func(_ context.Context, ex sdk.Exception) (sdk.ExceptionDecision, error) {
+	var got []Exception
+	h := exceptionHandler(func(_ context.Context, ex Exception) (ExceptionDecision, error) {
 		got = append(got, ex)
-		return sdk.SkipRows("duplicate"), nil
+		return ExceptionDecision{Action: ExceptionSkipRows, Message: "duplicate"}, nil
 	})
 	res, _, parked, err := customRun(e, h, 1)
 	if err != nil {
@@ -306,7 +311,7 @@ func TestExceptionSkipRows(t *testing.T) {
 	if len(got) != 1 || got[0].SQLState != "23505" || got[0].Constraint != "kv_v" || got[0].DB != "C" || len(got[0].Keys) != 2 || got[0].Attempt != 1 {
 		t.Fatalf("exceptions %+v", got)
 	}
-	if k, _ := got[0].Keys[1].Int("k"); k != 17 {
+	if k := intCol(got[0].Keys[1], "k"); k != 17 {
 		t.Errorf("keys %+v", got[0].Keys)
 	}
 	p := parked[0]
@@ -331,13 +336,13 @@ func TestExceptionSkipRows(t *testing.T) {
 func TestExceptionRetryAndFail(t *testing.T) {
 	e := exceptionEnv(t)
 	var attempts []int
-	retry := exceptionHandler(func(_ context.Context, ex sdk.Exception) (sdk.ExceptionDecision, error) {
+	retry := exceptionHandler(func(_ context.Context, ex Exception) (ExceptionDecision, error) {
 		attempts = append(attempts, ex.Attempt)
 		if ex.Attempt == 2 {
 			// Fix the data, as Bucardo's exception handlers do.
 			e.exec("C", "DELETE FROM kv WHERE k >= 100")
 		}
-		return sdk.Retry("fixed it"), nil
+		return ExceptionDecision{Action: ExceptionRetry, Message: "fixed it"}, nil
 	})
 	res, _, _, err := customRun(e, retry, 5)
 	if err != nil || res.Inserts != 20 || fmt.Sprint(attempts) != "[1 2]" {
@@ -349,12 +354,16 @@ func TestExceptionRetryAndFail(t *testing.T) {
 	if _, _, _, err := customRun(e, retry, 1); err == nil || !strings.Contains(err.Error(), "customcode exc asked for a retry (attempt 1): fixed it") {
 		t.Errorf("retries exhausted: %v", err)
 	}
-	fail := exceptionHandler(func(context.Context, sdk.Exception) (sdk.ExceptionDecision, error) { return sdk.Fail("no way"), nil })
+	fail := exceptionHandler(func(context.Context, Exception) (ExceptionDecision, error) {
+		return ExceptionDecision{Action: ExceptionFail, Message: "no way"}, nil
+	})
 	if _, _, _, err := customRun(e, fail, 3); err == nil || !strings.Contains(err.Error(), "customcode exc failed the run: no way") ||
 		!strings.Contains(err.Error(), "SQLSTATE 23505") {
 		t.Errorf("fail: %v", err)
 	}
-	skip := exceptionHandler(func(context.Context, sdk.Exception) (sdk.ExceptionDecision, error) { return sdk.SkipRows("x"), nil })
+	skip := exceptionHandler(func(context.Context, Exception) (ExceptionDecision, error) {
+		return ExceptionDecision{Action: ExceptionSkipRows, Message: "x"}, nil
+	})
 	_, err = Run(context.Background(), e.sync, Options{Handlers: skip})
 	if err == nil || !strings.Contains(err.Error(), "nowhere to record them") {
 		t.Errorf("park without a record: %v", err)
@@ -375,17 +384,17 @@ func TestCustomRandomized(t *testing.T) {
 	var calls atomic.Int64
 	var rmu sync.Mutex
 	decide := rand.New(rand.NewSource(seed))
-	hs := conflictHandler("random", func(_ context.Context, c sdk.Conflict) (sdk.Resolution, error) {
+	hs := conflictHandler("random", func(_ context.Context, c ConflictRow) (Resolution, error) {
 		calls.Add(1)
 		rmu.Lock()
 		n := decide.Intn(3)
 		rmu.Unlock()
 		s := c.Sources[n%len(c.Sources)]
 		if n == 2 && !s.Deleted {
-			v, _ := s.Row.Text("v")
-			return sdk.Merge(s.Row.With("v", sdk.Text(v+"*"))), nil
+			v := textCol(s.Row, "v") + "*"
+			return Resolution{Action: ResolveMerge, Row: with(s.Row, "v", &v)}, nil
 		}
-		return sdk.Winner(s.DB), nil
+		return Resolution{Action: ResolveWinner, DB: s.DB}, nil
 	})
 	stop := startWriters(t, e, []string{"A", "B"}, seed, 40, false)
 	for i := 0; i < 10; i++ {
@@ -413,4 +422,39 @@ func TestCustomRandomized(t *testing.T) {
 		t.Errorf("a quiet run changed rows: %+v %v", res, err)
 	}
 	t.Logf("%d conflicts decided by the handler", calls.Load())
+}
+
+// sourceOf returns the source of c that is db; the zero SourceRow if none.
+func sourceOf(c ConflictRow, db string) SourceRow {
+	for _, s := range c.Sources {
+		if s.DB == db {
+			return s
+		}
+	}
+	return SourceRow{}
+}
+
+// textCol is the text of the named column of r; "" when NULL or absent.
+func textCol(r Row, name string) string {
+	if c, ok := r.Get(name); ok && c.Value != nil {
+		return *c.Value
+	}
+	return ""
+}
+
+// intCol is the named column of r as an int; 0 when it is not one.
+func intCol(r Row, name string) int {
+	n, _ := strconv.Atoi(textCol(r, name))
+	return n
+}
+
+// with returns a copy of r with the named column's value set to v.
+func with(r Row, name string, v *string) Row {
+	out := slices.Clone(r)
+	for i := range out {
+		if out[i].Name == name {
+			out[i].Value = v
+		}
+	}
+	return out
 }

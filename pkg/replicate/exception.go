@@ -8,8 +8,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
-
-	"github.com/gobucardo/gobucardo/pkg/sdk"
 )
 
 // failure is a staged row (its gb_rn) that could not be inserted.
@@ -105,7 +103,7 @@ func (r *run) insertHandled(ctx context.Context, rel Relation, cols *columnSet, 
 		if err != nil {
 			return 0, fmt.Errorf("read the failing rows of %s on %s: %w", table, t.Name, err)
 		}
-		var keys []sdk.Row
+		var keys []Row
 		var parked []Parked
 		for rows.Next() {
 			var key, row string
@@ -114,7 +112,7 @@ func (r *run) insertHandled(ctx context.Context, rel Relation, cols *columnSet, 
 				rows.Close()
 				return 0, err
 			}
-			keys = append(keys, sdkRow(cols, rel.KeyColumns, vals))
+			keys = append(keys, textRow(cols, rel.KeyColumns, vals))
 			parked = append(parked, Parked{Sync: r.s.Name, Schema: rel.Schema, Name: rel.Name, SourceDB: s.Name, TargetDB: t.Name,
 				Key: json.RawMessage(key), Row: json.RawMessage(row), SQLState: g.first.Code, Error: pgText(g.first)})
 		}
@@ -122,7 +120,7 @@ func (r *run) insertHandled(ctx context.Context, rel Relation, cols *columnSet, 
 		if err := rows.Err(); err != nil {
 			return 0, err
 		}
-		e := sdk.Exception{Sync: r.s.Name, Table: table, DB: t.Name, SQLState: g.first.Code, Message: g.first.Message,
+		e := Exception{Sync: r.s.Name, Table: table, DB: t.Name, SQLState: g.first.Code, Message: g.first.Message,
 			Detail: g.first.Detail, Constraint: g.first.ConstraintName, Keys: keys, Attempt: r.attempt()}
 		h := exc[0]
 		d, err := h.Handler.Handle(ctx, e)
@@ -130,10 +128,10 @@ func (r *run) insertHandled(ctx context.Context, rel Relation, cols *columnSet, 
 			return 0, fmt.Errorf("table %s on %s: %s; customcode %s: %w", table, t.Name, pgText(g.first), h.Name, err)
 		}
 		switch d.Action {
-		case sdk.ActionRetry:
+		case ExceptionRetry:
 			return 0, &errExceptionRetry{msg: fmt.Sprintf("table %s on %s: %s; customcode %s asked for a retry (attempt %d): %s",
 				table, t.Name, pgText(g.first), h.Name, r.attempt(), d.Message)}
-		case sdk.ActionSkipRows:
+		case ExceptionSkipRows:
 			if r.opts.Parked == nil {
 				return 0, fmt.Errorf("table %s on %s: %s; customcode %s would park %d rows, but this run has nowhere to record them",
 					table, t.Name, pgText(g.first), h.Name, len(parked))
@@ -147,7 +145,7 @@ func (r *run) insertHandled(ctx context.Context, rel Relation, cols *columnSet, 
 			r.res.Parked += int64(len(parked))
 			r.log.Warn("rows parked", zap.String("table", table), zap.String("db", t.Name), zap.Int("rows", len(parked)),
 				zap.String("customcode", h.Name), zap.String("why", d.Message))
-		default: // sdk.ActionFail
+		default: // ExceptionFail
 			return 0, fmt.Errorf("table %s on %s: %s; customcode %s failed the run: %s", table, t.Name, pgText(g.first), h.Name, d.Message)
 		}
 	}

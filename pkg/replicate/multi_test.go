@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/gobucardo/gobucardo/pkg/catalog"
 	"github.com/gobucardo/gobucardo/pkg/pgtest"
 )
 
@@ -97,8 +98,8 @@ func TestConflictStrategies(t *testing.T) {
 	cases := []struct {
 		strategy, winner, want string
 	}{
-		{StrategyLatest, "B", "B wrote"},
-		{StrategySource, "A", "A wrote"},
+		{catalog.StrategyLatest, "B", "B wrote"},
+		{catalog.StrategySource, "A", "A wrote"},
 		{"B A", "B", "B wrote"},
 		{"A B", "A", "A wrote"},
 		{"B", "B", "B wrote"},
@@ -124,7 +125,7 @@ func TestConflictStrategies(t *testing.T) {
 		})
 	}
 	t.Run("bucardo_skip", func(t *testing.T) {
-		e, res, cs, err := conflictRun(t, StrategySkip, roles, func(e *env) {
+		e, res, cs, err := conflictRun(t, catalog.StrategySkip, roles, func(e *env) {
 			updateAB(e)
 			e.exec("A", "UPDATE kv SET v = 'A alone' WHERE k = 2")
 		})
@@ -142,7 +143,7 @@ func TestConflictStrategies(t *testing.T) {
 		}
 	})
 	t.Run("bucardo_abort", func(t *testing.T) {
-		e, _, _, err := conflictRun(t, StrategyAbort, roles, func(e *env) {
+		e, _, _, err := conflictRun(t, catalog.StrategyAbort, roles, func(e *env) {
 			updateAB(e)
 			e.exec("A", "UPDATE kv SET v = 'A alone' WHERE k = 2")
 		})
@@ -154,14 +155,14 @@ func TestConflictStrategies(t *testing.T) {
 		}
 	})
 	t.Run("bucardo_random", func(t *testing.T) {
-		e, res, cs, err := conflictRun(t, StrategyRandom, roles, updateAB)
+		e, res, cs, err := conflictRun(t, catalog.StrategyRandom, roles, updateAB)
 		if err != nil || res.Conflicts != 1 || (cs[0].Winner != "A" && cs[0].Winner != "B") {
 			t.Fatalf("random: %v %+v", err, cs)
 		}
 		e.assertSame()
 	})
 	t.Run("bucardo_latest_all_tables", func(t *testing.T) {
-		e, _, cs, err := conflictRun(t, StrategyLatestAllTables, roles, func(e *env) {
+		e, _, cs, err := conflictRun(t, catalog.StrategyLatestAllTables, roles, func(e *env) {
 			updateAB(e)
 			e.exec("A", "INSERT INTO other VALUES (1, 'A is latest over all tables')")
 		})
@@ -171,7 +172,7 @@ func TestConflictStrategies(t *testing.T) {
 		e.assertSame()
 	})
 	t.Run("delete races update", func(t *testing.T) {
-		e, _, cs, err := conflictRun(t, StrategyLatest, roles, func(e *env) {
+		e, _, cs, err := conflictRun(t, catalog.StrategyLatest, roles, func(e *env) {
 			e.exec("A", "DELETE FROM kv WHERE k = 1")
 			e.exec("B", "UPDATE kv SET v = 'B updated after A deleted' WHERE k = 1")
 		})
@@ -182,7 +183,7 @@ func TestConflictStrategies(t *testing.T) {
 			t.Errorf("A k=1 = %q", e.value("A", 1))
 		}
 		e.assertSame()
-		e2, _, _, err := conflictRun(t, StrategyLatest, roles, func(e *env) {
+		e2, _, _, err := conflictRun(t, catalog.StrategyLatest, roles, func(e *env) {
 			e.exec("B", "UPDATE kv SET v = 'B updated' WHERE k = 1")
 			e.exec("A", "DELETE FROM kv WHERE k = 1")
 		})

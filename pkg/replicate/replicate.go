@@ -18,7 +18,6 @@ import (
 	"github.com/gobucardo/gobucardo/pkg/capture"
 	"github.com/gobucardo/gobucardo/pkg/catalog"
 	"github.com/gobucardo/gobucardo/pkg/pg"
-	"github.com/gobucardo/gobucardo/pkg/sdk"
 )
 
 // Roles of a db in a run.
@@ -89,7 +88,7 @@ type Sync struct {
 	// ConflictStrategy resolves keys changed on several sources: bucardo_latest
 	// (default), bucardo_latest_all_tables, bucardo_source, bucardo_skip,
 	// bucardo_random, bucardo_abort, custom, or an ordered list of db names
-	// "B A C".
+	// "B A C" (the names are catalog's Strategy constants).
 	ConflictStrategy string
 	// CustomCode is the sync's plugins, in the order they run; the run calls
 	// them through Options.Handlers, which a plugin host builds from them.
@@ -263,7 +262,7 @@ func Run(ctx context.Context, s Sync, opts Options) (Result, error) {
 	if r.log == nil {
 		r.log = zap.NewNop()
 	}
-	if err := r.hooks(ctx, sdk.BeforeSync, nil); err != nil {
+	if err := r.hooks(ctx, BeforeSync, nil); err != nil {
 		return Result{}, err
 	}
 	err := r.run(ctx)
@@ -273,11 +272,11 @@ func Run(ctx context.Context, s Sync, opts Options) (Result, error) {
 		err = &TargetsLostError{DBs: lost, Err: err}
 	}
 	if err != nil {
-		_ = r.hooks(ctx, sdk.AfterSync, r.summary(err))
+		_ = r.hooks(ctx, AfterSync, r.summary(err))
 		return Result{}, err
 	}
 	r.res.Duration = time.Since(start)
-	_ = r.hooks(ctx, sdk.AfterSync, r.summary(nil))
+	_ = r.hooks(ctx, AfterSync, r.summary(nil))
 	return r.res, nil
 }
 
@@ -285,13 +284,13 @@ func (r *run) run(ctx context.Context) error {
 	if err := r.open(ctx); err != nil {
 		return err
 	}
-	if err := r.hooks(ctx, sdk.BeforeTxn, nil); err != nil {
+	if err := r.hooks(ctx, BeforeTxn, nil); err != nil {
 		return err
 	}
 	if err := r.apply(ctx); err != nil {
 		return err
 	}
-	if err := r.hooks(ctx, sdk.AfterTxn, r.summary(nil)); err != nil {
+	if err := r.hooks(ctx, AfterTxn, r.summary(nil)); err != nil {
 		return err
 	}
 	r.hook("before-commit")
@@ -787,7 +786,7 @@ func (r *run) apply(ctx context.Context) error {
 			}
 		}
 	}
-	if r.multi() && r.strategy(Relation{}) == StrategyLatestAllTables {
+	if r.multi() && r.strategy(Relation{}) == catalog.StrategyLatestAllTables {
 		if err := r.latestAll(ctx); err != nil {
 			return err
 		}

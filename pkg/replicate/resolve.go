@@ -9,18 +9,8 @@ import (
 	"time"
 
 	"github.com/gobucardo/gobucardo/pkg/capture"
+	"github.com/gobucardo/gobucardo/pkg/catalog"
 	"github.com/gobucardo/gobucardo/pkg/pg"
-)
-
-// Conflict strategies (see Sync.ConflictStrategy).
-const (
-	StrategyLatest          = "bucardo_latest"
-	StrategyLatestAllTables = "bucardo_latest_all_tables"
-	StrategySource          = "bucardo_source"
-	StrategySkip            = "bucardo_skip"
-	StrategyRandom          = "bucardo_random"
-	StrategyAbort           = "bucardo_abort"
-	StrategyCustom          = "custom"
 )
 
 // ErrConflictAbort means a conflict met the bucardo_abort strategy: the run
@@ -51,7 +41,7 @@ func (r *run) strategy(rel Relation) string {
 	case r.s.ConflictStrategy != "":
 		return r.s.ConflictStrategy
 	}
-	return StrategyLatest
+	return catalog.StrategyLatest
 }
 
 // latestAll computes, for bucardo_latest_all_tables, each source's latest
@@ -153,10 +143,10 @@ func (r *run) resolve(ctx context.Context, rel Relation, cols *columnSet, active
 		return nil, nil, err
 	}
 	tr.Conflicts = conflicts
-	if conflicts > 0 && strategy == StrategyAbort {
+	if conflicts > 0 && strategy == catalog.StrategyAbort {
 		return nil, nil, fmt.Errorf("table %s: %d keys changed on several sources: %w", table, conflicts, ErrConflictAbort)
 	}
-	if strategy == StrategySkip {
+	if strategy == catalog.StrategySkip {
 		if _, err := coord.tx.Exec(ctx, "UPDATE pg_temp.gb_win SET winner = NULL WHERE gb_n > 1"); err != nil {
 			return nil, nil, err
 		}
@@ -204,15 +194,15 @@ func (r *run) resolve(ctx context.Context, rel Relation, cols *columnSet, active
 // winning change first in pg_temp.gb_all.
 func (r *run) strategyOrder(strategy string, names []string, order []int32, latest []any, arg func(any, string) string) string {
 	switch strategy {
-	case StrategyLatest, StrategySkip:
+	case catalog.StrategyLatest, catalog.StrategySkip:
 		return "changed_at DESC, " + arg(names, "text[]") + "[gb_src + 1]"
-	case StrategyLatestAllTables:
+	case catalog.StrategyLatestAllTables:
 		return arg(latest, "timestamptz[]") + "[gb_src + 1] DESC NULLS LAST, " + arg(names, "text[]") + "[gb_src + 1]"
-	case StrategySource:
+	case catalog.StrategySource:
 		return arg(order, "int[]") + "[gb_src + 1]"
-	case StrategyRandom:
+	case catalog.StrategyRandom:
 		return "random()"
-	case StrategyAbort:
+	case catalog.StrategyAbort:
 		return "gb_src"
 	default: // an ordered list of dbs; dbs it does not name come after, latest first
 		name := arg(names, "text[]") + "[gb_src + 1]"

@@ -19,23 +19,25 @@ import (
 
 	"github.com/gobucardo/gobucardo/pkg/sdk"
 	"github.com/gobucardo/gobucardo/pkg/sdk/sdktest"
+	"github.com/gobucardo/gobucardo/pkg/testbin"
 )
 
 // These tests run plugins as the kid does: a real binary, started by
 // go-plugin with gRPC only, AutoMTLS and its sha256 pinned.
 
-// build compiles the package pkg into dir and returns the binary and its
-// sha256.
-func build(t *testing.T, dir, pkg string) (string, []byte) {
+func TestMain(m *testing.M) {
+	m.Run()
+	testbin.Cleanup()
+}
+
+// build compiles the package pkg (once per test binary) and returns the
+// binary and its sha256.
+func build(t *testing.T, pkg string) (string, []byte) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("builds plugin binaries")
 	}
-	bin := filepath.Join(dir, filepath.Base(pkg))
-	cmd := exec.Command("go", "build", "-o", bin, pkg)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
-	}
+	bin := filepath.Join(testbin.Build(t, pkg), filepath.Base(pkg))
 	f, err := os.Open(bin)
 	if err != nil {
 		t.Fatal(err)
@@ -95,7 +97,7 @@ func start(t *testing.T, bin string, sum []byte) (*sdk.Client, *plugin.Client, *
 }
 
 func TestHighestPluginProcess(t *testing.T) {
-	bin, sum := build(t, t.TempDir(), "github.com/gobucardo/gobucardo/plugins/highest")
+	bin, sum := build(t, "github.com/gobucardo/gobucardo/plugins/highest")
 
 	t.Run("resolve", func(t *testing.T) {
 		c, _, _, err := start(t, bin, sum)
@@ -164,7 +166,7 @@ func TestHighestPluginProcess(t *testing.T) {
 }
 
 func TestMisbehavingPluginProcess(t *testing.T) {
-	bin, sum := build(t, t.TempDir(), "github.com/gobucardo/gobucardo/pkg/sdk/testdata/misbehave")
+	bin, sum := build(t, "github.com/gobucardo/gobucardo/pkg/sdk/testdata/misbehave")
 	conflict := func(table string) sdk.Conflict {
 		return sdk.Conflict{
 			Sync: "s1", Table: table, Key: sdktest.Row("id", int64(1)),

@@ -62,7 +62,7 @@ func (w *window) Configure(_ context.Context, settings map[string]string) error 
 	}
 	loc, err := time.LoadLocation(zone)
 	if err != nil {
-		return fmt.Errorf("zone=%q: %v", zone, err)
+		return fmt.Errorf("zone=%q: %w", zone, err)
 	}
 	s, err := parseSpan(text)
 	if err != nil {
@@ -80,11 +80,11 @@ func parseSpan(text string) (span, error) {
 	}
 	start, err := parseClock(from)
 	if err != nil {
-		return span{}, fmt.Errorf("window=%q: %v", text, err)
+		return span{}, fmt.Errorf("window=%q: %w", text, err)
 	}
 	end, err := parseClock(to)
 	if err != nil {
-		return span{}, fmt.Errorf("window=%q: %v", text, err)
+		return span{}, fmt.Errorf("window=%q: %w", text, err)
 	}
 	if start == end {
 		return span{}, fmt.Errorf("window=%q is empty: start and end are the same", text)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gobucardo/gobucardo/pkg/pgtest"
+	"github.com/gobucardo/gobucardo/pkg/testbin"
 )
 
 // Defaults of the environment variables that size the benchmarks.
@@ -19,11 +20,11 @@ const (
 
 // TestMain runs the benchmarks, stops every cluster, then prints the table
 // of what was measured (nothing when no benchmark ran, as under go test
-// without -bench) and removes the mcp binary built for the run.
+// without -bench) and removes the binaries built for the run.
 func TestMain(m *testing.M) {
 	pgtest.Main(m)
 	results.print(os.Stdout)
-	removeBuildDir()
+	testbin.Cleanup()
 }
 
 // BenchmarkBulkUpdate measures figures 1, 2 and 4 for each table size of

@@ -8,62 +8,25 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gobucardo/gobucardo/pkg/testbin"
 )
 
-// build is the mcp binary built once per test binary, in a directory that
-// TestMain removes.
-var build struct {
-	once sync.Once
-	dir  string
-	bin  string
-	err  error
-}
-
-// mcpBinary builds the binaries of this module (found with go env GOMOD)
-// once and returns the path of mcp; controller and kid are beside it, the
-// example plugins in plugins/.
+// mcpBinary builds the binaries of this module's cmd/ once per test binary
+// and returns the path of mcp; controller and kid are beside it.
 func mcpBinary(b *testing.B) string {
 	b.Helper()
-	build.once.Do(func() {
-		gomod, err := exec.Command("go", "env", "GOMOD").Output()
-		if err != nil {
-			build.err = fmt.Errorf("go env GOMOD: %w", err)
-			return
-		}
-		root := filepath.Dir(strings.TrimSpace(string(gomod)))
-		if build.dir, build.err = os.MkdirTemp("", "gobucardo-bench-"); build.err != nil {
-			return
-		}
-		build.bin = filepath.Join(build.dir, "mcp")
-		// mcp with its controller and kid beside it, for mcp run.
-		cmd := exec.Command("go", "build", "-o", build.dir+"/", "./cmd/...")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			build.err = fmt.Errorf("go build ./cmd/... in %s: %w\n%s", root, err, out)
-			return
-		}
-		// The example plugins, in plugins/ beside it.
-		cmd = exec.Command("go", "build", "-o", filepath.Join(build.dir, "plugins")+"/", "./plugins/...")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			build.err = fmt.Errorf("go build ./plugins/... in %s: %w\n%s", root, err, out)
-		}
-	})
-	if build.err != nil {
-		b.Fatal(build.err)
-	}
-	return build.bin
+	return filepath.Join(testbin.Build(b, "github.com/gobucardo/gobucardo/cmd/..."), "mcp")
 }
 
-// removeBuildDir removes the directory of the mcp binary, if one was built.
-func removeBuildDir() {
-	if build.dir != "" {
-		_ = os.RemoveAll(build.dir)
-	}
+// pluginBinary builds the example plugins once and returns the path of the
+// one named name.
+func pluginBinary(b *testing.B, name string) string {
+	b.Helper()
+	return filepath.Join(testbin.Build(b, "github.com/gobucardo/gobucardo/plugins/..."), name)
 }
 
 // mcp runs the mcp binary against one main database.

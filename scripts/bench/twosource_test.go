@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"sync"
@@ -93,7 +92,7 @@ func BenchmarkTwoSource(b *testing.B) {
 		// (plugins/highest: the higher balance, B's, wins) instead of the
 		// built-in strategy.
 		s.reset(b)
-		s.mcp.run(b, "add", "customcode", "highest", "plugin="+filepath.Join(filepath.Dir(s.mcp.bin), "plugins", "highest"),
+		s.mcp.run(b, "add", "customcode", "highest", "plugin="+pluginBinary(b, "highest"),
 			"whenrun=conflict", "sync=s2", "column=abalance")
 		sc := scs[1]
 		sc.name += "+plugin"

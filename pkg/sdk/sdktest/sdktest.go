@@ -31,19 +31,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/gobucardo/gobucardo/pkg/sdk"
-	"github.com/gobucardo/gobucardo/pkg/sdk/internal/bridge"
 )
 
 // callTimeout bounds each call the helpers make.
@@ -55,29 +50,12 @@ const callTimeout = 30 * time.Second
 func Start(t testing.TB, p sdk.Plugin) *sdk.Client {
 	t.Helper()
 	log := hclog.New(&hclog.LoggerOptions{Name: "plugin", Output: newTestWriter(t), Level: hclog.Debug})
-	lis := bufconn.Listen(1 << 20)
-	srv := bridge.NewServer(p, log)
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = srv.Serve(lis)
-	}()
-	t.Cleanup(func() {
-		srv.Stop()
-		<-served
-	})
-	conn, err := grpc.NewClient("passthrough:///sdktest",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatalf("sdktest: dial: %v", err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	c, err := bridge.NewClient(Context(t), conn)
+	c, stop, err := sdk.ServeInProcess(Context(t), p, log)
 	if err != nil {
 		t.Fatalf("sdktest: %v", err)
 	}
-	return c.(*sdk.Client)
+	t.Cleanup(stop)
+	return c
 }
 
 // Context returns a context for one call of a test: cancelled when the test
