@@ -42,6 +42,28 @@ type daemon struct {
 	lastTry string
 }
 
+// stop stops the MCP with mcp stop and checks that mcp run exits cleanly.
+func (d *daemon) stop() {
+	d.t.Helper()
+	d.run(0, "stop")
+	if err := d.exit("mcp stop"); err != nil {
+		d.t.Errorf("mcp run after mcp stop: %v", err)
+	}
+}
+
+// exit waits for mcp run to exit after what, and returns its exit error.
+func (d *daemon) exit(what string) error {
+	d.t.Helper()
+	select {
+	case err := <-d.exited:
+		d.mcp = nil
+		return err
+	case <-time.After(30 * time.Second):
+		d.t.Fatalf("mcp run did not exit after %s", what)
+	}
+	return nil
+}
+
 func newDaemon(t *testing.T, c *pgtest.Cluster) *daemon {
 	d := &daemon{t: t, bin: binaries(t), c: c, log: &bytes.Buffer{}}
 	d.main = c.NewDB(t)
@@ -310,16 +332,7 @@ func TestDaemonEndToEnd(t *testing.T) {
 	d.eventually(5*time.Second, "message in the MCP log", func() bool { return strings.Contains(d.logText(), "hello from the test") })
 
 	// mcp stop leaves no process behind.
-	d.run(0, "stop")
-	select {
-	case err := <-d.exited:
-		if err != nil {
-			t.Errorf("mcp run after mcp stop: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("mcp run did not exit after mcp stop")
-	}
-	d.mcp = nil
+	d.stop()
 	for _, pid := range []int{ctlPID, kidPID} {
 		if alive(pid) {
 			t.Errorf("process %d still alive after mcp stop", pid)

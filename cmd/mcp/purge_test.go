@@ -147,9 +147,7 @@ func TestDaemonKilledDuringPurge(t *testing.T) {
 	if n := d.deltas(src, "t"); n != rows {
 		t.Fatalf("%d deltas kept with the purge off, want %d", n, rows)
 	}
-	d.run(0, "stop")
-	<-d.exited
-	d.mcp = nil
+	d.stop()
 	// Each purge batch (10000 rows) takes 0.2s more, so that the purge of
 	// these rows lasts long enough to be caught under way.
 	delta := pg.Ident("gobucardo", capture.DeltaName("public", "t"))
@@ -168,8 +166,7 @@ func TestDaemonKilledDuringPurge(t *testing.T) {
 	if err := d.mcp.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	<-d.exited
-	d.mcp = nil
+	_ = d.exit("SIGKILL") // killed: its exit status says so
 	t.Logf("killed the MCP with %d of %d deltas left", left, rows+100)
 
 	// More changes while no MCP runs.

@@ -128,7 +128,7 @@ func firewall(t *testing.T, op string, port int) error {
 	t.Helper()
 	out, err := exec.Command("iptables", op, "INPUT", "-p", "tcp", "--dport", strconv.Itoa(port), "-j", "DROP").CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("iptables %s: %v: %s", op, err, out)
+		return fmt.Errorf("iptables %s: %w: %s", op, err, out)
 	}
 	return nil
 }

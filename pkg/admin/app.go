@@ -216,15 +216,15 @@ func (e *env) inCatalog(fn func(ctx context.Context, tx pgx.Tx) error) error {
 	defer conn.Close(context.WithoutCancel(e.ctx()))
 	// What the command prints is held back until its transaction commits:
 	// a refused command must not claim to have added anything.
-	real := e.out
+	out := e.out
 	var buf bytes.Buffer
 	e.out = &buf
 	err = pgx.BeginFunc(e.ctx(), conn, func(tx pgx.Tx) error { return fn(e.ctx(), tx) })
-	e.out = real
+	e.out = out
 	if err != nil {
 		return err
 	}
-	_, err = buf.WriteTo(real)
+	_, err = buf.WriteTo(out)
 	return err
 }
 

@@ -226,7 +226,7 @@ func startMCP(e *env) error {
 		}
 		select {
 		case err := <-exited:
-			return fmt.Errorf("the MCP exited at once (%v); its log %s says: %s", err, logFile, tail(logFile, 5))
+			return fmt.Errorf("the MCP exited at once (%w); its log %s says: %s", err, logFile, tail(logFile, 5))
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {

@@ -9,9 +9,13 @@ import (
 	"time"
 
 	"github.com/gobucardo/gobucardo/pkg/pgtest"
+	"github.com/gobucardo/gobucardo/pkg/testbin"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+func TestMain(m *testing.M) {
+	pgtest.Main(m)
+	testbin.Cleanup()
+}
 
 // replicaSchema is created on every replicated test database.
 const replicaSchema = `

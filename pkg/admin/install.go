@@ -58,10 +58,10 @@ func install(e *env, createDB bool) error {
 	if err != nil {
 		return err
 	}
-	switch {
-	case res.From == res.To:
+	switch res.From {
+	case res.To:
 		e.printf("The catalog in database %q is at version %d: nothing to do\n", cfg.Database, res.To)
-	case res.From == 0:
+	case 0:
 		e.printf("Installed the gobucardo catalog (version %d) in database %q\n", res.To, cfg.Database)
 	default:
 		e.printf("Upgraded the catalog in database %q from version %d to %d\n", cfg.Database, res.From, res.To)

@@ -45,7 +45,7 @@ func list(e *env) error {
 	if noun != "all" && !contains(listNouns, noun) {
 		return usagef("cannot list %q: use dbs, dbgroups, tables, sequences, relgroups, syncs, customcode or all", args[0])
 	}
-	var match func(schema, name string) bool = func(string, string) bool { return true }
+	match := func(string, string) bool { return true }
 	if len(args) == 2 {
 		np, err := catalog.ParseNamePattern(args[1])
 		if err != nil {
@@ -66,7 +66,7 @@ func list(e *env) error {
 				}
 				e.printf("== %s ==\n", n)
 			}
-			v, err := listOne(e, ctx, tx, n, match)
+			v, err := listOne(ctx, e, tx, n, match)
 			if err != nil {
 				return err
 			}
@@ -116,7 +116,7 @@ func orDash(s string) string {
 }
 
 // listOne prints one kind (unless --json) and returns it for JSON.
-func listOne(e *env, ctx context.Context, q catalog.Querier, noun string, match func(schema, name string) bool) (any, error) {
+func listOne(ctx context.Context, e *env, q catalog.Querier, noun string, match func(schema, name string) bool) (any, error) {
 	var rows [][]string
 	var header []string
 	var out any

@@ -211,16 +211,17 @@ func parkedRetry(e *env) error {
 			failing++
 		}
 	}
-	if e.json() {
+	switch {
+	case e.json():
 		if results == nil {
 			results = []retryResult{}
 		}
 		if err := e.printJSON(map[string]any{"results": results, "reapplied": len(results) - failing, "failing": failing}); err != nil {
 			return err
 		}
-	} else if len(results) == 0 {
+	case len(results) == 0:
 		e.printf("(no parked rows)\n")
-	} else {
+	default:
 		e.printf("%s re-applied, %d still failing\n", plural(len(results)-failing, "row"), failing)
 	}
 	if failing > 0 {

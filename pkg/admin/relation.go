@@ -40,7 +40,7 @@ func describeKey(r catalog.Relation) string {
 }
 
 // ensureRelGroup creates relgroup name, and says so, unless it exists.
-func ensureRelGroup(e *env, ctx context.Context, q catalog.Querier, name string) error {
+func ensureRelGroup(ctx context.Context, e *env, q catalog.Querier, name string) error {
 	ok, err := catalog.RelGroupExists(ctx, q, name)
 	if err != nil || ok {
 		return err
@@ -54,10 +54,10 @@ func ensureRelGroup(e *env, ctx context.Context, q catalog.Querier, name string)
 
 // storeFound adds found relations to the catalog (skipping, when skipKnown,
 // those it has) and to relgroup when given.
-func storeFound(e *env, ctx context.Context, q catalog.Querier, db string, found []catalog.Found, kv kvArgs, skipKnown bool) (added int, err error) {
+func storeFound(ctx context.Context, e *env, q catalog.Querier, db string, found []catalog.Found, kv kvArgs, skipKnown bool) (added int, err error) {
 	relgroup, _ := kv.get("relgroup")
 	if relgroup != "" {
-		if err := ensureRelGroup(e, ctx, q, relgroup); err != nil {
+		if err := ensureRelGroup(ctx, e, q, relgroup); err != nil {
 			return 0, err
 		}
 	}
@@ -119,7 +119,7 @@ func addRelations(e *env, kind string) error {
 		if err != nil {
 			return err
 		}
-		_, err = storeFound(e, ctx, tx, d.Name, found, kv, false)
+		_, err = storeFound(ctx, e, tx, d.Name, found, kv, false)
 		return err
 	})
 }
@@ -161,7 +161,7 @@ func addAll(e *env, kind string) error {
 		if err != nil {
 			return err
 		}
-		added, err := storeFound(e, ctx, tx, d.Name, found, kv, true)
+		added, err := storeFound(ctx, e, tx, d.Name, found, kv, true)
 		if err != nil {
 			return err
 		}
@@ -185,12 +185,12 @@ func addRelGroup(e *env) error {
 		}
 		e.printf("Added relgroup %q\n", name)
 		db, _ := kv.get("db")
-		return addToRelGroup(e, ctx, tx, name, db, kv.pos[1:])
+		return addToRelGroup(ctx, e, tx, name, db, kv.pos[1:])
 	})
 }
 
 // addToRelGroup appends the catalog relations that the patterns name.
-func addToRelGroup(e *env, ctx context.Context, q catalog.Querier, relgroup, db string, patterns []string) error {
+func addToRelGroup(ctx context.Context, e *env, q catalog.Querier, relgroup, db string, patterns []string) error {
 	for _, p := range patterns {
 		rs, err := catalog.LookupRelations(ctx, q, "", db, p)
 		if err != nil {
@@ -257,10 +257,10 @@ func updateRelGroup(e *env) error {
 		}
 		db, _ := kv.get("db")
 		if verb == "add" {
-			if err := addToRelGroup(e, ctx, tx, name, db, rels); err != nil {
+			if err := addToRelGroup(ctx, e, tx, name, db, rels); err != nil {
 				return err
 			}
-		} else if err := removeFromRelGroup(e, ctx, tx, name, db, rels); err != nil {
+		} else if err := removeFromRelGroup(ctx, e, tx, name, db, rels); err != nil {
 			return err
 		}
 		if err := problemsOfSyncsUsing(ctx, tx, catalog.KindRelGroup, name); err != nil {
@@ -270,11 +270,11 @@ func updateRelGroup(e *env) error {
 		if err != nil {
 			return err
 		}
-		return refreshCapture(e, ctx, tx, syncs...)
+		return refreshCapture(ctx, e, tx, syncs...)
 	})
 }
 
-func removeFromRelGroup(e *env, ctx context.Context, q catalog.Querier, relgroup, db string, patterns []string) error {
+func removeFromRelGroup(ctx context.Context, e *env, q catalog.Querier, relgroup, db string, patterns []string) error {
 	g, err := catalog.GetRelGroup(ctx, q, relgroup)
 	if err != nil {
 		return err

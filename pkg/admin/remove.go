@@ -73,13 +73,13 @@ func remove(e *env, kind string) error {
 				var d catalog.SyncDetail
 				if d, err = catalog.LoadSync(ctx, tx, name); err == nil {
 					if err = catalog.RemoveSync(ctx, tx, name); err == nil {
-						forgetCapture(e, ctx, d)
+						forgetCapture(ctx, e, d)
 					}
 				}
 			case catalog.KindCustomCode:
 				err = catalog.RemoveCustomCode(ctx, tx, name)
 			case catalog.KindTable, catalog.KindSequence:
-				err = removeRelations(e, ctx, tx, kind, kv.vals["db"], name, force)
+				err = removeRelations(ctx, e, tx, kind, kv.vals["db"], name, force)
 				if err != nil {
 					return err
 				}
@@ -98,7 +98,7 @@ func remove(e *env, kind string) error {
 	})
 }
 
-func removeRelations(e *env, ctx context.Context, q catalog.Querier, kind, db, pattern string, force bool) error {
+func removeRelations(ctx context.Context, e *env, q catalog.Querier, kind, db, pattern string, force bool) error {
 	rs, err := catalog.LookupRelations(ctx, q, kind, db, pattern)
 	if err != nil {
 		return err

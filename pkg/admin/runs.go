@@ -22,7 +22,7 @@ import (
 // installCapture installs or refreshes the sync's capture on every source.
 // A source that cannot be reached is an error, or with skipUnreachable a
 // warning printed.
-func installCapture(e *env, ctx context.Context, d catalog.SyncDetail, skipUnreachable bool) error {
+func installCapture(ctx context.Context, e *env, d catalog.SyncDetail, skipUnreachable bool) error {
 	if !d.HasDeltaRole() {
 		return nil
 	}
@@ -48,13 +48,13 @@ func installCapture(e *env, ctx context.Context, d catalog.SyncDetail, skipUnrea
 
 // refreshCapture reinstalls the capture of the named syncs after a change,
 // warning about sources it cannot reach.
-func refreshCapture(e *env, ctx context.Context, q catalog.Querier, syncs ...string) error {
+func refreshCapture(ctx context.Context, e *env, q catalog.Querier, syncs ...string) error {
 	for _, s := range syncs {
 		d, err := catalog.LoadSync(ctx, q, s)
 		if err != nil {
 			return err
 		}
-		if err := installCapture(e, ctx, d, true); err != nil {
+		if err := installCapture(ctx, e, d, true); err != nil {
 			return err
 		}
 	}
@@ -62,7 +62,7 @@ func refreshCapture(e *env, ctx context.Context, q catalog.Querier, syncs ...str
 }
 
 // forgetCapture removes a sync from the capture of its sources.
-func forgetCapture(e *env, ctx context.Context, d catalog.SyncDetail) {
+func forgetCapture(ctx context.Context, e *env, d catalog.SyncDetail) {
 	for _, src := range d.Sources() {
 		conn, err := connectDB(ctx, src)
 		if err != nil {
@@ -409,7 +409,7 @@ func purgeCommand() *cli.Command {
 					ok, err := capture.Installed(ctx, conn)
 					var n int64
 					if err == nil && ok {
-						err = forgetUnknownSyncs(e, ctx, tx, conn, d.Name)
+						err = forgetUnknownSyncs(ctx, e, tx, conn, d.Name)
 					}
 					if err == nil && ok {
 						n, err = capture.Purge(ctx, conn)
@@ -477,7 +477,7 @@ func uninstallCommand() *cli.Command {
 
 // forgetUnknownSyncs removes from a db's capture the syncs the catalog no
 // longer has, whose old watermarks would otherwise keep every delta forever.
-func forgetUnknownSyncs(e *env, ctx context.Context, q catalog.Querier, conn *pgx.Conn, db string) error {
+func forgetUnknownSyncs(ctx context.Context, e *env, q catalog.Querier, conn *pgx.Conn, db string) error {
 	syncs, err := capture.Syncs(ctx, conn)
 	if err != nil {
 		return err

@@ -38,7 +38,7 @@ func addSync(e *env) error {
 			if err != nil {
 				return err
 			}
-			if g, err = dbGroupFor(e, ctx, tx, s.Name, ms); err != nil {
+			if g, err = dbGroupFor(ctx, e, tx, s.Name, ms); err != nil {
 				return err
 			}
 		}
@@ -47,7 +47,7 @@ func addSync(e *env) error {
 		if parts.hasRelGroup {
 			s.RelGroup = parts.relgroup
 		} else {
-			if err := relGroupFor(e, ctx, tx, s.Name, g, parts.tables); err != nil {
+			if err := relGroupFor(ctx, e, tx, s.Name, g, parts.tables); err != nil {
 				return err
 			}
 			s.RelGroup = s.Name
@@ -65,14 +65,14 @@ func addSync(e *env) error {
 		if err := syncProblems(ctx, tx, s.Name); err != nil {
 			return err
 		}
-		if err := checkSyncDBs(e, ctx, tx, g, rg); err != nil {
+		if err := checkSyncDBs(ctx, e, tx, g, rg); err != nil {
 			return err
 		}
 		d, err := catalog.LoadSync(ctx, tx, s.Name)
 		if err != nil {
 			return err
 		}
-		if err := installCapture(e, ctx, d, e.c.Bool("force")); err != nil {
+		if err := installCapture(ctx, e, d, e.c.Bool("force")); err != nil {
 			return err
 		}
 		e.printf("Added sync %q: relgroup %q (%s) over dbgroup %q (%s)\n",
@@ -98,7 +98,7 @@ func syncProblems(ctx context.Context, q catalog.Querier, name string) error {
 
 // dbGroupFor reuses a dbgroup with exactly these members or makes one
 // named after the sync.
-func dbGroupFor(e *env, ctx context.Context, q catalog.Querier, sync string, ms []catalog.Member) (catalog.DBGroup, error) {
+func dbGroupFor(ctx context.Context, e *env, q catalog.Querier, sync string, ms []catalog.Member) (catalog.DBGroup, error) {
 	name, err := catalog.FindDBGroup(ctx, q, ms)
 	if err != nil {
 		return catalog.DBGroup{}, err
@@ -118,12 +118,12 @@ func dbGroupFor(e *env, ctx context.Context, q catalog.Querier, sync string, ms 
 
 // relGroupFor makes the relgroup named after the sync from a tables= list,
 // adding tables the catalog lacks from the first source db.
-func relGroupFor(e *env, ctx context.Context, q catalog.Querier, sync string, g catalog.DBGroup, tables string) error {
+func relGroupFor(ctx context.Context, e *env, q catalog.Querier, sync string, g catalog.DBGroup, tables string) error {
 	names := strings.FieldsFunc(tables, func(r rune) bool { return r == ',' })
 	if len(names) == 0 {
 		return usagef("sync %s: tables= lists no tables", sync)
 	}
-	if err := ensureRelGroup(e, ctx, q, sync); err != nil {
+	if err := ensureRelGroup(ctx, e, q, sync); err != nil {
 		return err
 	}
 	sources := g.Sources()
@@ -150,7 +150,7 @@ func relGroupFor(e *env, ctx context.Context, q catalog.Querier, sync string, g 
 		if err != nil {
 			return err
 		}
-		if _, err := storeFound(e, ctx, q, src.Name, found, kvArgs{vals: map[string]string{}}, true); err != nil {
+		if _, err := storeFound(ctx, e, q, src.Name, found, kvArgs{vals: map[string]string{}}, true); err != nil {
 			return err
 		}
 	}
@@ -178,7 +178,7 @@ func relGroupFor(e *env, ctx context.Context, q catalog.Querier, sync string, g 
 // checkSyncDBs connects to every db of the sync and checks that each
 // relation exists there. A db that cannot be reached is an error unless
 // --force. All problems come in one list.
-func checkSyncDBs(e *env, ctx context.Context, q catalog.Querier, g catalog.DBGroup, rg catalog.RelGroup) error {
+func checkSyncDBs(ctx context.Context, e *env, q catalog.Querier, g catalog.DBGroup, rg catalog.RelGroup) error {
 	var problems []string
 	for _, m := range g.Members {
 		d, err := catalog.GetDB(ctx, q, m.DB)
@@ -274,7 +274,7 @@ func updateSync(e *env) error {
 		if err := syncProblems(ctx, tx, s.Name); err != nil {
 			return err
 		}
-		if err := refreshCapture(e, ctx, tx, s.Name); err != nil {
+		if err := refreshCapture(ctx, e, tx, s.Name); err != nil {
 			return err
 		}
 		var changed []string
@@ -313,9 +313,9 @@ func updateSyncTables(e *env, args []string) error {
 			return err
 		}
 		if verb == "add" {
-			err = addToRelGroup(e, ctx, tx, s.RelGroup, rg.DB, rest)
+			err = addToRelGroup(ctx, e, tx, s.RelGroup, rg.DB, rest)
 		} else {
-			err = removeFromRelGroup(e, ctx, tx, s.RelGroup, "", rest)
+			err = removeFromRelGroup(ctx, e, tx, s.RelGroup, "", rest)
 		}
 		if err != nil {
 			return err
@@ -328,13 +328,13 @@ func updateSyncTables(e *env, args []string) error {
 			if rg, err = catalog.GetRelGroup(ctx, tx, s.RelGroup); err != nil {
 				return err
 			}
-			if err := checkSyncDBs(e, ctx, tx, g, rg); err != nil {
+			if err := checkSyncDBs(ctx, e, tx, g, rg); err != nil {
 				return err
 			}
 		}
 		if err := problemsOfSyncsUsing(ctx, tx, catalog.KindRelGroup, s.RelGroup); err != nil {
 			return err
 		}
-		return refreshCapture(e, ctx, tx, others...)
+		return refreshCapture(ctx, e, tx, others...)
 	})
 }

@@ -2,6 +2,7 @@ package capture
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -61,7 +62,7 @@ func checkTable(ctx context.Context, conn *pgx.Conn, sync Sync, t Table) ([]stri
 			           WHERE s.autokick AND (s.schema_name, s.rel_name) = (c.schema_name, c.rel_name)), '{}')
 		FROM gobucardo.captured c WHERE c.schema_name = $1 AND c.rel_name = $2`, t.Schema, t.Name, sync.Name).
 		Scan(&keyCols, &subscribed, &kick)
-	if err == pgx.ErrNoRows {
+	if errors.Is(err, pgx.ErrNoRows) {
 		return []string{fmt.Sprintf("table %s is not captured", t.Display())}, nil
 	}
 	if err != nil {

@@ -47,7 +47,7 @@ func TestCapturePartitioned(t *testing.T) {
 			t.Errorf("Check =\n%s\nwant\n%s", strings.Join(ps, "\n"), strings.Join(want, "\n"))
 		}
 	}
-	clear := func() { exec(`DELETE FROM gobucardo."` + DeltaName(orders.Schema, orders.Name) + `"`) }
+	forget := func() { exec(`DELETE FROM gobucardo."` + DeltaName(orders.Schema, orders.Name) + `"`) }
 	exec(`INSERT INTO "Sales Dept"."Orders" VALUES (1, 1, 'before')`) // before capture: not recorded
 	s := Sync{Name: "s1", Autokick: true, Tables: []Table{orders}}
 	if err := Install(ctx, conn, s); err != nil {
@@ -61,7 +61,7 @@ func TestCapturePartitioned(t *testing.T) {
 	if got := strings.Join(deltas(t, conn, orders), " "); got != "2,2 3,4 4,5 5,8 6,6 7,9" {
 		t.Errorf("inserts captured %q", got)
 	}
-	clear()
+	forget()
 	exec(`UPDATE "Sales Dept"."Orders" SET m = 10 WHERE id = 2`)     // moves q1 -> h
 	exec(`UPDATE "Sales Dept"."Orders q2" SET v = 'x' WHERE id = 3`) // stays
 	exec(`DELETE FROM "Sales Dept"."Orders m4"`)                     // row 3, by the leaf
@@ -69,7 +69,7 @@ func TestCapturePartitioned(t *testing.T) {
 	if got := strings.Join(deltas(t, conn, orders), " "); got != "2,10 2,2 3,4 3,4" {
 		t.Errorf("updates and deletes captured %q, want the moved row's old and new key", got)
 	}
-	clear()
+	forget()
 
 	// A partition created after the sync was added is captured at once
 	// (its row trigger is cloned); its truncate trigger comes with the next
@@ -79,7 +79,7 @@ func TestCapturePartitioned(t *testing.T) {
 	if got := strings.Join(deltas(t, conn, orders), " "); got != "8,14" {
 		t.Errorf("insert into a new partition captured %q", got)
 	}
-	clear()
+	forget()
 	check(`partition "Sales Dept"."Orders q5" of "Sales Dept"."Orders" has no truncate trigger (created or attached since capture last looked)`)
 	done, err := RefreshPartitions(ctx, conn)
 	if err != nil || len(done) != 1 {
@@ -101,7 +101,7 @@ func TestCapturePartitioned(t *testing.T) {
 			t.Errorf("TRUNCATE of a sub-partition captured %q, want its 3 keys", got)
 		}
 	}
-	clear()
+	forget()
 	exec(`TRUNCATE "Sales Dept"."Orders"`)
 	var truncates int
 	if err := conn.QueryRow(ctx, `SELECT count(*) FROM gobucardo.truncate_log WHERE rel_name = 'Orders'`).Scan(&truncates); err != nil || truncates != 1 {

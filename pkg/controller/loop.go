@@ -262,7 +262,7 @@ func (l *loop) stream(ctx context.Context, conn *pgx.Conn, id int64, spec replic
 			}
 			return replicate.Result{}, l.kidFailed(err)
 		}
-		if res, runErr, ok := kidcodec.DecodeOutcome(ev); ok {
+		if res, ok, runErr := kidcodec.DecodeOutcome(ev); ok {
 			return res, runErr
 		}
 		if p, ok := kidcodec.DecodeProgress(ev); ok {
@@ -296,9 +296,9 @@ func (l *loop) kidFailed(rpcErr error) error {
 		k.Stop(nil, time.Second)
 	}
 	if k.Err() != nil {
-		return fmt.Errorf("kid %d exited during the run: %v", k.Pid(), k.Err())
+		return fmt.Errorf("kid %d exited during the run: %w", k.Pid(), k.Err())
 	}
-	return fmt.Errorf("kid %d stopped answering: %v", k.Pid(), rpcErr)
+	return fmt.Errorf("kid %d stopped answering: %w", k.Pid(), rpcErr)
 }
 
 func (l *loop) ensureKid(ctx context.Context) error {

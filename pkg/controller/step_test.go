@@ -72,7 +72,7 @@ func testDetail(opts ...func(*catalog.SyncDetail)) catalog.SyncDetail {
 
 // fromKid is err as the controller gets it from its kid.
 func fromKid(err error) error {
-	_, got, _ := kidcodec.DecodeOutcome(kidcodec.EncodeOutcome(replicate.Result{}, err))
+	_, _, got := kidcodec.DecodeOutcome(kidcodec.EncodeOutcome(replicate.Result{}, err))
 	return got
 }
 

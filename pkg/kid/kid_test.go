@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -28,9 +27,13 @@ import (
 	"github.com/gobucardo/gobucardo/pkg/pgtest"
 	"github.com/gobucardo/gobucardo/pkg/replicate"
 	"github.com/gobucardo/gobucardo/pkg/runs"
+	"github.com/gobucardo/gobucardo/pkg/testbin"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+func TestMain(m *testing.M) {
+	pgtest.Main(m)
+	testbin.Cleanup()
+}
 
 // serve serves a kid over a pair of pipes, as its controller reaches it,
 // and returns the controller's client; the kid stops with the test.
@@ -58,7 +61,10 @@ func serve(t *testing.T) kidpb.KidClient {
 		cancel()
 		_ = parent.Close()
 		select {
-		case <-served:
+		case err := <-served:
+			if err != nil {
+				t.Logf("kid.Serve after the controller went away: %v", err)
+			}
 		case <-time.After(10 * time.Second):
 			t.Error("the kid did not stop")
 		}
@@ -85,7 +91,7 @@ func run(t *testing.T, k kidpb.KidClient, spec replicate.Sync, id int64) (*kidpb
 		if p := ev.GetPlugins(); p != nil && len(p.GetPlugins()) > 0 {
 			plugins = p.GetPlugins()
 		}
-		if _, _, ok := kidcodec.DecodeOutcome(ev); ok {
+		if _, ok, _ := kidcodec.DecodeOutcome(ev); ok {
 			return ev, plugins
 		}
 	}
@@ -167,10 +173,7 @@ func (f *fixture) count(t *testing.T, db, sql string, args ...any) int {
 // runs outside a daily time window) and returns its path and checksum.
 func buildWindow(t *testing.T) (string, string) {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "window")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/gobucardo/gobucardo/plugins/window").CombinedOutput(); err != nil {
-		t.Fatalf("go build plugins/window: %v\n%s", err, out)
-	}
+	bin := filepath.Join(testbin.Build(t, "github.com/gobucardo/gobucardo/plugins/window"), "window")
 	data, err := os.ReadFile(bin)
 	if err != nil {
 		t.Fatal(err)
@@ -201,7 +204,7 @@ func TestKid(t *testing.T) {
 	t.Run("result", func(t *testing.T) {
 		f.c.Exec(t, f.dbs["A"], "INSERT INTO t SELECT g, 'a' FROM generate_series(1, 3) g")
 		ev, _ := run(t, k, f.spec, f.startRun(t))
-		res, err, _ := kidcodec.DecodeOutcome(ev)
+		res, _, err := kidcodec.DecodeOutcome(ev)
 		if err != nil {
 			t.Fatalf("run failed: %v", err)
 		}
@@ -223,7 +226,7 @@ func TestKid(t *testing.T) {
 		if kind := ev.GetFailure().GetKind(); kind != kidpb.Failure_KIND_CONFLICT_ABORT {
 			t.Fatalf("failure kind %v (%v), want a conflict abort", kind, ev)
 		}
-		_, err, _ := kidcodec.DecodeOutcome(ev)
+		_, _, err := kidcodec.DecodeOutcome(ev)
 		if o := runs.Classify(err); o.Kind != runs.ConflictAbort || !strings.Contains(err.Error(), "bucardo_abort") {
 			t.Errorf("the controller reads %v: %v", o.Kind, err)
 		}
@@ -233,7 +236,7 @@ func TestKid(t *testing.T) {
 		spec.ConflictStrategy = "bucardo_latest"
 		id := f.startRun(t)
 		ev, _ := run(t, k, spec, id)
-		res, err, _ := kidcodec.DecodeOutcome(ev)
+		res, _, err := kidcodec.DecodeOutcome(ev)
 		if err != nil || res.Conflicts != 1 {
 			t.Fatalf("result %+v, %v; want one conflict", res, err)
 		}
@@ -248,7 +251,7 @@ func TestKid(t *testing.T) {
 		if kind := ev.GetFailure().GetKind(); kind != kidpb.Failure_KIND_ERROR || !strings.Contains(ev.GetFailure().GetMessage(), "missing") {
 			t.Fatalf("failure %v, want an error about the missing table", ev)
 		}
-		_, err, _ := kidcodec.DecodeOutcome(ev)
+		_, _, err := kidcodec.DecodeOutcome(ev)
 		if o := runs.Classify(err); o.Kind != runs.Failed {
 			t.Errorf("the controller reads %v: %v", o.Kind, err)
 		}
@@ -266,7 +269,7 @@ func TestKid(t *testing.T) {
 		if kind := ev.GetFailure().GetKind(); kind != kidpb.Failure_KIND_CANCELLED {
 			t.Fatalf("failure kind %v (%v), want cancelled", kind, ev)
 		}
-		_, err, _ := kidcodec.DecodeOutcome(ev)
+		_, _, err := kidcodec.DecodeOutcome(ev)
 		if o := runs.Classify(err); o.Kind != runs.Cancelled || !strings.Contains(err.Error(), "nightly") {
 			t.Errorf("the controller reads %v: %v", o.Kind, err)
 		}

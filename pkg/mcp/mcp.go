@@ -103,7 +103,7 @@ func Run(ctx context.Context, o Options) error {
 	// returns only when the lock is lost to someone else or ctx ends.
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	locked := make(chan error, 1)
+	locked := make(chan struct{}, 1)
 	first := true
 	mainListener := &pgnotify.Listener{
 		Name: "main", ConnString: o.MainDSN, Channels: []string{catalog.AdminChannel}, Log: o.Log,
@@ -120,7 +120,7 @@ func Run(ctx context.Context, o Options) error {
 			}
 			if first {
 				first = false
-				locked <- nil
+				locked <- struct{}{}
 			}
 			d.send(event{kind: "reconcile"})
 			return nil

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -20,17 +19,13 @@ import (
 	"github.com/gobucardo/gobucardo/pkg/capture"
 	"github.com/gobucardo/gobucardo/pkg/catalog"
 	"github.com/gobucardo/gobucardo/pkg/pgtest"
+	"github.com/gobucardo/gobucardo/pkg/testbin"
 )
 
 // binaries builds the real controller and kid into a directory of the test.
 func binaries(t *testing.T) (controller, kid string) {
 	t.Helper()
-	dir := t.TempDir()
-	out, err := exec.Command("go", "build", "-o", dir+string(filepath.Separator),
-		"github.com/gobucardo/gobucardo/cmd/controller", "github.com/gobucardo/gobucardo/cmd/kid").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	dir := testbin.BuildRace(t, "github.com/gobucardo/gobucardo/cmd/controller", "github.com/gobucardo/gobucardo/cmd/kid")
 	return filepath.Join(dir, "controller"), filepath.Join(dir, "kid")
 }
 

@@ -14,9 +14,13 @@ import (
 	"github.com/gobucardo/gobucardo/pkg/capture"
 	"github.com/gobucardo/gobucardo/pkg/catalog"
 	"github.com/gobucardo/gobucardo/pkg/pgtest"
+	"github.com/gobucardo/gobucardo/pkg/testbin"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+func TestMain(m *testing.M) {
+	pgtest.Main(m)
+	testbin.Cleanup()
+}
 
 func TestPurgeSources(t *testing.T) {
 	db := func(name, status string) catalog.DB {

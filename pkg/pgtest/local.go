@@ -456,7 +456,7 @@ func (s *localServer) start() error {
 			err = fmt.Errorf("%w: %w", errPortInUse, err)
 		}
 		if exitErr := p.exited(); exitErr != nil {
-			err = fmt.Errorf("%w (postgres %v)", err, exitErr)
+			err = fmt.Errorf("%w (postgres %w)", err, exitErr)
 		}
 		return fmt.Errorf("start postgres on port %d: %w\nserver log:\n%s", s.portNum, err, lastLines(log, failedLogLines))
 	}

@@ -684,7 +684,6 @@ func (r *run) fanOutTo(ctx context.Context, table, phase string, total int64, fr
 	g, gctx := errgroup.WithContext(ctx)
 	counts := make([]int64, len(dests))
 	for i, t := range dests {
-		i, t := i, t
 		g.Go(func() error {
 			tag, err := t.conn.PgConn().CopyFrom(gctx, readers[i], dstSQL(t))
 			readers[i].CloseWithError(errTargetDone)

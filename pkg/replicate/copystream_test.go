@@ -8,22 +8,24 @@ import (
 
 func binaryCopy(tuples [][][]byte) []byte {
 	var b bytes.Buffer
+	// A bytes.Buffer grows or panics: its writes return no error.
+	put := func(v any) { _ = binary.Write(&b, binary.BigEndian, v) }
 	b.WriteString("PGCOPY\n\xff\r\n\x00")
-	binary.Write(&b, binary.BigEndian, int32(0))
-	binary.Write(&b, binary.BigEndian, int32(3))
+	put(int32(0))
+	put(int32(3))
 	b.WriteString("ext")
 	for _, t := range tuples {
-		binary.Write(&b, binary.BigEndian, int16(len(t)))
+		put(int16(len(t)))
 		for _, f := range t {
 			if f == nil {
-				binary.Write(&b, binary.BigEndian, int32(-1))
+				put(int32(-1))
 				continue
 			}
-			binary.Write(&b, binary.BigEndian, int32(len(f)))
+			put(int32(len(f)))
 			b.Write(f)
 		}
 	}
-	binary.Write(&b, binary.BigEndian, int16(-1))
+	put(int16(-1))
 	return b.Bytes()
 }
 
@@ -40,7 +42,7 @@ func TestRowCounterBinary(t *testing.T) {
 			if end > len(stream) {
 				end = len(stream)
 			}
-			c.Write(stream[i:end])
+			write(t, c, stream[i:end])
 		}
 		if c.Rows() != 500 || !c.done {
 			t.Errorf("chunks of %d: %d rows, done %v", chunk, c.Rows(), c.done)
@@ -50,8 +52,8 @@ func TestRowCounterBinary(t *testing.T) {
 
 func TestRowCounterText(t *testing.T) {
 	c := newRowCounter(false)
-	c.Write([]byte("1\ta\n2\tb\\nc\n3"))
-	c.Write([]byte("\tz\n"))
+	write(t, c, []byte("1\ta\n2\tb\\nc\n3"))
+	write(t, c, []byte("\tz\n"))
 	if c.Rows() != 3 {
 		t.Errorf("rows = %d", c.Rows())
 	}
@@ -79,5 +81,12 @@ func TestCompatible(t *testing.T) {
 		if got := compatible(tc.src, tc.dst); got != tc.want {
 			t.Errorf("compatible(%q, %q) = %v, want %v", tc.src, tc.dst, got, tc.want)
 		}
+	}
+}
+
+func write(t *testing.T, c *rowCounter, p []byte) {
+	t.Helper()
+	if _, err := c.Write(p); err != nil {
+		t.Fatal(err)
 	}
 }

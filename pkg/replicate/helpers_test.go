@@ -137,7 +137,7 @@ func (e *env) contents(db string, rel Relation, cols []string) []string {
 	for _, c := range cols {
 		sel = append(sel, "coalesce(("+pg.Ident(c)+")::text, 'NULL')")
 	}
-	order := "1"
+	var order string
 	if len(rel.KeyColumns) > 0 {
 		var ks []string
 		for _, k := range rel.KeyColumns {

@@ -72,19 +72,19 @@ func EncodeOutcome(res replicate.Result, err error, secrets ...string) *kidpb.Ru
 // DecodeOutcome reads a run's last event: its result, and its error (nil
 // for a Result; for a Failure one whose message is the kid's and that
 // runs.Classify reads as the kid did). ok is false for any other event.
-func DecodeOutcome(ev *kidpb.RunEvent) (res replicate.Result, err error, ok bool) {
+func DecodeOutcome(ev *kidpb.RunEvent) (res replicate.Result, ok bool, err error) {
 	switch e := ev.GetEvent().(type) {
 	case *kidpb.RunEvent_Result:
-		return decodeResult(e.Result), nil, true
+		return decodeResult(e.Result), true, nil
 	case *kidpb.RunEvent_Failure:
 		f := e.Failure
 		err = &remoteError{msg: f.GetMessage(), kind: f.GetKind()}
 		if lost := f.GetLostTargets(); len(lost) > 0 {
 			err = &replicate.TargetsLostError{DBs: lost, Err: err}
 		}
-		return decodeResult(f.GetPartial()), err, true
+		return decodeResult(f.GetPartial()), true, err
 	}
-	return replicate.Result{}, nil, false
+	return replicate.Result{}, false, nil
 }
 
 // remoteError is a run's error as the kid sent it.

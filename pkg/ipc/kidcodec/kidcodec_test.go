@@ -94,7 +94,7 @@ func TestOutcomeRoundTrip(t *testing.T) {
 			if got := runs.Classify(c.err); !reflect.DeepEqual(got, c.want) {
 				t.Fatalf("in the kid: %+v, want %+v", got, c.want)
 			}
-			res, err, ok := DecodeOutcome(EncodeOutcome(fullResult(), c.err, "s3cret"))
+			res, ok, err := DecodeOutcome(EncodeOutcome(fullResult(), c.err, "s3cret"))
 			if !ok {
 				t.Fatal("not an outcome")
 			}
@@ -115,7 +115,7 @@ func TestOutcomeRoundTrip(t *testing.T) {
 			}
 		})
 	}
-	if _, _, ok := DecodeOutcome(nil); ok {
+	if _, ok, _ := DecodeOutcome(nil); ok {
 		t.Error("no event read as an outcome")
 	}
 }
