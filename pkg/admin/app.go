@@ -112,6 +112,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 	app.Commands = append(app.Commands, daemonCommands()...)
 	app.Commands = append(app.Commands, controlCommands()...)
 	app.Commands = append(app.Commands, statusCommand(), psCommand())
+	app.Commands = append(app.Commands, settingCommands()...)
 	setUsageErrors(app.Commands, app.OnUsageError)
 	return app
 }

@@ -103,7 +103,7 @@ func (f *fixture) fail(code int, want []string, args ...string) string {
 
 // catalogTables are compared by snapshot.
 var catalogTables = []string{"db", "dbgroup", "dbgroup_member", "relation", "relgroup", "relgroup_member",
-	"sync", "customcode", "customcode_map", "schema_migration"}
+	"sync", "customcode", "customcode_map", "schema_migration", "setting"}
 
 // snapshot returns the whole catalog as text (empty if not installed).
 func (f *fixture) snapshot() string {
