@@ -109,11 +109,17 @@ func (d *daemon) try(args ...string) (string, int) {
 	return string(out), 0
 }
 
-// start runs `mcp run` with extra arguments in the background until the
-// test ends.
+// start runs `mcp run --log-level debug` with extra arguments in the
+// background until the test ends.
 func (d *daemon) start(extra ...string) {
 	d.t.Helper()
-	cmd := exec.Command(filepath.Join(d.bin, "mcp"), append([]string{"run", "--log-level", "debug"}, extra...)...)
+	d.startRun(append([]string{"--log-level", "debug"}, extra...)...)
+}
+
+// startRun runs `mcp run` with args in the background until the test ends.
+func (d *daemon) startRun(args ...string) {
+	d.t.Helper()
+	cmd := exec.Command(filepath.Join(d.bin, "mcp"), append([]string{"run"}, args...)...)
 	cmd.Env = d.env
 	cmd.Stdout, cmd.Stderr = d, d
 	if err := cmd.Start(); err != nil {

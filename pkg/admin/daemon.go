@@ -38,8 +38,12 @@ var (
 	pidFileFlag = &cli.StringFlag{Name: "pid-file", Usage: "write the MCP's pid here (default for mcp start: " + runDir() + "/mcp.pid)"}
 	logFileFlag = &cli.StringFlag{Name: "log-file", Usage: "append the logs of every process here instead of stderr"}
 	// purgeIntervalFlag sets mcp.Options.PurgeInterval; 0 turns the purge off.
-	purgeIntervalFlag = &cli.DurationFlag{Name: "purge-interval", Value: mcp.DefaultPurgeInterval,
-		Usage: "delete the deltas every sync has consumed on their sources every `DURATION` (0: never; mcp purge does it by hand)"}
+	// Unset, the purge_interval setting applies (mcp set).
+	purgeIntervalFlag = &cli.DurationFlag{Name: "purge-interval",
+		Usage: "delete the deltas every sync has consumed on their sources every `DURATION` (0: never; mcp purge does it by hand); default: the purge_interval setting, " + catalog.FormatDuration(mcp.DefaultPurgeInterval) + " unless mcp set changes it"}
+	// logLevelFlag pins the level of every process; unset, the log_level
+	// setting applies, and changes at runtime.
+	logLevelFlag = &cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error; default: the log_level setting, info unless mcp set changes it"}
 )
 
 // daemonCommands are the commands that run, start and stop the MCP.
@@ -56,7 +60,7 @@ func daemonCommands() []*cli.Command {
 				"consumed: a paused, inactive or failing sync keeps what it has not read (mcp status SYNC\n" +
 				"shows how much).",
 			Flags: []cli.Flag{pidFileFlag, logFileFlag, purgeIntervalFlag,
-				&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
+				logLevelFlag,
 				&cli.StringFlag{Name: "controller", Usage: "the controller binary (default: beside mcp)"},
 				&cli.StringFlag{Name: "kid", Usage: "the kid binary (default: beside mcp)"},
 				&cli.BoolFlag{Name: "dsn-stdin", Hidden: true, Usage: "read the main database's DSN from stdin (mcp start)"},
@@ -68,7 +72,7 @@ func daemonCommands() []*cli.Command {
 			Usage:     "start the MCP in the background, with a pid file and a log file",
 			ArgsUsage: `["reason"]`,
 			Flags: []cli.Flag{pidFileFlag, logFileFlag, purgeIntervalFlag,
-				&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
+				logLevelFlag,
 				&cli.DurationFlag{Name: "timeout", Value: 30 * time.Second, Usage: "how long to wait for it to be up"}},
 			Action: func(c *cli.Context) error { return startMCP(newEnv(c)) },
 		},
@@ -83,7 +87,7 @@ func daemonCommands() []*cli.Command {
 			Name:  "restart",
 			Usage: "stop the MCP, then start it again in the background",
 			Flags: []cli.Flag{pidFileFlag, logFileFlag, purgeIntervalFlag,
-				&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
+				logLevelFlag,
 				&cli.DurationFlag{Name: "timeout", Value: time.Minute, Usage: "how long to wait for each step"}},
 			Action: func(c *cli.Context) error {
 				e := newEnv(c)
@@ -119,6 +123,11 @@ func runMCP(e *env) error {
 	if err != nil {
 		return usagef("--log-level %q: use debug, info, warn or error", c.String("log-level"))
 	}
+	pinned := "" // the log_level setting applies, unless --log-level is given
+	if c.IsSet("log-level") {
+		pinned = level.String()
+	}
+	atomic := zap.NewAtomicLevelAt(level)
 	out := logging.Stderr
 	if f := c.String("log-file"); f != "" {
 		if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
@@ -131,7 +140,7 @@ func runMCP(e *env) error {
 		defer lf.Close()
 		out = zapcore.Lock(lf)
 	}
-	log := logging.New(out, level, "mcp").With(zap.Int(logging.FieldPID, os.Getpid()))
+	log := logging.New(out, atomic, "mcp").With(zap.Int(logging.FieldPID, os.Getpid()))
 	if pf := c.String("pid-file"); pf != "" {
 		if err := writePidFile(pf, os.Getpid()); err != nil {
 			return err
@@ -162,12 +171,12 @@ func runMCP(e *env) error {
 			}
 		}
 	}()
-	purge := c.Duration("purge-interval")
-	if purge <= 0 {
+	purge := c.Duration("purge-interval") // 0: the purge_interval setting
+	if c.IsSet("purge-interval") && purge <= 0 {
 		purge = -1 // off
 	}
-	err = mcp.Run(e.ctx(), mcp.Options{MainDSN: dsn, ControllerPath: ctrl, KidPath: kidBin, Log: log,
-		LogLevel: level.String(), LogOut: out, Reload: reload, PurgeInterval: purge})
+	err = mcp.Run(e.ctx(), mcp.Options{MainDSN: dsn, ControllerPath: ctrl, KidPath: kidBin, Log: log, Level: &atomic,
+		LogLevel: pinned, LogOut: out, Reload: reload, PurgeInterval: purge})
 	if err != nil {
 		log.Error("MCP stopped", zap.Error(err))
 	}
@@ -203,8 +212,14 @@ func startMCP(e *env) error {
 	if err := os.MkdirAll(filepath.Dir(logFile), 0o755); err != nil {
 		return fmt.Errorf("log file: %w", err)
 	}
-	args := []string{"run", "--dsn-stdin", "--pid-file", e.pidFile(), "--log-file", logFile, "--log-level", e.c.String("log-level"),
-		"--purge-interval", e.c.Duration("purge-interval").String()}
+	args := []string{"run", "--dsn-stdin", "--pid-file", e.pidFile(), "--log-file", logFile}
+	// Flags given pin their value; the others leave it to the settings.
+	if e.c.IsSet("log-level") {
+		args = append(args, "--log-level", e.c.String("log-level"))
+	}
+	if e.c.IsSet("purge-interval") {
+		args = append(args, "--purge-interval", e.c.Duration("purge-interval").String())
+	}
 	cmd := exec.Command(self, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	stdin, err := cmd.StdinPipe()

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/gobucardo/gobucardo/pkg/capture"
 	"github.com/gobucardo/gobucardo/pkg/catalog"
@@ -188,7 +189,30 @@ func (l *loop) load(ctx context.Context) *event {
 	if paused && reason == "" {
 		reason = "paused"
 	}
-	return &event{kind: evLoaded, detail: d, paused: reason}
+	settings, err := catalog.LoadSettings(ctx, conn)
+	if err != nil {
+		l.dropCatalog(err)
+		return &event{kind: evLoadFailed, err: err}
+	}
+	l.setLevel(settings.LogLevel)
+	return &event{kind: evLoaded, detail: d, paused: reason, settings: settings}
+}
+
+// setLevel applies the log_level setting, unless the MCP pinned the level
+// (Config.LogLevel). The kid takes its level when it starts: one that is up
+// (between runs, as load is) is stopped, and the next run starts a new one
+// at the new level.
+func (l *loop) setLevel(level string) {
+	if l.cfg.GetLogLevel() != "" {
+		return
+	}
+	lv, err := zapcore.ParseLevel(level)
+	if err != nil || lv == l.level.Level() {
+		return
+	}
+	l.log.Info("log level changed by the log_level setting", zap.String("level", level))
+	l.level.SetLevel(lv)
+	l.stopKid("log level changed to " + level + "; the next run starts a kid at it")
 }
 
 // catalog is the connection to the main database, made when needed.
@@ -228,7 +252,7 @@ func (l *loop) runInKid(ctx context.Context, a action) (replicate.Result, error)
 		return replicate.Result{}, err
 	}
 	l.board.set(1, catalog.ProcessRunning, a.reason)
-	res, runErr := l.stream(ctx, conn, id, a.spec)
+	res, runErr := l.stream(ctx, conn, id, a.spec, a.attempts)
 	l.board.set(1, catalog.ProcessIdle, "")
 	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
@@ -245,8 +269,8 @@ func (l *loop) runInKid(ctx context.Context, a action) (replicate.Result, error)
 }
 
 // stream asks the kid for the run and follows it to its outcome.
-func (l *loop) stream(ctx context.Context, conn *pgx.Conn, id int64, spec replicate.Sync) (replicate.Result, error) {
-	st, err := l.kidClient.Run(ctx, &kidpb.RunRequest{Sync: kidcodec.EncodeSync(spec), RunId: id, Attempts: 5})
+func (l *loop) stream(ctx context.Context, conn *pgx.Conn, id int64, spec replicate.Sync, attempts int) (replicate.Result, error) {
+	st, err := l.kidClient.Run(ctx, &kidpb.RunRequest{Sync: kidcodec.EncodeSync(spec), RunId: id, Attempts: int32(attempts)})
 	if err != nil {
 		return replicate.Result{}, l.kidFailed(err)
 	}

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"maps"
@@ -34,11 +35,25 @@ const (
 	reasonChecking = "checktime"
 )
 
+// firstRetry is the first wait of the retry and hold policies; it doubles
+// up to the caps the settings give (run_retry_max, target_retry_max).
+const firstRetry = 500 * time.Millisecond
+
+// defaultSettings stand in for the settings not read yet.
+var defaultSettings = catalog.DefaultSettings()
+
 // holdPolicy spaces the tries of a target that could not be reached.
-var holdPolicy = backoff.Policy{Initial: 500 * time.Millisecond, Max: 5 * time.Second, Multiplier: 2}
+func (s *state) holdPolicy() backoff.Policy {
+	return backoff.Policy{Initial: firstRetry, Max: cmp.Or(s.settings.TargetRetryMax, defaultSettings.TargetRetryMax), Multiplier: 2}
+}
 
 // retryPolicy spaces the retries of failed runs.
-var retryPolicy = backoff.Policy{Initial: 500 * time.Millisecond, Max: 30 * time.Second, Multiplier: 2}
+func (s *state) retryPolicy() backoff.Policy {
+	return backoff.Policy{Initial: firstRetry, Max: cmp.Or(s.settings.RunRetryMax, defaultSettings.RunRetryMax), Multiplier: 2}
+}
+
+// kidAttempts is how many tries the kid makes of one run.
+func (s *state) kidAttempts() int { return cmp.Or(s.settings.KidAttempts, defaultSettings.KidAttempts) }
 
 // hold is a target that could not be reached: runs leave it out (without
 // waiting on it), while the loop tries to reach it on its own at next,
@@ -72,6 +87,9 @@ type state struct {
 	detail catalog.SyncDetail
 	loaded bool   // detail is current
 	paused string // the reason, when paused
+	// settings are the catalog's, read with detail; a zero field stands
+	// for its default.
+	settings catalog.Settings
 
 	started    time.Time
 	running    string // the reason of the run in progress, "" when none
@@ -108,16 +126,17 @@ const (
 // event is what happened; probes (outcomes of tries to reach held targets
 // that came in meanwhile) may come with any event.
 type event struct {
-	kind    eventKind
-	reason  string
-	detail  catalog.SyncDetail
-	paused  string // evLoaded: the pause reason, "" when not paused
-	err     error
-	result  replicate.Result
-	armed   []armed // evArmed: the sources armed
-	unarmed int     // evArmed: the sources that could not be armed
-	left    []armed // evSettled: the sources still waiting for writers
-	probes  []probed
+	kind     eventKind
+	reason   string
+	detail   catalog.SyncDetail
+	paused   string           // evLoaded: the pause reason, "" when not paused
+	settings catalog.Settings // evLoaded: the settings
+	err      error
+	result   replicate.Result
+	armed    []armed // evArmed: the sources armed
+	unarmed  int     // evArmed: the sources that could not be armed
+	left     []armed // evSettled: the sources still waiting for writers
+	probes   []probed
 }
 
 // actionKind says what to do.
@@ -147,6 +166,7 @@ type action struct {
 	reason        string
 	spec          replicate.Sync
 	forgetEmpty   bool // actRun: an empty run is not worth its record
+	attempts      int  // actRun: the kid's tries of the run
 	dbs           []catalog.DB
 	checks        []settleCheck
 }
@@ -196,10 +216,11 @@ func (p *stepper) on(ev event) time.Time {
 		p.do(action{kind: actStop, reason: ev.reason})
 		return time.Time{}
 	case evLoaded:
+		p.settings = ev.settings
 		p.loadDone(ev.detail, ev.paused)
 	case evLoadFailed:
 		p.failures++
-		wait := retryPolicy.Delay(p.failures)
+		wait := p.retryPolicy().Delay(p.failures)
 		p.board(catalog.ProcessWaiting, fmt.Sprintf("catalog unreachable, retry in %s: %s", wait, oneLine(ev.err.Error())))
 		p.log(zapcore.WarnLevel, "cannot read the catalog", zap.Error(ev.err), zap.Duration("retry_in", wait))
 		return p.now.Add(wait)
@@ -275,7 +296,8 @@ func (p *stepper) rest() time.Time {
 func (p *stepper) begin(reason string) {
 	p.ranOnce, p.running = true, reason
 	p.board(catalog.ProcessRunning, reason)
-	p.do(action{kind: actRun, reason: reason, spec: p.withHolds(replicate.SyncFrom(p.detail)), forgetEmpty: forgetEmpty(reason)})
+	p.do(action{kind: actRun, reason: reason, spec: p.withHolds(replicate.SyncFrom(p.detail)), forgetEmpty: forgetEmpty(reason),
+		attempts: p.kidAttempts()})
 }
 
 // forgetEmpty says whether an empty run for reason is not kept in syncrun.
@@ -410,7 +432,7 @@ func (p *stepper) runDone(res replicate.Result, err error) (arming bool) {
 	case err != nil:
 		p.busy, p.settling = false, nil
 		p.failures++
-		wait := retryPolicy.Delay(p.failures)
+		wait := p.retryPolicy().Delay(p.failures)
 		p.retryAt = p.now.Add(wait)
 		msg := oneLine(err.Error())
 		if o.Kind == runs.ConflictAbort {
@@ -452,7 +474,7 @@ func (p *stepper) armDone(as []armed, unarmed int) {
 	p.settling = as
 	for range unarmed {
 		p.failures++
-		p.retryAt = p.now.Add(retryPolicy.Delay(p.failures))
+		p.retryAt = p.now.Add(p.retryPolicy().Delay(p.failures))
 	}
 	p.settleWait = 5 * time.Millisecond
 	p.settleAt = p.now
@@ -528,7 +550,7 @@ func (p *stepper) probeDone(pr probed) {
 		}
 	default:
 		h.tries++
-		h.next, h.reason = p.now.Add(holdPolicy.Delay(h.tries)), "unreachable: "+oneLine(pr.err.Error())
+		h.next, h.reason = p.now.Add(p.holdPolicy().Delay(h.tries)), "unreachable: "+oneLine(pr.err.Error())
 		p.holds[pr.db] = h
 	}
 }
@@ -550,7 +572,7 @@ func (p *stepper) noteTargets(res replicate.Result, lost []string) {
 			p.log(zapcore.WarnLevel, "target unreachable: runs leave it out, and it catches up once back", zap.String("db", db), zap.String("reason", reason))
 		}
 		h.tries++
-		h.next, h.reason = p.now.Add(holdPolicy.Delay(h.tries)), reason
+		h.next, h.reason = p.now.Add(p.holdPolicy().Delay(h.tries)), reason
 		p.holds[db] = h
 	}
 	for _, db := range lost {

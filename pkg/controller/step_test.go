@@ -431,3 +431,52 @@ func TestStepPure(t *testing.T) {
 		t.Errorf("the next state: holds %+v, running %q", next.holds, next.running)
 	}
 }
+
+// TestStepSettings: the settings read with the sync cap the retry and hold
+// waits and give the kid's tries; before any read, the defaults apply.
+func TestStepSettings(t *testing.T) {
+	boom := errors.New("boom")
+	lost := fromKid(&replicate.TargetsLostError{DBs: []string{"B"}, Err: errors.New("db B: conn closed")})
+	tests := []struct {
+		name         string
+		settings     catalog.Settings
+		failures     int
+		err          error
+		wantRetry    time.Duration // after the failed run
+		wantHold     time.Duration // of B, after lost; 0: not held
+		wantAttempts int
+	}{
+		{"defaults", catalog.Settings{}, 0, boom, 500 * time.Millisecond, 0, 5},
+		{"defaults capped at 30s", catalog.Settings{}, 10, boom, 30 * time.Second, 0, 5},
+		{"run_retry_max caps the wait", catalog.Settings{RunRetryMax: time.Second}, 3, boom, time.Second, 0, 5},
+		{"run_retry_max above the wait", catalog.Settings{RunRetryMax: time.Hour}, 3, boom, 4 * time.Second, 0, 5},
+		{"target_retry_max caps the hold", catalog.Settings{TargetRetryMax: 700 * time.Millisecond}, 0, lost, 500 * time.Millisecond, 500 * time.Millisecond, 5},
+		{"kid_attempts", catalog.Settings{KidAttempts: 2}, 0, boom, 500 * time.Millisecond, 0, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := state{started: t0, ranOnce: true}
+			s, _, _ = step(s, event{kind: evLoaded, detail: testDetail(), settings: tt.settings}, t0)
+			s, acts, _ := step(s, kick("mcp kick"), t0)
+			if len(acts) != 2 || acts[1].kind != actRun || acts[1].attempts != tt.wantAttempts {
+				t.Fatalf("kick: %v; want a run with %d attempts", acts, tt.wantAttempts)
+			}
+			s.failures = tt.failures
+			s, _, wake := step(s, done(nothing, tt.err), t0)
+			if got := wake.Sub(t0); got != tt.wantRetry {
+				t.Errorf("retry in %v, want %v", got, tt.wantRetry)
+			}
+			if tt.wantHold > 0 {
+				if h, ok := s.holds["B"]; !ok || h.next.Sub(t0) != tt.wantHold {
+					t.Errorf("hold of B %+v, want next in %v", s.holds, tt.wantHold)
+				}
+				// The next tries double up to the cap.
+				s.holds["B"] = hold{tries: 5, next: t0}
+				s, _, _ = step(s, event{kind: evProbed, probes: []probed{{db: "B", err: boom}}}, t0)
+				if got := s.holds["B"].next.Sub(t0); got != tt.settings.TargetRetryMax {
+					t.Errorf("hold after 6 tries in %v, want the cap %v", got, tt.settings.TargetRetryMax)
+				}
+			}
+		})
+	}
+}

@@ -37,12 +37,19 @@ type Options struct {
 	ControllerPath string
 	KidPath        string
 	Log            *zap.Logger
-	LogLevel       string              // passed to the children
-	LogOut         zapcore.WriteSyncer // where the children's log lines go
-	StopGrace      time.Duration       // how long a controller may take to stop; 0: 15s
+	// Level, when set, is Log's level: the log_level setting changes it
+	// unless LogLevel pins it.
+	Level *zap.AtomicLevel
+	// LogLevel pins the level of the MCP and its children (passed to them),
+	// over the log_level setting; "": the setting.
+	LogLevel string
+	LogOut   zapcore.WriteSyncer // where the children's log lines go
+	// StopGrace is how long a controller may take to stop; 0: the
+	// stop_grace setting.
+	StopGrace time.Duration
 	// PurgeInterval is how often the consumed deltas and truncate records
 	// of every source db of the active syncs are deleted (capture.Purger);
-	// 0: DefaultPurgeInterval; negative: never.
+	// 0: the purge_interval setting; negative: never.
 	PurgeInterval time.Duration
 	// Reload, when set, delivers reload requests (SIGHUP).
 	Reload <-chan struct{}
@@ -71,7 +78,8 @@ type daemon struct {
 	syncs    map[string]catalog.SyncDetail // active syncs as last read
 	listen   map[string]*sourceListener    // by db name
 	seen     map[int]time.Time             // pid -> first seen, for ps
-	purge    *purger                       // nil when the purge is off
+	purge    *purger                       // nil until the MCP holds its lock
+	settings catalog.Settings              // in effect (settings.go)
 }
 
 type sourceListener struct {
@@ -84,19 +92,13 @@ type sourceListener struct {
 // Run runs the daemon until ctx is done or an admin `mcp stop` arrives; it
 // stops every controller (and so every kid) before it returns.
 func Run(ctx context.Context, o Options) error {
-	if o.StopGrace == 0 {
-		o.StopGrace = 15 * time.Second
-	}
 	if o.LogOut == nil {
 		o.LogOut = logging.Stderr
-	}
-	if o.PurgeInterval == 0 {
-		o.PurgeInterval = DefaultPurgeInterval
 	}
 	host, _ := os.Hostname()
 	d := &daemon{o: o, log: o.Log, host: host, started: time.Now(), events: make(chan event, 256),
 		ctls: map[string]*ctl{}, stopping: map[string]*ctl{}, syncs: map[string]catalog.SyncDetail{}, listen: map[string]*sourceListener{},
-		seen: map[int]time.Time{}}
+		seen: map[int]time.Time{}, settings: effectiveSettings(o, catalog.DefaultSettings())}
 	d.childLog = logging.New(o.LogOut, zapcore.DebugLevel, "child")
 
 	// The main session holds the lock and LISTENs; Run of the listener
@@ -138,9 +140,7 @@ func Run(ctx context.Context, o Options) error {
 	case <-locked:
 	}
 	d.log.Info("MCP started", zap.Int(logging.FieldPID, os.Getpid()), zap.String("host", host))
-	if o.PurgeInterval > 0 {
-		d.purge = newPurger(lctx, o.Log)
-	}
+	d.purge = newPurger(lctx, o.Log)
 
 	err := d.loop(lctx, listenDone)
 	d.shutdown()
@@ -186,16 +186,12 @@ func (d *daemon) admin(payload string) {
 func (d *daemon) loop(ctx context.Context, listenDone <-chan error) error {
 	conn := &catalog.Conn{DSN: d.o.MainDSN, ConnectTimeout: 5 * time.Second}
 	defer conn.Close()
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
+	var timers tickers // publish and purge, as the settings say
+	defer timers.stop()
+	d.applySettings(d.settings, &timers)
+	d.loadSettings(ctx, conn, &timers)
 	reconcile := time.NewTicker(30 * time.Second) // also catch catalog edits made without a reload
 	defer reconcile.Stop()
-	var purge <-chan time.Time
-	if d.purge != nil {
-		t := time.NewTicker(d.o.PurgeInterval)
-		defer t.Stop()
-		purge = t.C
-	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -203,12 +199,13 @@ func (d *daemon) loop(ctx context.Context, listenDone <-chan error) error {
 		case err := <-listenDone:
 			return err
 		case <-d.o.Reload:
+			d.loadSettings(ctx, conn, &timers)
 			d.reconcile(ctx, conn, "*")
 		case <-reconcile.C:
 			d.reconcile(ctx, conn, "")
-		case <-tick.C:
+		case <-timers.publish.C():
 			d.publish(ctx, conn)
-		case <-purge:
+		case <-timers.purge.C():
 			d.mu.Lock()
 			dbs := purgeSources(d.syncs)
 			d.mu.Unlock()
@@ -224,6 +221,7 @@ func (d *daemon) loop(ctx context.Context, listenDone <-chan error) error {
 				if target == "" {
 					target = "*"
 				}
+				d.loadSettings(ctx, conn, &timers)
 				d.reconcile(ctx, conn, target)
 			case "kick":
 				for _, s := range strings.Fields(e.arg) {

@@ -14,8 +14,8 @@ import (
 	"github.com/gobucardo/gobucardo/pkg/pg"
 )
 
-// DefaultPurgeInterval is how often the MCP purges consumed deltas when
-// Options.PurgeInterval is 0.
+// DefaultPurgeInterval is how often the MCP purges consumed deltas unless
+// the purge_interval setting or Options.PurgeInterval says otherwise.
 const DefaultPurgeInterval = time.Minute
 
 // purgeSources returns the dbs the automatic purge visits, name to

@@ -170,7 +170,7 @@ func (c *ctl) once(kick string) (planned, stopped bool, exitErr error) {
 				defer rcancel()
 				_, err := client.Stop(rctx, &ctlpb.StopRequest{Reason: reason})
 				return err
-			}, d.o.StopGrace)
+			}, d.stopGrace())
 			c.log.Info("controller stopped", zap.Int("controller", child.Pid()), zap.String("how", how), zap.String("reason", reason))
 			_ = child.Close()
 			return false, true, nil
