@@ -167,6 +167,9 @@ func runMCP(e *env) error {
 	if purge <= 0 {
 		purge = -1 // off
 	}
+	// The children get the DSN over their pipe; not from the environment
+	// (systemd's EnvironmentFile= sets GOBUCARDO_DSN for mcp run).
+	_ = os.Unsetenv("GOBUCARDO_DSN")
 	sd, err := sdnotify.FromEnv()
 	if err != nil {
 		log.Warn("systemd's watchdog is off", zap.Error(err))
