@@ -105,6 +105,22 @@ func TestNotify(t *testing.T) {
 			t.Error("Notify to a socket nobody listens on succeeded")
 		}
 	})
+	t.Run("a bad watchdog still notifies", func(t *testing.T) {
+		socket := filepath.Join(t.TempDir(), "notify")
+		read := listen(t, socket)
+		t.Setenv("NOTIFY_SOCKET", socket)
+		t.Setenv("WATCHDOG_USEC", "soon")
+		n, err := FromEnv()
+		if err == nil || n == nil || n.WatchdogInterval() != 0 {
+			t.Fatalf("FromEnv() = %v, %v; want a Notifier without watchdog, and the error", n, err)
+		}
+		if err := n.Notify(Ready); err != nil {
+			t.Fatal(err)
+		}
+		if got := read(); got != Ready {
+			t.Errorf("received %q", got)
+		}
+	})
 	t.Run("not under systemd", func(t *testing.T) {
 		t.Setenv("NOTIFY_SOCKET", "")
 		n, err := FromEnv()
