@@ -27,7 +27,7 @@ func controlCommands() []*cli.Command {
 		{
 			Name:      "reload",
 			Usage:     "make the running MCP reread the catalog (and the named syncs, or all)",
-			ArgsUsage: "[SYNC...]",
+			ArgsUsage: "[SYNC|PATTERN...]",
 			Action: func(c *cli.Context) error {
 				e := newEnv(c)
 				return e.tellMCP(catalog.AdminRequest{Verb: catalog.AdminReload, Syncs: c.Args().Slice()}, "Reloaded")
@@ -36,9 +36,13 @@ func controlCommands() []*cli.Command {
 		{
 			Name:      "kick",
 			Usage:     "ask for a run of syncs now; with --timeout wait for it (exit 0 done, 1 timed out, 2 run failed, 3 error)",
-			ArgsUsage: "SYNC...",
-			Flags:     []cli.Flag{&cli.DurationFlag{Name: "timeout", Usage: "wait up to `DURATION` for the run (0: as long as it takes)"}},
-			Action:    func(c *cli.Context) error { return kick(newEnv(c)) },
+			ArgsUsage: "SYNC|PATTERN|all... [SECONDS]",
+			Description: "SYNC is a sync's name, PATTERN names the syncs it matches (% or * for any characters:\n" +
+				"'web%'), all every sync; the inactive or paused syncs a PATTERN or all matches are left out.\n" +
+				"A last argument that is a whole number is a timeout in seconds, as in Bucardo: mcp kick\n" +
+				"shop 10 is mcp kick shop --timeout 10s (no sync can be named 10: names begin with a letter).",
+			Flags:  []cli.Flag{&cli.DurationFlag{Name: "timeout", Usage: "wait up to `DURATION` for the run (0: as long as it takes)"}},
+			Action: func(c *cli.Context) error { return kick(newEnv(c)) },
 		},
 		syncStatusCommand("activate", "make syncs active: the MCP starts their controllers", catalog.StatusActive),
 		syncStatusCommand("deactivate", "make syncs inactive: the MCP stops their controllers", catalog.StatusInactive),
@@ -72,7 +76,8 @@ func controlCommands() []*cli.Command {
 	}
 }
 
-// tellMCP sends r to the running MCP; its syncs must exist. done, when
+// tellMCP sends r to the running MCP; its syncs must exist (or be
+// patterns that match some, see resolveSyncs). done, when
 // given, is the verb of the line printed for each sync (or every sync).
 func (e *env) tellMCP(r catalog.AdminRequest, done string) error {
 	conn, err := e.connectCatalog()
@@ -80,8 +85,8 @@ func (e *env) tellMCP(r catalog.AdminRequest, done string) error {
 		return err
 	}
 	defer closeConn(e.ctx(), conn)
-	for _, s := range r.Syncs {
-		if _, err := catalog.GetSync(e.ctx(), conn, s); err != nil {
+	if len(r.Syncs) > 0 {
+		if r.Syncs, err = syncArgs(e.ctx(), conn, r.Syncs); err != nil {
 			return err
 		}
 	}
@@ -115,8 +120,19 @@ func requireMCP(ctx context.Context, conn *pgx.Conn) error {
 
 func kick(e *env) error {
 	c := e.c
-	if c.NArg() == 0 {
-		return usagef("usage: mcp kick SYNC... [--timeout DURATION]")
+	args, timeout, bare, err := kickArgs(c.Args().Slice())
+	if err != nil {
+		return err
+	}
+	if len(args) == 0 {
+		return usagef("usage: mcp kick SYNC... [SECONDS] [--timeout DURATION]")
+	}
+	if bare && c.IsSet("timeout") {
+		return usagef("mcp kick: a timeout of %s and --timeout %s: give one", timeout, c.Duration("timeout"))
+	}
+	wait := bare || c.IsSet("timeout")
+	if !bare {
+		timeout = c.Duration("timeout")
 	}
 	fail := func(err error) error { return cli.Exit(message(err), kickError) }
 	conn, err := e.connectCatalog()
@@ -125,19 +141,26 @@ func kick(e *env) error {
 	}
 	defer closeConn(e.ctx(), conn)
 	ctx := e.ctx()
-	for _, name := range c.Args().Slice() {
-		s, err := catalog.GetSync(ctx, conn, name)
-		if err != nil {
+	matched, err := syncArgs(ctx, conn, args)
+	if err != nil {
+		return fail(err)
+	}
+	var names, skipped []string
+	for _, name := range matched {
+		why, err := unkickable(ctx, conn, name)
+		switch {
+		case err != nil:
 			return fail(err)
+		case why == nil:
+			names = append(names, name)
+		case contains(args, name):
+			return fail(why) // named: its state is the user's mistake
+		default:
+			skipped = append(skipped, "Skipped: "+message(why)+"\n")
 		}
-		if s.Status != catalog.StatusActive {
-			return fail(catalog.Invalidf("sync %s is inactive: mcp activate %s first", name, name))
-		}
-		if paused, reason, err := catalog.Paused(ctx, conn, name); err != nil {
-			return fail(err)
-		} else if paused {
-			return fail(&catalog.PausedError{Sync: name, Reason: reason})
-		}
+	}
+	if len(names) == 0 {
+		return fail(catalog.Invalidf("no active, unpaused sync matches %s: mcp status shows why", strings.Join(args, " ")))
 	}
 	if err := requireMCP(ctx, conn); err != nil {
 		return fail(err)
@@ -146,27 +169,30 @@ func kick(e *env) error {
 	if err != nil {
 		return fail(err)
 	}
-	if err := catalog.NotifyMCP(ctx, conn, catalog.AdminRequest{Verb: catalog.AdminKick, Syncs: c.Args().Slice()}); err != nil {
+	if err := catalog.NotifyMCP(ctx, conn, catalog.AdminRequest{Verb: catalog.AdminKick, Syncs: names}); err != nil {
 		return fail(err)
 	}
-	if !c.IsSet("timeout") {
-		for _, name := range c.Args().Slice() {
+	for _, s := range skipped {
+		e.printf("%s", s)
+	}
+	if !wait {
+		for _, name := range names {
 			e.printf("Kicked sync %s\n", name)
 		}
 		return nil
 	}
 	var deadline time.Time
-	if d := c.Duration("timeout"); d > 0 {
-		deadline = time.Now().Add(d)
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
 	}
 	worst := 0
-	for _, name := range c.Args().Slice() {
+	for _, name := range names {
 		state, status, err := waitForRun(ctx, conn, name, t0, deadline)
 		switch {
 		case err != nil:
 			return fail(err)
 		case state == "":
-			e.printf("Kick %s: timed out after %s\n", name, c.Duration("timeout"))
+			e.printf("Kick %s: timed out after %s\n", name, timeout)
 			worst = max(worst, kickTimedOut)
 		case state == catalog.RunBad:
 			e.printf("Kick %s: run failed: %s\n", name, status)
@@ -179,6 +205,25 @@ func kick(e *env) error {
 		return cli.Exit("", worst)
 	}
 	return nil
+}
+
+// unkickable says why a kick of sync would do nothing (nil: it would run).
+func unkickable(ctx context.Context, conn *pgx.Conn, name string) (why, err error) {
+	s, err := catalog.GetSync(ctx, conn, name)
+	if err != nil {
+		return nil, err
+	}
+	if s.Status != catalog.StatusActive {
+		return catalog.Invalidf("sync %s is inactive: mcp activate %s first", name, name), nil
+	}
+	paused, reason, err := catalog.Paused(ctx, conn, name)
+	if err != nil {
+		return nil, err
+	}
+	if paused {
+		return &catalog.PausedError{Sync: name, Reason: reason}, nil
+	}
+	return nil, nil
 }
 
 // waitForRun waits for the first run of sync started at or after t0 to end;
@@ -207,14 +252,18 @@ func syncStatusCommand(name, usage, status string) *cli.Command {
 	return &cli.Command{
 		Name:      name,
 		Usage:     usage,
-		ArgsUsage: "SYNC...",
+		ArgsUsage: "SYNC|PATTERN|all...",
 		Action: func(c *cli.Context) error {
 			e := newEnv(c)
 			if c.NArg() == 0 {
-				return usagef("usage: mcp %s SYNC...", name)
+				return usagef("usage: mcp %s SYNC|PATTERN|all...", name)
 			}
 			return e.changeCatalog(func(ctx context.Context, tx pgx.Tx) error {
-				for _, s := range c.Args().Slice() {
+				syncs, err := syncArgs(ctx, tx, c.Args().Slice())
+				if err != nil {
+					return err
+				}
+				for _, s := range syncs {
 					sync, err := catalog.GetSync(ctx, tx, s)
 					if err != nil {
 						return err
@@ -240,20 +289,20 @@ func pauseCommand(name, usage string, pause bool) *cli.Command {
 	return &cli.Command{
 		Name:      name,
 		Usage:     usage,
-		ArgsUsage: "SYNC...",
+		ArgsUsage: "SYNC|PATTERN|all...",
 		Flags:     flags,
 		Action: func(c *cli.Context) error {
 			e := newEnv(c)
 			if c.NArg() == 0 {
-				return usagef("usage: mcp %s SYNC...", name)
+				return usagef("usage: mcp %s SYNC|PATTERN|all...", name)
 			}
-			syncs := c.Args().Slice()
+			var syncs []string
 			err := e.changeCatalog(func(ctx context.Context, tx pgx.Tx) error {
+				var err error
+				if syncs, err = syncArgs(ctx, tx, c.Args().Slice()); err != nil {
+					return err
+				}
 				for _, s := range syncs {
-					if _, err := catalog.GetSync(ctx, tx, s); err != nil {
-						return err
-					}
-					var err error
 					if pause {
 						err = catalog.Pause(ctx, tx, s, c.String("reason"))
 					} else {

@@ -21,6 +21,7 @@ import (
 	"github.com/gobucardo/gobucardo/pkg/catalog"
 	"github.com/gobucardo/gobucardo/pkg/logging"
 	"github.com/gobucardo/gobucardo/pkg/mcp"
+	"github.com/gobucardo/gobucardo/pkg/sdnotify"
 )
 
 // runDir is where mcp start keeps its pid and log files by default.
@@ -175,12 +176,48 @@ func runMCP(e *env) error {
 	if c.IsSet("purge-interval") && purge <= 0 {
 		purge = -1 // off
 	}
+	// The children get the DSN over their pipe; not from the environment
+	// (systemd's EnvironmentFile= sets GOBUCARDO_DSN for mcp run).
+	_ = os.Unsetenv("GOBUCARDO_DSN")
+	sd, err := sdnotify.FromEnv()
+	if err != nil {
+		log.Warn("systemd's watchdog is off", zap.Error(err))
+	}
 	err = mcp.Run(e.ctx(), mcp.Options{MainDSN: dsn, ControllerPath: ctrl, KidPath: kidBin, Log: log, Level: &atomic,
-		LogLevel: pinned, LogOut: out, Reload: reload, PurgeInterval: purge})
+		LogLevel: pinned, LogOut: out, Reload: reload, PurgeInterval: purge,
+		Notify: systemdNotify(sd, log), AliveEvery: sd.WatchdogInterval()})
 	if err != nil {
 		log.Error("MCP stopped", zap.Error(err))
 	}
 	return err
+}
+
+// systemdNotify tells systemd, when mcp run runs under it as Type=notify,
+// how the MCP stands: READY=1 once it holds the lock, WATCHDOG=1 each time
+// its main loop says it turns (every half WatchdogSec=), STOPPING=1 when it
+// begins to stop. nil when not under systemd.
+func systemdNotify(n *sdnotify.Notifier, log *zap.Logger) func(mcp.Phase) {
+	if n == nil {
+		return nil
+	}
+	watchdog := n.WatchdogInterval() > 0
+	return func(p mcp.Phase) {
+		var states []string
+		switch p {
+		case mcp.PhaseReady:
+			states = []string{sdnotify.Ready, sdnotify.Status("holding the catalog's lock; running the active syncs")}
+		case mcp.PhaseAlive:
+			if !watchdog {
+				return
+			}
+			states = []string{sdnotify.Watchdog}
+		case mcp.PhaseStopping:
+			states = []string{sdnotify.Stopping, sdnotify.Status("stopping the controllers")}
+		}
+		if err := n.Notify(states...); err != nil {
+			log.Warn("cannot notify systemd", zap.Error(err))
+		}
+	}
 }
 
 func (e *env) pidFile() string {

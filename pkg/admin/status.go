@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -122,25 +123,32 @@ func statusCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "status",
 		Usage:     "state of every sync (or the detail of the named ones)",
-		ArgsUsage: "[SYNC...]",
+		ArgsUsage: "[SYNC|PATTERN|all...]",
 		Description: "Without arguments: one line per sync with its state, its last good run (how long ago, how\n" +
 			"long it took, rows inserted/deleted and conflicts) and its last failed run. With sync names:\n" +
 			"everything about each, including its current run, its processes, and per source db how many\n" +
-			"changes it has not consumed yet (counted up to 100000) and since when.",
+			"changes it has not consumed yet (counted up to 100000) and since when. A PATTERN ('web%',\n" +
+			"% or * for any characters) or all names every sync it matches. --sort orders the syncs.",
+		Flags: []cli.Flag{&cli.StringFlag{Name: "sort", Value: "name",
+			Usage: "order the syncs by `COLUMN`: " + statusSortKeys() + " (-COLUMN reverses)"}},
 		Action: func(c *cli.Context) error { return status(newEnv(c)) },
 	}
 }
 
 func status(e *env) error {
 	ctx := e.ctx()
+	order, err := statusOrder(e.c.String("sort"))
+	if err != nil {
+		return err
+	}
 	conn, err := e.connectCatalog()
 	if err != nil {
 		return err
 	}
 	defer closeConn(ctx, conn)
-	names := e.c.Args().Slice()
-	for _, n := range names {
-		if _, err := catalog.GetSync(ctx, conn, n); err != nil {
+	var names []string
+	if e.c.NArg() > 0 {
+		if names, err = syncArgs(ctx, conn, e.c.Args().Slice()); err != nil {
 			return err
 		}
 	}
@@ -148,6 +156,7 @@ func status(e *env) error {
 	if err != nil {
 		return err
 	}
+	slices.SortStableFunc(sts, order)
 	if e.json() {
 		return e.printJSON(map[string]any{"mcp_running": running, "syncs": sts})
 	}

@@ -53,6 +53,31 @@ type Options struct {
 	PurgeInterval time.Duration
 	// Reload, when set, delivers reload requests (SIGHUP).
 	Reload <-chan struct{}
+	// Notify, when set, is told how the daemon stands, for a process
+	// manager (systemd's sd_notify, see pkg/sdnotify): PhaseReady once it
+	// holds the lock, PhaseAlive every AliveEvery while its main loop
+	// turns, PhaseStopping when it begins to stop. It is called from the
+	// main loop: it must not block.
+	Notify func(Phase)
+	// AliveEvery is how often Notify hears PhaseAlive; 0: every second.
+	AliveEvery time.Duration
+}
+
+// Phase is where the daemon stands, for Options.Notify.
+type Phase int
+
+// The phases of a daemon that got its lock; one that did not is never ready.
+const (
+	PhaseReady    Phase = iota + 1 // it holds the lock and starts the controllers
+	PhaseAlive                     // its main loop turns
+	PhaseStopping                  // it stops its controllers, then returns
+)
+
+// notify tells Options.Notify, when set, of p.
+func (d *daemon) notify(p Phase) {
+	if d.o.Notify != nil {
+		d.o.Notify(p)
+	}
 }
 
 // ErrAlreadyRunning is returned (wrapped) when another MCP holds the lock.
@@ -140,9 +165,11 @@ func Run(ctx context.Context, o Options) error {
 	case <-locked:
 	}
 	d.log.Info("MCP started", zap.Int(logging.FieldPID, os.Getpid()), zap.String("host", host))
+	d.notify(PhaseReady)
 	d.purge = newPurger(lctx, o.Log)
 
 	err := d.loop(lctx, listenDone)
+	d.notify(PhaseStopping)
 	d.shutdown()
 	cancel()
 	return err
@@ -192,6 +219,16 @@ func (d *daemon) loop(ctx context.Context, listenDone <-chan error) error {
 	d.loadSettings(ctx, conn, &timers)
 	reconcile := time.NewTicker(30 * time.Second) // also catch catalog edits made without a reload
 	defer reconcile.Stop()
+	var alive <-chan time.Time
+	if d.o.Notify != nil {
+		every := d.o.AliveEvery
+		if every <= 0 {
+			every = time.Second
+		}
+		t := time.NewTicker(every)
+		defer t.Stop()
+		alive = t.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -205,6 +242,8 @@ func (d *daemon) loop(ctx context.Context, listenDone <-chan error) error {
 			d.reconcile(ctx, conn, "")
 		case <-timers.publish.C():
 			d.publish(ctx, conn)
+		case <-alive:
+			d.notify(PhaseAlive)
 		case <-timers.purge.C():
 			d.mu.Lock()
 			dbs := purgeSources(d.syncs)
