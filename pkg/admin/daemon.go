@@ -60,6 +60,7 @@ func daemonCommands() []*cli.Command {
 				&cli.StringFlag{Name: "controller", Usage: "the controller binary (default: beside mcp)"},
 				&cli.StringFlag{Name: "kid", Usage: "the kid binary (default: beside mcp)"},
 				&cli.BoolFlag{Name: "dsn-stdin", Hidden: true, Usage: "read the main database's DSN from stdin (mcp start)"},
+				&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus /metrics, /healthz and /readyz on `HOST:PORT` (e.g. 127.0.0.1:9187; default: off); a taken address stops the MCP"},
 			},
 			Action: func(c *cli.Context) error { return runMCP(newEnv(c)) },
 		},
@@ -167,7 +168,7 @@ func runMCP(e *env) error {
 		purge = -1 // off
 	}
 	err = mcp.Run(e.ctx(), mcp.Options{MainDSN: dsn, ControllerPath: ctrl, KidPath: kidBin, Log: log,
-		LogLevel: level.String(), LogOut: out, Reload: reload, PurgeInterval: purge})
+		LogLevel: level.String(), LogOut: out, Reload: reload, PurgeInterval: purge, MetricsAddr: c.String("metrics-addr")})
 	if err != nil {
 		log.Error("MCP stopped", zap.Error(err))
 	}

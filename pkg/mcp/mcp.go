@@ -27,6 +27,7 @@ import (
 	"github.com/gobucardo/gobucardo/pkg/capture"
 	"github.com/gobucardo/gobucardo/pkg/catalog"
 	"github.com/gobucardo/gobucardo/pkg/logging"
+	"github.com/gobucardo/gobucardo/pkg/metrics"
 	"github.com/gobucardo/gobucardo/pkg/pg"
 	"github.com/gobucardo/gobucardo/pkg/pgnotify"
 )
@@ -46,6 +47,10 @@ type Options struct {
 	PurgeInterval time.Duration
 	// Reload, when set, delivers reload requests (SIGHUP).
 	Reload <-chan struct{}
+	// MetricsAddr, when not "", is the TCP address (host:port) on which
+	// /metrics, /healthz and /readyz are served (pkg/metrics). Run refuses
+	// to start when it is taken.
+	MetricsAddr string
 }
 
 // ErrAlreadyRunning is returned (wrapped) when another MCP holds the lock.
@@ -72,6 +77,8 @@ type daemon struct {
 	listen   map[string]*sourceListener    // by db name
 	seen     map[int]time.Time             // pid -> first seen, for ps
 	purge    *purger                       // nil when the purge is off
+	metrics  *metrics.Daemon               // nil when metrics are off
+	ready    *readiness
 }
 
 type sourceListener struct {
@@ -93,11 +100,21 @@ func Run(ctx context.Context, o Options) error {
 	if o.PurgeInterval == 0 {
 		o.PurgeInterval = DefaultPurgeInterval
 	}
+	ln, err := listenMetrics(o.MetricsAddr)
+	if err != nil {
+		return err
+	}
 	host, _ := os.Hostname()
 	d := &daemon{o: o, log: o.Log, host: host, started: time.Now(), events: make(chan event, 256),
 		ctls: map[string]*ctl{}, stopping: map[string]*ctl{}, syncs: map[string]catalog.SyncDetail{}, listen: map[string]*sourceListener{},
-		seen: map[int]time.Time{}}
+		seen: map[int]time.Time{}, ready: &readiness{dsn: o.MainDSN}}
 	d.childLog = logging.New(o.LogOut, zapcore.DebugLevel, "child")
+	if ln != nil {
+		d.metrics = metrics.NewDaemon()
+		mctx, stop := context.WithCancel(ctx)
+		served := d.serveMetrics(mctx, ln)
+		defer func() { stop(); <-served }()
+	}
 
 	// The main session holds the lock and LISTENs; Run of the listener
 	// returns only when the lock is lost to someone else or ctx ends.
@@ -118,6 +135,7 @@ func Run(ctx context.Context, o Options) error {
 			if !ok {
 				return pgnotify.Permanent(fmt.Errorf("%w (%s); stop it first with mcp stop", ErrAlreadyRunning, holder(ctx, conn)))
 			}
+			d.ready.pid.Store(conn.PgConn().PID())
 			if first {
 				first = false
 				locked <- struct{}{}
@@ -126,6 +144,7 @@ func Run(ctx context.Context, o Options) error {
 			return nil
 		},
 		OnNotify: func(n *pgconn.Notification) { d.admin(n.Payload) },
+		OnDown:   func(error, time.Duration) { d.ready.pid.Store(0) },
 	}
 	listenDone := make(chan error, 1)
 	go func() { listenDone <- mainListener.Run(lctx) }()
@@ -140,9 +159,10 @@ func Run(ctx context.Context, o Options) error {
 	d.log.Info("MCP started", zap.Int(logging.FieldPID, os.Getpid()), zap.String("host", host))
 	if o.PurgeInterval > 0 {
 		d.purge = newPurger(lctx, o.Log)
+		d.purge.metrics = d.metrics
 	}
 
-	err := d.loop(lctx, listenDone)
+	err = d.loop(lctx, listenDone)
 	d.shutdown()
 	cancel()
 	return err
