@@ -201,6 +201,16 @@ gobucardo_sync_runs_total{outcome="good",sync="t"} 0
 		t.Error("conflicts of a failed run counted")
 	}
 	want(t, m, 3, "gobucardo_sync_run_duration_seconds", "sync", "s")
+	for _, mm := range m["gobucardo_sync_run_duration_seconds"].GetMetric() {
+		h := mm.GetHistogram()
+		if h.GetSampleCount() == 0 {
+			continue // sync t
+		}
+		last := h.GetBucket()[len(h.GetBucket())-1]
+		if last.GetUpperBound() != 3600 || last.GetCumulativeCount() != h.GetSampleCount() || h.GetSampleSum() <= 0 {
+			t.Errorf("run durations of a test run: %v", h)
+		}
+	}
 
 	// A run whose record was not yet committed when a later one was read
 	// is counted once it ends.
