@@ -195,6 +195,7 @@ func TestDaemonMetricsAddrInUse(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "address "+addr+" (--metrics-addr) is already in use") {
 		t.Errorf("mcp run --metrics-addr %s (taken): exit %d, %q", addr, code, out)
 	}
+	t.Logf("mcp run printed: %s", out)
 	// Nothing started.
 	if out := d.run(0, "ps"); !strings.Contains(out, "No MCP is running") {
 		t.Errorf("mcp ps after the refused start: %q", out)

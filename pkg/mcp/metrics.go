@@ -24,13 +24,26 @@ func listenMetrics(addr string) (net.Listener, error) {
 	}
 	ln, err := metrics.Listen(addr)
 	if errors.Is(err, metrics.ErrAddrInUse) {
-		return nil, fmt.Errorf("cannot serve metrics: address %s (--metrics-addr) is already in use; stop what listens there or choose another address: %w", addr, err)
+		return nil, addrInUseError{addr: addr, err: err}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("cannot serve metrics on %s (--metrics-addr): %w", addr, err)
 	}
 	return ln, nil
 }
+
+// addrInUseError is a taken metrics address, said in one sentence; it
+// unwraps to metrics.ErrAddrInUse.
+type addrInUseError struct {
+	addr string
+	err  error
+}
+
+func (e addrInUseError) Error() string {
+	return fmt.Sprintf("cannot serve metrics: address %s (--metrics-addr) is already in use; stop what listens there (another MCP?) or choose another address", e.addr)
+}
+
+func (e addrInUseError) Unwrap() error { return e.err }
 
 // serveMetrics serves /metrics, /healthz and /readyz on ln until ctx is
 // done; the returned channel closes once the server has stopped.
