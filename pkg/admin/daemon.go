@@ -2,6 +2,7 @@ package admin
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +22,7 @@ import (
 	"github.com/gobucardo/gobucardo/pkg/catalog"
 	"github.com/gobucardo/gobucardo/pkg/logging"
 	"github.com/gobucardo/gobucardo/pkg/mcp"
+	"github.com/gobucardo/gobucardo/pkg/pg"
 	"github.com/gobucardo/gobucardo/pkg/sdnotify"
 )
 
@@ -65,6 +67,7 @@ func daemonCommands() []*cli.Command {
 				&cli.StringFlag{Name: "controller", Usage: "the controller binary (default: beside mcp)"},
 				&cli.StringFlag{Name: "kid", Usage: "the kid binary (default: beside mcp)"},
 				&cli.BoolFlag{Name: "dsn-stdin", Hidden: true, Usage: "read the main database's DSN from stdin (mcp start)"},
+				&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus /metrics, /healthz and /readyz on `HOST:PORT` (e.g. 127.0.0.1:9187; default: off); a taken address stops the MCP"},
 			},
 			Action: func(c *cli.Context) error { return runMCP(newEnv(c)) },
 		},
@@ -183,9 +186,13 @@ func runMCP(e *env) error {
 	if err != nil {
 		log.Warn("systemd's watchdog is off", zap.Error(err))
 	}
+	metricsAddr := c.String("metrics-addr")
+	if !c.IsSet("metrics-addr") {
+		metricsAddr = metricsSetting(e.ctx(), dsn, log)
+	}
 	err = mcp.Run(e.ctx(), mcp.Options{MainDSN: dsn, ControllerPath: ctrl, KidPath: kidBin, Log: log, Level: &atomic,
 		LogLevel: pinned, LogOut: out, Reload: reload, PurgeInterval: purge,
-		Notify: systemdNotify(sd, log), AliveEvery: sd.WatchdogInterval()})
+		Notify: systemdNotify(sd, log), AliveEvery: sd.WatchdogInterval(), MetricsAddr: metricsAddr})
 	if err != nil {
 		log.Error("MCP stopped", zap.Error(err))
 	}
@@ -377,4 +384,21 @@ func readPid(path string) int {
 
 func alive(pid int) bool {
 	return syscall.Kill(pid, 0) == nil
+}
+
+// metricsSetting is the metrics_addr setting, read once as mcp run starts;
+// a catalog that cannot be read then leaves the metrics off, said in the log.
+func metricsSetting(ctx context.Context, dsn string, log *zap.Logger) string {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var s catalog.Settings
+	conn, err := pg.Connect(ctx, dsn)
+	if err == nil {
+		s, err = catalog.LoadSettings(ctx, conn)
+		closeConn(ctx, conn)
+	}
+	if err != nil {
+		log.Warn("metrics off: the metrics_addr setting could not be read (mcp run --metrics-addr serves them regardless)", zap.Error(err))
+	}
+	return s.MetricsAddr
 }

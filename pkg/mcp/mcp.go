@@ -27,6 +27,7 @@ import (
 	"github.com/gobucardo/gobucardo/pkg/capture"
 	"github.com/gobucardo/gobucardo/pkg/catalog"
 	"github.com/gobucardo/gobucardo/pkg/logging"
+	"github.com/gobucardo/gobucardo/pkg/metrics"
 	"github.com/gobucardo/gobucardo/pkg/pg"
 	"github.com/gobucardo/gobucardo/pkg/pgnotify"
 )
@@ -53,6 +54,10 @@ type Options struct {
 	PurgeInterval time.Duration
 	// Reload, when set, delivers reload requests (SIGHUP).
 	Reload <-chan struct{}
+	// MetricsAddr, when not "", is the TCP address (host:port) on which
+	// /metrics, /healthz and /readyz are served (pkg/metrics). Run refuses
+	// to start when it is taken.
+	MetricsAddr string
 	// Notify, when set, is told how the daemon stands, for a process
 	// manager (systemd's sd_notify, see pkg/sdnotify): PhaseReady once it
 	// holds the lock, PhaseAlive every AliveEvery while its main loop
@@ -105,6 +110,8 @@ type daemon struct {
 	seen     map[int]time.Time             // pid -> first seen, for ps
 	purge    *purger                       // nil until the MCP holds its lock
 	settings catalog.Settings              // in effect (settings.go)
+	metrics  *metrics.Daemon               // nil when metrics are off
+	ready    *readiness
 }
 
 type sourceListener struct {
@@ -120,11 +127,22 @@ func Run(ctx context.Context, o Options) error {
 	if o.LogOut == nil {
 		o.LogOut = logging.Stderr
 	}
+	ln, err := listenMetrics(o.MetricsAddr)
+	if err != nil {
+		return err
+	}
 	host, _ := os.Hostname()
 	d := &daemon{o: o, log: o.Log, host: host, started: time.Now(), events: make(chan event, 256),
 		ctls: map[string]*ctl{}, stopping: map[string]*ctl{}, syncs: map[string]catalog.SyncDetail{}, listen: map[string]*sourceListener{},
-		seen: map[int]time.Time{}, settings: effectiveSettings(o, catalog.DefaultSettings())}
+		seen: map[int]time.Time{}, settings: effectiveSettings(o, catalog.DefaultSettings()),
+		ready: &readiness{dsn: o.MainDSN}}
 	d.childLog = logging.New(o.LogOut, zapcore.DebugLevel, "child")
+	if ln != nil {
+		d.metrics = metrics.NewDaemon()
+		mctx, stop := context.WithCancel(ctx)
+		served := d.serveMetrics(mctx, ln)
+		defer func() { stop(); <-served }()
+	}
 
 	// The main session holds the lock and LISTENs; Run of the listener
 	// returns only when the lock is lost to someone else or ctx ends.
@@ -145,6 +163,7 @@ func Run(ctx context.Context, o Options) error {
 			if !ok {
 				return pgnotify.Permanent(fmt.Errorf("%w (%s); stop it first with mcp stop", ErrAlreadyRunning, holder(ctx, conn)))
 			}
+			d.ready.pid.Store(conn.PgConn().PID())
 			if first {
 				first = false
 				locked <- struct{}{}
@@ -153,6 +172,7 @@ func Run(ctx context.Context, o Options) error {
 			return nil
 		},
 		OnNotify: func(n *pgconn.Notification) { d.admin(n.Payload) },
+		OnDown:   func(error, time.Duration) { d.ready.pid.Store(0) },
 	}
 	listenDone := make(chan error, 1)
 	go func() { listenDone <- mainListener.Run(lctx) }()
@@ -167,8 +187,9 @@ func Run(ctx context.Context, o Options) error {
 	d.log.Info("MCP started", zap.Int(logging.FieldPID, os.Getpid()), zap.String("host", host))
 	d.notify(PhaseReady)
 	d.purge = newPurger(lctx, o.Log)
+	d.purge.metrics = d.metrics
 
-	err := d.loop(lctx, listenDone)
+	err = d.loop(lctx, listenDone)
 	d.notify(PhaseStopping)
 	d.shutdown()
 	cancel()

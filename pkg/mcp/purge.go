@@ -11,6 +11,7 @@ import (
 	"github.com/gobucardo/gobucardo/pkg/capture"
 	"github.com/gobucardo/gobucardo/pkg/catalog"
 	"github.com/gobucardo/gobucardo/pkg/logging"
+	"github.com/gobucardo/gobucardo/pkg/metrics"
 	"github.com/gobucardo/gobucardo/pkg/pg"
 )
 
@@ -51,11 +52,12 @@ func purgeSources(syncs map[string]catalog.SyncDetail) map[string]string {
 // passes, a db that was down is simply tried again next time, and a changed
 // connection string or password in the catalog is used at once.
 type purger struct {
-	log    *zap.Logger
-	purge  capture.Purger
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	log     *zap.Logger
+	purge   capture.Purger
+	metrics *metrics.Daemon // nil: not counted
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
 
 	mu   sync.Mutex
 	busy map[string]bool // dbs with a pass in progress
@@ -112,10 +114,17 @@ func (p *purger) wait() { p.wg.Wait() }
 func (p *purger) pass(ctx context.Context, db, connString string) {
 	log := p.log.With(zap.String(logging.FieldDB, db))
 	started := time.Now()
+	outcome, res := metrics.PurgeOK, capture.PurgeResult{}
+	defer func() {
+		if ctx.Err() == nil { // a pass cut short by the MCP's stop is not news
+			p.metrics.PurgePass(db, outcome, res.Deltas, res.Truncates, time.Since(started).Seconds())
+		}
+	}()
 	cctx, cancel := context.WithTimeout(ctx, pg.DefaultConnectTimeout)
 	conn, err := pg.Connect(cctx, connString) // its errors never hold the password
 	cancel()
 	if err != nil {
+		outcome = metrics.PurgeUnreachable
 		if ctx.Err() == nil {
 			log.Warn("cannot purge consumed deltas: db unreachable; trying again next interval", zap.Error(err))
 		}
@@ -127,12 +136,18 @@ func (p *purger) pass(ctx context.Context, db, connString string) {
 		_ = conn.Close(cctx)
 	}()
 	if ok, err := capture.Installed(ctx, conn); err != nil || !ok {
+		if err != nil {
+			outcome = metrics.PurgeFailed
+		}
 		if err != nil && ctx.Err() == nil {
 			log.Warn("cannot purge consumed deltas; trying again next interval", zap.Error(err))
 		}
 		return
 	}
-	res, err := p.purge.Purge(ctx, conn)
+	res, err = p.purge.Purge(ctx, conn)
+	if err != nil {
+		outcome = metrics.PurgeFailed
+	}
 	if err != nil && ctx.Err() == nil {
 		log.Warn("cannot purge consumed deltas; trying again next interval", zap.Int64("rows", res.Deltas), zap.Error(err))
 	}

@@ -110,6 +110,7 @@ func (c *ctl) supervise() {
 			}
 		} else {
 			failures, wait = restartPolicy.Next(failures, time.Since(started))
+			c.d.metrics.ControllerRestarted(c.sync)
 			c.log.Warn("controller failed; restarting", zap.Error(exitErr), zap.Duration("retry_in", wait))
 			c.setDown(fmt.Sprintf("restarting in %s: %s", wait.Round(time.Millisecond), exitErr))
 		}
@@ -150,6 +151,7 @@ func (c *ctl) once(kick string) (planned, stopped bool, exitErr error) {
 		return false, false, fmt.Errorf("configure controller: %w", err)
 	}
 	c.log.Info("controller started", zap.Int("controller", child.Pid()))
+	d.metrics.ControllerStarted(c.sync)
 	go c.watch(ctx, client)
 	if kick != "" {
 		_, _ = client.Kick(ctx, &ctlpb.KickRequest{Reason: kick})

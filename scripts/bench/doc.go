@@ -75,6 +75,13 @@
 //     a raw COPY of as many rows for reference (target: within 10 s plus
 //     the time to copy the backlog). Once the load ends, B, C and D must
 //     hold A's rows.
+//  8. The Prometheus endpoint (BenchmarkMetricsScrape). GET /metrics of the
+//     MCP's handler (pkg/metrics) over a catalog of 50 syncs and 500 tables
+//     with BENCH_METRICS_RUNS runs in gobucardo.syncrun (a tenth with 5
+//     conflicts each) and parked rows: the first scrape, which reads the
+//     whole history once, and 20 later ones, each after one more run of every
+//     sync (target: under 50 ms), with one GROUP BY over all of syncrun for
+//     reference. The last scrape must count every run of the catalog.
 //
 // Run it with
 //
@@ -83,7 +90,7 @@
 //
 // or directly with `go test -run '^$' -bench . -benchtime 1x -timeout 60m
 // ./scripts/bench/` (-bench BulkUpdate, -bench Pgbench, -bench TwoSource,
-// -bench Purge or -bench TargetOutage for one figure).
+// -bench Purge, -bench TargetOutage or -bench MetricsScrape for one figure).
 // Environment:
 //
 //	BENCH_ROWS             comma-separated table sizes of figures 1, 2 and 4 (default 100000,1000000)
@@ -96,6 +103,7 @@
 //	                       BENCH_OUTAGE_BASELINE=20 and BENCH_OUTAGE_AFTER=40 seconds of load before and after,
 //	                       at BENCH_OUTAGE_TPS=1000 (pgbench -R);
 //	                       BENCH_OUTAGE_LOG=FILE keeps the MCP's log of it
+//	BENCH_METRICS_RUNS     runs in the catalog of BenchmarkMetricsScrape (default 200000)
 //	BENCH_PHASES           when 1, `mcp sync run` runs without --quiet and its progress lines are
 //	                       printed to stderr with the time since the run started, to see where the
 //	                       time goes

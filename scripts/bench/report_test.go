@@ -75,6 +75,7 @@ type report struct {
 	purge   *purgeResult
 	part    *partResult
 	outage  *outageResult
+	metrics *metricsResult
 }
 
 var results report
@@ -127,6 +128,12 @@ func (r *report) setOutage(server string, res outageResult) {
 	r.outage = &res
 }
 
+func (r *report) setMetrics(res metricsResult) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.metrics = &res
+}
+
 func (r *report) setLag(res lagResult) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -138,7 +145,7 @@ func (r *report) setLag(res lagResult) {
 func (r *report) print(w io.Writer) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.bulk) == 0 && len(r.two) == 0 && r.pgbench == nil && r.lag == nil && r.purge == nil && r.part == nil && r.outage == nil {
+	if len(r.bulk) == 0 && len(r.two) == 0 && r.pgbench == nil && r.lag == nil && r.purge == nil && r.part == nil && r.outage == nil && r.metrics == nil {
 		return
 	}
 	fmt.Fprintf(w, "\ngobucardo bench (%d cores, %s/%s)\n", runtime.NumCPU(), runtime.GOOS, runtime.GOARCH)
@@ -165,6 +172,9 @@ func (r *report) print(w io.Writer) {
 	}
 	if r.outage != nil {
 		r.outage.print(w)
+	}
+	if r.metrics != nil {
+		r.metrics.print(w)
 	}
 	if len(r.bulk) > 0 {
 		big := r.bulk[len(r.bulk)-1]

@@ -1,0 +1,203 @@
+package main
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gobucardo/gobucardo/pkg/pgtest"
+)
+
+// freeAddr returns a TCP address on 127.0.0.1 that nothing listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return addr
+}
+
+// get fetches http://addr/path and returns the status and the body; a
+// status 0 means no answer.
+func get(addr, path string) (int, string) {
+	client := http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Get("http://" + addr + path)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err.Error()
+	}
+	return resp.StatusCode, string(body)
+}
+
+// sample returns the value of the first series of the exposition text whose
+// name is name and whose labels include labels ("k", "v", ...), and
+// whether there is one.
+func sample(text, name string, labels ...string) (float64, bool) {
+	for _, line := range strings.Split(text, "\n") {
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		series, val := line[:i], line[i+1:]
+		if series != name && !strings.HasPrefix(series, name+"{") {
+			continue
+		}
+		ok := true
+		for j := 0; j+1 < len(labels); j += 2 {
+			ok = ok && strings.Contains(series, labels[j]+`="`+labels[j+1]+`"`)
+		}
+		if !ok {
+			continue
+		}
+		v, err := strconv.ParseFloat(val, 64)
+		return v, err == nil
+	}
+	return 0, false
+}
+
+// scrape returns the value of one series of the daemon's /metrics; a
+// missing series fails the test.
+func (d *daemon) scrape(addr, name string, labels ...string) float64 {
+	d.t.Helper()
+	code, body := get(addr, "/metrics")
+	if code != http.StatusOK {
+		d.t.Fatalf("GET /metrics: %d %s", code, body)
+	}
+	v, ok := sample(body, name, labels...)
+	if !ok {
+		d.t.Fatalf("/metrics has no %s%v", name, labels)
+	}
+	return v
+}
+
+// TestDaemonMetrics scrapes the endpoint of a real MCP: health, readiness
+// that follows the main database, counters that move with runs, controller
+// restarts and purge passes, and the standard process metrics.
+func TestDaemonMetrics(t *testing.T) {
+	shared := pgtest.Shared(t)
+	mainC := pgtest.New(t) // stopped below
+	d := newDaemon(t, mainC)
+	src, dst := d.twoDBs(shared, shared, shared)
+	addr := freeAddr(t)
+	d.start("--metrics-addr", addr, "--purge-interval", "1s")
+
+	if code, body := get(addr, "/healthz"); code != http.StatusOK {
+		t.Fatalf("/healthz: %d %q", code, body)
+	}
+	d.eventually(10*time.Second, "/readyz 200", func() bool {
+		code, body := get(addr, "/readyz")
+		d.lastTry = body
+		return code == http.StatusOK
+	})
+	for _, m := range []string{"process_resident_memory_bytes", "go_goroutines", "gobucardo_catalog_up"} {
+		if v := d.scrape(addr, m); v <= 0 {
+			t.Errorf("%s = %v", m, v)
+		}
+	}
+
+	// runs_total moves with runs.
+	runs := func() float64 {
+		return d.scrape(addr, "gobucardo_sync_runs_total", "sync", "s", "outcome", "good") +
+			d.scrape(addr, "gobucardo_sync_runs_total", "sync", "s", "outcome", "empty")
+	}
+	before := runs()
+	inserted := d.scrape(addr, "gobucardo_sync_rows_inserted_total", "sync", "s")
+	shared.Exec(t, src, "INSERT INTO public.t SELECT g, 'x' FROM generate_series(1, 10) g")
+	d.eventually(10*time.Second, "10 rows on the target", func() bool {
+		return strings.Count(contents(t, shared, dst, "public.t"), "(") == 10
+	})
+	d.run(0, "kick", "s", "--timeout", "20s")
+	d.eventually(10*time.Second, "runs_total and rows_inserted_total moved", func() bool {
+		return runs() >= before+1 && d.scrape(addr, "gobucardo_sync_rows_inserted_total", "sync", "s") >= inserted+10
+	})
+	if v := d.scrape(addr, "gobucardo_sync_run_duration_seconds_count", "sync", "s"); v < before+1 {
+		t.Errorf("run duration count %v, want at least %v", v, before+1)
+	}
+	if v := d.scrape(addr, "gobucardo_sync_last_good_run_timestamp_seconds", "sync", "s"); time.Since(time.Unix(int64(v), 0)) > time.Minute {
+		t.Errorf("last good run at %v", time.Unix(int64(v), 0))
+	}
+
+	// A controller killed is restarted, and counted.
+	if v := d.scrape(addr, "gobucardo_controller_restarts_total", "sync", "s"); v != 0 {
+		t.Errorf("controller restarts before any: %v", v)
+	}
+	ctl := d.pidOf("controller", "s")
+	if err := syscall.Kill(ctl, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	d.eventually(15*time.Second, "one controller restart counted", func() bool {
+		return d.scrape(addr, "gobucardo_controller_restarts_total", "sync", "s") == 1
+	})
+
+	// The purge runs every second on the source db A.
+	d.eventually(15*time.Second, "a purge pass on A", func() bool {
+		v, _ := sample(func() string { _, b := get(addr, "/metrics"); return b }(), "gobucardo_purge_passes_total", "db", "A", "outcome", "ok")
+		return v >= 1
+	})
+
+	// The main database gone: not ready, with the reason on one line, but
+	// healthy; back: ready again.
+	mainC.Stop(t)
+	d.eventually(20*time.Second, "/readyz 503", func() bool {
+		code, body := get(addr, "/readyz")
+		d.lastTry = body
+		return code == http.StatusServiceUnavailable
+	})
+	if _, body := get(addr, "/readyz"); strings.Count(strings.TrimSpace(body), "\n") != 0 || !strings.HasPrefix(body, "not ready: ") {
+		t.Errorf("/readyz body %q: want one line saying why", body)
+	}
+	if code, _ := get(addr, "/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz with the main db down: %d", code)
+	}
+	if v := d.scrape(addr, "gobucardo_catalog_up"); v != 0 {
+		t.Errorf("gobucardo_catalog_up with the main db down: %v", v)
+	}
+	mainC.Start(t)
+	d.eventually(30*time.Second, "/readyz 200 again", func() bool {
+		code, body := get(addr, "/readyz")
+		d.lastTry = body
+		return code == http.StatusOK
+	})
+	d.stop()
+	if code, _ := get(addr, "/healthz"); code != 0 {
+		t.Errorf("/healthz answers %d after the MCP stopped", code)
+	}
+}
+
+// TestDaemonMetricsAddrInUse: a taken metrics address stops mcp run at
+// once, with one sentence naming the address and the flag.
+func TestDaemonMetricsAddrInUse(t *testing.T) {
+	d := newDaemon(t, pgtest.Shared(t))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	addr := ln.Addr().String()
+	out, code := d.try("run", "--metrics-addr", addr)
+	if code != 1 || !strings.Contains(out, "address "+addr+" (--metrics-addr) is already in use") {
+		t.Errorf("mcp run --metrics-addr %s (taken): exit %d, %q", addr, code, out)
+	}
+	t.Logf("mcp run printed: %s", out)
+	// Nothing started.
+	if out := d.run(0, "ps"); !strings.Contains(out, "No MCP is running") {
+		t.Errorf("mcp ps after the refused start: %q", out)
+	}
+}
