@@ -192,7 +192,7 @@ func TestDaemonMetricsAddrInUse(t *testing.T) {
 	defer ln.Close()
 	addr := ln.Addr().String()
 	out, code := d.try("run", "--metrics-addr", addr)
-	if code != 1 || !strings.Contains(out, "address "+addr+" (--metrics-addr) is already in use") {
+	if code != 1 || !strings.Contains(out, "address "+addr+" (--metrics-addr or the metrics_addr setting) is already in use") {
 		t.Errorf("mcp run --metrics-addr %s (taken): exit %d, %q", addr, code, out)
 	}
 	t.Logf("mcp run printed: %s", out)
@@ -200,4 +200,19 @@ func TestDaemonMetricsAddrInUse(t *testing.T) {
 	if out := d.run(0, "ps"); !strings.Contains(out, "No MCP is running") {
 		t.Errorf("mcp ps after the refused start: %q", out)
 	}
+}
+
+// TestDaemonMetricsSetting: the metrics_addr setting serves the metrics of
+// an mcp run started without --metrics-addr.
+func TestDaemonMetricsSetting(t *testing.T) {
+	d := newDaemon(t, pgtest.Shared(t))
+	addr := freeAddr(t)
+	d.run(0, "set", "metrics_addr="+addr)
+	d.start()
+	d.eventually(10*time.Second, "/readyz 200 at the metrics_addr setting", func() bool {
+		code, body := get(addr, "/readyz")
+		d.lastTry = body
+		return code == http.StatusOK
+	})
+	d.stop()
 }

@@ -40,7 +40,7 @@ type addrInUseError struct {
 }
 
 func (e addrInUseError) Error() string {
-	return fmt.Sprintf("cannot serve metrics: address %s (--metrics-addr) is already in use; stop what listens there (another MCP?) or choose another address", e.addr)
+	return fmt.Sprintf("cannot serve metrics: address %s (--metrics-addr or the metrics_addr setting) is already in use; stop what listens there (another MCP?) or choose another address", e.addr)
 }
 
 func (e addrInUseError) Unwrap() error { return e.err }
