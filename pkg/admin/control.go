@@ -470,7 +470,7 @@ func ping(e *env) error {
 		return critical("%s", message(err))
 	}
 	state, worst, lines, perf := nagiosOK, "", []string(nil), []string(nil)
-	checked := 0
+	checked, bad := 0, 0
 	for _, s := range sts {
 		if len(names) == 0 && s.Status != catalog.StatusActive {
 			continue
@@ -478,6 +478,9 @@ func ping(e *env) error {
 		checked++
 		st, text := syncVerdict(s, th, time.Now())
 		lines = append(lines, nagiosWords[st]+": "+text)
+		if st != nagiosOK {
+			bad++
+		}
 		if p := perfData(s, th); p != "" {
 			perf = append(perf, p)
 		}
@@ -491,7 +494,7 @@ func ping(e *env) error {
 		first = worst + "; " + up
 		lines = nil
 	case state != nagiosOK:
-		first = worst + " (the worst of " + plural(checked, "sync") + "); " + up
+		first = fmt.Sprintf("%s; %d of %s not OK; %s", worst, bad, plural(checked, "active sync"), up)
 	default:
 		first = up + "; " + plural(checked, "active sync") + " checked"
 	}

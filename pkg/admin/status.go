@@ -259,8 +259,8 @@ func describeRate(r catalog.RunRate) string {
 	if r.Runs == 0 {
 		return "no run has applied rows yet"
 	}
-	return fmt.Sprintf("%s rows/s over the last %s that applied rows (%d rows in %s)", rowsPerSecond(r.RowsPerSecond),
-		plural(r.Runs, "run"), r.Rows, short(r.Busy))
+	return fmt.Sprintf("%s rows/s over the last %s that applied rows (%s in %s)", rowsPerSecond(r.RowsPerSecond),
+		plural(r.Runs, "run"), plural(int(r.Rows), "row"), short(r.Busy))
 }
 
 // lagColumn is the summary's Lag column: "in step", a duration, "-" for a
