@@ -44,7 +44,7 @@ type TargetBacklog struct {
 // else is set but DB.
 type SourceLag struct {
 	DB       string     `json:"db"`
-	ReadAt   time.Time  `json:"read_at"`                  // the source's clock when read: lags are taken on it
+	ReadAt   time.Time  `json:"-"`                        // the source's clock when read: lags are taken on it
 	Pending  int64      `json:"pending"`                  // delta rows not consumed yet, counted up to the cap
 	Capped   bool       `json:"pending_capped"`           // there are more than Pending
 	Oldest   *time.Time `json:"oldest_pending,omitempty"` // changed_at of the oldest of them
