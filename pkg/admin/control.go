@@ -423,6 +423,9 @@ func perfData(s syncStatus, th lagThresholds) string {
 // it, and exits with the worst state.
 func ping(e *env) error {
 	report := func(state int, line string, more ...string) error {
+		// Nagios takes the first line for the status: an error of several
+		// lines (pgx's, one per address tried) stays on it.
+		line = strings.NewReplacer(":\n\t", ": ", "\n\t", "; ", "\n", " ").Replace(line)
 		fmt.Fprintf(e.out, "%s: %s\n", nagiosWords[state], line)
 		for _, m := range more {
 			fmt.Fprintln(e.out, m)

@@ -1,6 +1,8 @@
 package admin
 
 import (
+	"bytes"
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -152,5 +154,17 @@ func TestStatusColumns(t *testing.T) {
 				t.Errorf("rows/s = %q, want %q", got, tc.rowsS)
 			}
 		})
+	}
+}
+
+// TestPingCatalogUnreachable: a main database that cannot be reached is
+// CRITICAL (an error outside the plugin, not UNKNOWN), said on one line of
+// stdout, as Nagios reads it.
+func TestPingCatalogUnreachable(t *testing.T) {
+	var out, errOut bytes.Buffer
+	code := Run(context.Background(), []string{"mcp", "--dsn", "host=127.0.0.1 port=1 dbname=x connect_timeout=2", "ping", "--sync", "s"}, &out, &errOut)
+	if code != nagiosCritical || !strings.HasPrefix(out.String(), "CRITICAL: cannot connect to the main database") ||
+		strings.Count(out.String(), "\n") != 1 || errOut.Len() != 0 {
+		t.Errorf("ping with the catalog unreachable: exit %d, stdout %q, stderr %q", code, out.String(), errOut.String())
 	}
 }
