@@ -146,6 +146,24 @@ func TestDaemonMetrics(t *testing.T) {
 		return d.scrape(addr, "gobucardo_controller_restarts_total", "sync", "s") == 1
 	})
 
+	// The lag of target B rises while the sync is paused under writes, and
+	// falls back to 0 once it runs again.
+	d.eventually(15*time.Second, "B in step", func() bool {
+		v, ok := sample(func() string { _, b := get(addr, "/metrics"); return b }(), "gobucardo_sync_lag_seconds", "sync", "s", "db", "B")
+		return ok && v == 0
+	})
+	d.run(0, "pause", "s")
+	shared.Exec(t, src, "INSERT INTO public.t SELECT g, 'y' FROM generate_series(11, 15) g")
+	d.eventually(15*time.Second, "B behind while paused", func() bool {
+		return d.scrape(addr, "gobucardo_sync_lag_seconds", "sync", "s", "db", "B") >= 1 &&
+			d.scrape(addr, "gobucardo_sync_pending_rows", "sync", "s", "db", "B") == 5
+	})
+	d.run(0, "resume", "s")
+	d.eventually(15*time.Second, "B in step after resume", func() bool {
+		return d.scrape(addr, "gobucardo_sync_lag_seconds", "sync", "s", "db", "B") == 0 &&
+			d.scrape(addr, "gobucardo_sync_pending_rows", "sync", "s", "db", "B") == 0
+	})
+
 	// The purge runs every second on the source db A.
 	d.eventually(15*time.Second, "a purge pass on A", func() bool {
 		v, _ := sample(func() string { _, b := get(addr, "/metrics"); return b }(), "gobucardo_purge_passes_total", "db", "A", "outcome", "ok")

@@ -21,14 +21,29 @@ func (d *daemon) deltas(db, table string) int {
 // syncJSON is what mcp status SYNC --json says of one sync, as the tests
 // read it.
 type syncJSON struct {
+	InStep     bool    `json:"in_step"`
+	LagSeconds float64 `json:"lag_seconds"`
+	Pending    int64   `json:"pending"`
+	Rate       struct {
+		Runs          int        `json:"runs"`
+		RowsPerSecond float64    `json:"rows_per_second"`
+		LastGood      *time.Time `json:"last_good"`
+	} `json:"rate"`
 	Backlog []struct {
-		DB      string `json:"db"`
-		Pending int64  `json:"pending"`
-		Error   string `json:"error"`
+		DB         string  `json:"db"`
+		Pending    int64   `json:"pending"`
+		Error      string  `json:"error"`
+		LagSeconds float64 `json:"lag_seconds"`
+		Tables     []struct {
+			Table      string  `json:"table"`
+			Pending    int64   `json:"pending"`
+			LagSeconds float64 `json:"lag_seconds"`
+		} `json:"tables"`
 	} `json:"backlog"`
 	Targets []struct {
-		DB    string `json:"db"`
-		State string `json:"state"`
+		DB         string  `json:"db"`
+		State      string  `json:"state"`
+		LagSeconds float64 `json:"lag_seconds"`
 	} `json:"targets"`
 }
 

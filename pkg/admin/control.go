@@ -2,7 +2,9 @@ package admin
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -50,8 +52,20 @@ func controlCommands() []*cli.Command {
 		pauseCommand("resume", "run paused syncs again", false),
 		{
 			Name:  "ping",
-			Usage: `check the MCP is up, Nagios-style: "OK: ..." exit 0, "CRITICAL: ..." exit 2`,
-			Flags: []cli.Flag{&cli.DurationFlag{Name: "timeout", Value: 10 * time.Second, Usage: "give up after `DURATION`"}},
+			Usage: `Nagios check of the MCP and the syncs' lag: OK exit 0, WARNING 1, CRITICAL 2, UNKNOWN 3`,
+			Description: "Checks that an MCP is running on this catalog and reporting, then the lag of the sync\n" +
+				"named by --sync (or of every active sync): the age of the oldest change not applied to\n" +
+				"every db yet, 0 for a sync in step. Prints one line, Nagios-style, with performance data\n" +
+				"after |, then a line per sync; exits 0 (OK), 1 (WARNING: a lag at or over --warning, or\n" +
+				"one that cannot be measured), 2 (CRITICAL: a lag at or over --critical, no MCP running,\n" +
+				"the catalog unreachable) or 3 (UNKNOWN: bad arguments, such as a sync that does not exist).\n" +
+				"The thresholds are flags (Bucardo's check_bucardo_sync overdue and expired), 0 for none.",
+			Flags: []cli.Flag{
+				&cli.DurationFlag{Name: "timeout", Value: 10 * time.Second, Usage: "give up after `DURATION`"},
+				&cli.StringFlag{Name: "sync", Usage: "check the lag of sync `NAME` only (all: every active sync, the default)"},
+				&cli.StringFlag{Name: "warning", Aliases: []string{"w", "overdue"}, Usage: "WARNING when a lag reaches `DURATION` (0: never)"},
+				&cli.StringFlag{Name: "critical", Aliases: []string{"c", "expired"}, Usage: "CRITICAL when a lag reaches `DURATION` (0: never)"},
+			},
 			Action: func(c *cli.Context) error {
 				return ping(newEnv(c))
 			},
@@ -350,11 +364,137 @@ func waitPaused(e *env, syncs []string) error {
 	return nil
 }
 
+// Nagios plugin exit statuses (and the words its first line starts with).
+const (
+	nagiosOK       = 0
+	nagiosWarning  = 1
+	nagiosCritical = 2
+	nagiosUnknown  = 3
+)
+
+var nagiosWords = [...]string{"OK", "WARNING", "CRITICAL", "UNKNOWN"}
+
+// lagThresholds are ping's --warning and --critical; 0 is none.
+type lagThresholds struct{ warning, critical time.Duration }
+
+// parseThresholds reads --warning and --critical.
+func parseThresholds(warning, critical string) (lagThresholds, error) {
+	var th lagThresholds
+	var err error
+	if th.warning, err = catalog.ParseDuration(warning); err != nil {
+		return th, fmt.Errorf("--warning %q: %w", warning, err)
+	}
+	if th.critical, err = catalog.ParseDuration(critical); err != nil {
+		return th, fmt.Errorf("--critical %q: %w", critical, err)
+	}
+	if th.warning > 0 && th.critical > 0 && th.warning > th.critical {
+		return th, fmt.Errorf("--warning %s is above --critical %s: a lag would be critical before it warns", th.warning, th.critical)
+	}
+	return th, nil
+}
+
+// syncVerdict is the Nagios state of one sync and what to say of it: its
+// lag against th (a lag that cannot be measured is a warning), how long
+// ago its last good run ended (at now), and why it may not run.
+func syncVerdict(s syncStatus, th lagThresholds, now time.Time) (int, string) {
+	state := nagiosOK
+	var b strings.Builder
+	b.WriteString("sync " + s.Name)
+	lag := seconds(s.LagSeconds)
+	switch {
+	case !s.Delta:
+		b.WriteString(" copies whole tables (no lag)")
+	case s.InStep:
+		b.WriteString(" in step")
+	case s.Unknown && s.LagSeconds == 0:
+		b.WriteString(" lag unknown")
+	default:
+		fmt.Fprintf(&b, " lag %s", short(lag))
+		if s.Unknown {
+			b.WriteString(" or more")
+		}
+	}
+	switch {
+	case !s.Delta:
+	case th.critical > 0 && lag >= th.critical:
+		state = nagiosCritical
+		fmt.Fprintf(&b, " (critical at %s)", th.critical)
+	case th.warning > 0 && lag >= th.warning:
+		state = nagiosWarning
+		fmt.Fprintf(&b, " (warning at %s)", th.warning)
+	}
+	if s.Delta && !s.InStep && s.Pending > 0 {
+		more := ""
+		if s.Capped {
+			more = "over "
+		}
+		fmt.Fprintf(&b, ", %s%s pending", more, plural(int(s.Pending), "change"))
+	}
+	if s.LastGood != nil && s.LastGood.Ended != nil {
+		fmt.Fprintf(&b, ", last good run %s ago", short(now.Sub(*s.LastGood.Ended)))
+	} else {
+		b.WriteString(", no good run yet")
+	}
+	for _, src := range s.Sources {
+		if src.Error != "" {
+			state = max(state, nagiosWarning)
+			fmt.Fprintf(&b, "; cannot measure the lag on %s: %s", src.DB, src.Error)
+		}
+	}
+	switch {
+	case s.Status != catalog.StatusActive:
+		state = max(state, nagiosWarning)
+		b.WriteString("; inactive: mcp activate " + s.Name + " runs it")
+	case s.Paused:
+		b.WriteString("; paused: " + s.PauseReason)
+	case s.State == "bad" || strings.Contains(s.State, "("): // its last run failed, or its controller is not well
+		b.WriteString("; " + s.State)
+	}
+	return state, b.String()
+}
+
+// perfData is the Nagios performance data of one sync: its lag (with the
+// thresholds) and its pending changes.
+func perfData(s syncStatus, th lagThresholds) string {
+	if !s.Delta {
+		return ""
+	}
+	limit := func(d time.Duration) string {
+		if d <= 0 {
+			return ""
+		}
+		return strconv.FormatFloat(d.Seconds(), 'f', -1, 64)
+	}
+	return fmt.Sprintf("'%s lag'=%.3fs;%s;%s;0 '%s pending'=%d;;;0", s.Name, s.LagSeconds, limit(th.warning), limit(th.critical), s.Name, s.Pending)
+}
+
+// ping is mcp ping: it prints its whole report on stdout, as Nagios reads
+// it, and exits with the worst state.
 func ping(e *env) error {
+	report := func(state int, line string, more ...string) error {
+		// Nagios takes the first line for the status: an error of several
+		// lines (pgx's, one per address tried) stays on it.
+		line = strings.NewReplacer(":\n\t", ": ", "\n\t", "; ", "\n", " ").Replace(line)
+		fmt.Fprintf(e.out, "%s: %s\n", nagiosWords[state], line)
+		for _, m := range more {
+			fmt.Fprintln(e.out, m)
+		}
+		if state == nagiosOK {
+			return nil
+		}
+		return cli.Exit("", state)
+	}
+	th, err := parseThresholds(e.c.String("warning"), e.c.String("critical"))
+	if err != nil {
+		return report(nagiosUnknown, err.Error())
+	}
+	if e.c.NArg() > 0 {
+		return report(nagiosUnknown, fmt.Sprintf("unexpected arguments %q: name a sync with --sync NAME", e.c.Args().Slice()))
+	}
 	ctx, cancel := context.WithTimeout(e.ctx(), e.c.Duration("timeout"))
 	defer cancel()
 	critical := func(format string, args ...any) error {
-		return cli.Exit("CRITICAL: "+fmt.Sprintf(format, args...), 2)
+		return report(nagiosCritical, fmt.Sprintf(format, args...))
 	}
 	e.c.Context = ctx
 	conn, err := e.connectCatalog()
@@ -362,23 +502,80 @@ func ping(e *env) error {
 		return critical("%s", message(err))
 	}
 	defer closeConn(ctx, conn)
+	var names []string
+	if n := e.c.String("sync"); n != "" && !strings.EqualFold(n, "all") {
+		if _, err := catalog.GetSync(ctx, conn, n); err != nil {
+			var nf *catalog.NotFoundError
+			if errors.As(err, &nf) {
+				return report(nagiosUnknown, fmt.Sprintf("there is no sync %s: mcp list syncs lists them", n))
+			}
+			return critical("%s", message(err))
+		}
+		names = []string{n}
+	}
+	up, err := mcpUp(ctx, conn)
+	if err != nil {
+		return critical("%s", message(err))
+	}
+	sts, _, err := loadStatus(ctx, conn, names)
+	if err != nil {
+		return critical("%s", message(err))
+	}
+	state, worst, lines, perf := nagiosOK, "", []string(nil), []string(nil)
+	checked, bad := 0, 0
+	for _, s := range sts {
+		if len(names) == 0 && s.Status != catalog.StatusActive {
+			continue
+		}
+		checked++
+		st, text := syncVerdict(s, th, time.Now())
+		lines = append(lines, nagiosWords[st]+": "+text)
+		if st != nagiosOK {
+			bad++
+		}
+		if p := perfData(s, th); p != "" {
+			perf = append(perf, p)
+		}
+		if st > state || worst == "" {
+			state, worst = max(state, st), text
+		}
+	}
+	var first string
+	switch {
+	case len(names) == 1:
+		first = worst + "; " + up
+		lines = nil
+	case state != nagiosOK:
+		first = fmt.Sprintf("%s; %d of %s not OK; %s", worst, bad, plural(checked, "active sync"), up)
+	default:
+		first = up + "; " + plural(checked, "active sync") + " checked"
+	}
+	if len(perf) > 0 {
+		first += " | " + strings.Join(perf, " ")
+	}
+	return report(state, first, lines...)
+}
+
+// mcpUp says that an MCP is running on the catalog and reporting; the error
+// is the CRITICAL sentence when not.
+func mcpUp(ctx context.Context, conn *pgx.Conn) (string, error) {
 	running, err := catalog.MCPRunning(ctx, conn)
 	if err != nil {
-		return critical("%v", err)
+		return "", err
 	}
 	if !running {
-		return critical("no MCP is running on this catalog")
+		return "", errors.New("no MCP is running on this catalog")
 	}
 	procs, err := catalog.ListProcesses(ctx, conn)
 	if err != nil {
-		return critical("%v", err)
+		return "", err
 	}
 	for _, p := range procs {
 		if p.Role != catalog.ProcessRoleMCP {
 			continue
 		}
 		if age := time.Since(p.Updated); age > 15*time.Second {
-			return critical("the MCP (pid %d on %s) has not reported for %s", p.PID, p.Host, age.Round(time.Second))
+			return "", fmt.Errorf("the MCP (pid %d on %s) has not reported for %s", p.PID, p.Host, age.Round(time.Second))
 		}
 		controllers := 0
 		for _, q := range procs {
@@ -386,9 +583,8 @@ func ping(e *env) error {
 				controllers++
 			}
 		}
-		fmt.Fprintf(e.out, "OK: MCP pid %d on %s up %s, %d controllers\n", p.PID, p.Host,
-			time.Since(p.Started).Round(time.Second), controllers)
-		return nil
+		return fmt.Sprintf("MCP pid %d on %s up %s, %s", p.PID, p.Host, time.Since(p.Started).Round(time.Second),
+			plural(controllers, "controller")), nil
 	}
-	return critical("the MCP holds its lock but has not reported yet")
+	return "", errors.New("the MCP holds its lock but has not reported yet")
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -18,117 +19,66 @@ import (
 // runInfo is one recorded run, for status.
 type runInfo = catalog.RunSummary
 
-// syncStatus is what mcp status shows of a sync.
+// syncStatus is what mcp status shows of a sync: its state and runs, and
+// how far behind it is (catalog.SyncLag, whose fields it shows at the top
+// level: lag_seconds, in_step, pending, rate, backlog, targets, ...).
 type syncStatus struct {
-	Name        string              `json:"name"`
-	State       string              `json:"state"`
-	Status      string              `json:"status"` // active or inactive
-	Paused      bool                `json:"paused"`
-	PauseReason string              `json:"pause_reason,omitempty"`
-	LastGood    *runInfo            `json:"last_good,omitempty"`
-	LastBad     *runInfo            `json:"last_bad,omitempty"`
-	Current     *runInfo            `json:"current,omitempty"`
-	Parked      int64               `json:"parked"`            // rows an exception handler set aside
-	Backlog     []sourceBacklog     `json:"backlog,omitempty"` // per source, in the detail view
-	Targets     []targetState       `json:"targets,omitempty"` // per target, in the detail view
-	Processes   []catalog.Process   `json:"processes,omitempty"`
-	Sync        *catalog.SyncDetail `json:"-"`
+	Name        string   `json:"name"`
+	State       string   `json:"state"`
+	Status      string   `json:"status"` // active or inactive
+	Paused      bool     `json:"paused"`
+	PauseReason string   `json:"pause_reason,omitempty"`
+	LastGood    *runInfo `json:"last_good,omitempty"`
+	LastBad     *runInfo `json:"last_bad,omitempty"`
+	Current     *runInfo `json:"current,omitempty"`
+	Parked      int64    `json:"parked"` // rows an exception handler set aside
+	catalog.SyncLag
+	// Partitions says, for each partition attached or detached on a source
+	// since the table was last copied whole, what to run (see
+	// capture.PartitionNote); in the detail view.
+	Partitions map[string][]string `json:"partition_notes,omitempty"`
+	Processes  []catalog.Process   `json:"processes,omitempty"`
+	Detail     *catalog.SyncDetail `json:"-"`
 }
 
-// backlogLimit caps the count of a sync's pending deltas on one source, so
-// that status stays cheap over a large backlog: the count is exact up to it
-// (an index range on txid from the watermark), "over" it beyond.
-const backlogLimit = 100000
-
-// sourceBacklog is what a sync has not consumed yet on one of its sources.
-type sourceBacklog struct {
-	DB       string     `json:"db"`
-	Pending  int64      `json:"pending"`                  // delta rows not consumed yet, counted up to backlogLimit
-	Capped   bool       `json:"pending_capped"`           // there are more than pending
-	Oldest   *time.Time `json:"oldest_pending,omitempty"` // changed_at of the oldest of them
-	Consumed *time.Time `json:"consumed,omitempty"`       // when the sync's watermark last advanced there
-	Error    string     `json:"error,omitempty"`          // why the backlog is unknown
-	// Partitions says, for each partition attached or detached there since
-	// the table was last copied whole, what to run (see capture.PartitionNote).
-	Partitions []string `json:"partition_notes,omitempty"`
-	behind     []capture.TargetBehind
-}
-
-// targetState is where a target of the sync stands.
-type targetState struct {
-	DB      string     `json:"db"`
-	Role    string     `json:"role"`
-	State   string     `json:"state"`            // in step, behind, inactive
-	Since   *time.Time `json:"since,omitempty"`  // behind since
-	Reason  string     `json:"reason,omitempty"` // why it was left out last
-	Pending int64      `json:"pending"`          // changes to catch up, summed over the sources (each capped)
-	Capped  bool       `json:"pending_capped"`
-}
-
-// targetStates says where each target of d stands, from what the sources
-// said of the targets that are behind.
-func targetStates(d catalog.SyncDetail, backlog []sourceBacklog) []targetState {
-	var out []targetState
-	for _, m := range d.Members {
-		if m.Role == catalog.RoleSource {
-			continue
-		}
-		ts := targetState{DB: m.DB, Role: m.Role, State: "in step"}
-		for _, b := range backlog {
-			for _, tb := range b.behind {
-				if tb.Target != m.DB {
-					continue
-				}
-				ts.State = "behind"
-				if ts.Since == nil || tb.Since.Before(*ts.Since) {
-					since := tb.Since
-					ts.Since = &since
-				}
-				ts.Reason = tb.Reason
-				ts.Pending += tb.Pending
-				ts.Capped = ts.Capped || tb.Capped
-			}
-		}
-		if d.DBs[m.DB].Status == catalog.StatusInactive {
-			ts.State, ts.Reason = "inactive", "status=inactive: runs leave it out; mcp update db "+m.DB+" status=active brings it back"
-		}
-		out = append(out, ts)
-	}
-	return out
-}
-
-// describe is the target's state in words, for the detail view.
-func (t targetState) describe() string {
-	switch t.State {
-	case "in step":
-		return "in step"
-	case "inactive":
-		if t.Since == nil {
-			return t.Reason
-		}
-	}
+// describeTarget is where target t stands, in words, for the detail view.
+func describeTarget(t catalog.TargetLag) string {
 	more := ""
 	if t.Capped {
 		more = "over "
 	}
-	s := fmt.Sprintf("%s since %s (%s ago), %s%s to catch up", t.State, t.Since.Local().Format("2006-01-02 15:04:05"),
-		short(time.Since(*t.Since)), more, plural(int(t.Pending), "change"))
+	lag := short(seconds(t.LagSeconds))
+	switch {
+	case t.State == catalog.TargetInStep && t.Pending == 0:
+		return "in step"
+	case t.State == catalog.TargetInStep:
+		return fmt.Sprintf("in step with the sync; %s%s not applied yet, the oldest %s old", more, plural(int(t.Pending), "change"), lag)
+	case t.State == catalog.TargetInactive && t.Since == nil:
+		return t.Reason
+	}
+	s := fmt.Sprintf("%s since %s (%s ago), %s%s to catch up, the oldest %s old", t.State, t.Since.Local().Format("2006-01-02 15:04:05"),
+		short(time.Since(*t.Since)), more, plural(int(t.Pending), "change"), lag)
 	if t.Reason != "" {
 		s += "; " + t.Reason
 	}
 	return s
 }
 
+func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+
 func statusCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "status",
 		Usage:     "state of every sync (or the detail of the named ones)",
 		ArgsUsage: "[SYNC|PATTERN|all...]",
-		Description: "Without arguments: one line per sync with its state, its last good run (how long ago, how\n" +
-			"long it took, rows inserted/deleted and conflicts) and its last failed run. With sync names:\n" +
-			"everything about each, including its current run, its processes, and per source db how many\n" +
-			"changes it has not consumed yet (counted up to 100000) and since when. A PATTERN ('web%',\n" +
-			"% or * for any characters) or all names every sync it matches. --sort orders the syncs.",
+		Description: "Without arguments: one line per sync with its state; its lag (the age of the oldest change\n" +
+			"not applied to every db yet, \"in step\" when there is none); the changes pending on its sources\n" +
+			"(counted up to 100000 per source, \">N\" beyond); the rows per second of its last 5 runs that\n" +
+			"applied rows; its last good run (how long ago, how long it took, rows inserted/deleted and\n" +
+			"conflicts) and its last failed run. With sync names: everything about each, including its\n" +
+			"current run, its processes, per source db and table the changes it has not consumed yet and\n" +
+			"since when, and per target how far behind it is. A PATTERN ('web%', % or * for any characters)\n" +
+			"or all names every sync it matches. --sort orders the syncs. --json gives the same (lag in seconds).",
 		Flags: []cli.Flag{&cli.StringFlag{Name: "sort", Value: "name",
 			Usage: "order the syncs by `COLUMN`: " + statusSortKeys() + " (-COLUMN reverses)"}},
 		Action: func(c *cli.Context) error { return status(newEnv(c)) },
@@ -166,13 +116,14 @@ func status(e *env) error {
 	if len(names) == 0 {
 		var rows [][]string
 		for _, s := range sts {
-			rows = append(rows, []string{s.Name, s.State, ago(s.LastGood), took(s.LastGood), counts(s.LastGood), ago(s.LastBad), took(s.LastBad)})
+			rows = append(rows, []string{s.Name, s.State, lagColumn(s.SyncLag), pendingColumn(s.SyncLag), rateColumn(s.Rate),
+				ago(s.LastGood), took(s.LastGood), counts(s.LastGood), ago(s.LastBad), took(s.LastBad)})
 		}
 		if len(rows) == 0 {
 			e.printf("No syncs: mcp add sync NAME ... adds one.\n")
 			return nil
 		}
-		e.table([]string{"Name", "State", "Last good", "Time", "Last I/D/C", "Last bad", "Time"}, rows)
+		e.table([]string{"Name", "State", "Lag", "Pending", "Rows/s", "Last good", "Time", "Last I/D/C", "Last bad", "Time"}, rows)
 		return nil
 	}
 	for i, s := range sts {
@@ -185,7 +136,7 @@ func status(e *env) error {
 }
 
 func (e *env) statusDetail(s syncStatus) {
-	d := s.Sync
+	d := s.Detail
 	line := func(k, v string) { e.printf("%-14s %s\n", k+":", v) }
 	line("Sync", s.Name)
 	line("State", s.State)
@@ -235,14 +186,21 @@ func (e *env) statusDetail(s syncStatus) {
 	if s.Current != nil {
 		run("Current run", s.Current)
 	}
-	for _, b := range s.Backlog {
-		line("Pending on "+b.DB, b.describe())
-		for _, n := range b.Partitions {
+	if s.Delta {
+		line("Lag", describeLag(s.SyncLag))
+	}
+	line("Run rate", describeRate(s.Rate))
+	for _, b := range s.Sources {
+		line("Pending on "+b.DB, describeSource(b))
+		for _, t := range b.Tables {
+			line("  "+pg.Display(t.Schema, t.Table), describeTable(t))
+		}
+		for _, n := range s.Partitions[b.DB] {
 			line("Partitions", n)
 		}
 	}
 	for _, t := range s.Targets {
-		line(strings.ToUpper(t.Role[:1])+t.Role[1:]+" "+t.DB, t.describe())
+		line(strings.ToUpper(t.Role[:1])+t.Role[1:]+" "+t.DB, describeTarget(t))
 	}
 	for _, p := range s.Processes {
 		detail := p.State
@@ -254,13 +212,14 @@ func (e *env) statusDetail(s syncStatus) {
 	}
 }
 
-// describe is the backlog in words, for the detail view.
-func (b sourceBacklog) describe() string {
+// describeSource is the backlog on one source in words, for the detail
+// view.
+func describeSource(b catalog.SourceLag) string {
 	if b.Error != "" {
 		return "unknown: " + b.Error
 	}
 	when := func(t time.Time) string {
-		return fmt.Sprintf("%s (%s ago)", t.Local().Format("2006-01-02 15:04:05"), short(time.Since(t)))
+		return fmt.Sprintf("%s (%s ago)", t.Local().Format("2006-01-02 15:04:05"), short(b.ReadAt.Sub(t)))
 	}
 	consumed := "never consumed"
 	if b.Consumed != nil {
@@ -273,6 +232,94 @@ func (b sourceBacklog) describe() string {
 		return fmt.Sprintf("over %d changes, the oldest from %s; %s", b.Pending, when(*b.Oldest), consumed)
 	}
 	return fmt.Sprintf("%s, the oldest from %s; %s", plural(int(b.Pending), "change"), when(*b.Oldest), consumed)
+}
+
+// describeTable is the backlog of one table on a source, for the detail
+// view.
+func describeTable(t catalog.TableLag) string {
+	more := ""
+	if t.Capped {
+		more = "over "
+	}
+	return fmt.Sprintf("%s%s, the oldest %s old", more, plural(int(t.Pending), "change"), short(seconds(t.LagSeconds)))
+}
+
+// describeLag is the sync's lag in words, for the detail view.
+func describeLag(l catalog.SyncLag) string {
+	var s string
+	switch {
+	case l.InStep:
+		return "0 (in step: every change is applied everywhere)"
+	case l.Unknown && l.LagSeconds == 0:
+		return "unknown: a source cannot be read"
+	case l.LagSeconds == 0 && l.Pending == 0:
+		s = "0"
+	default:
+		s = short(seconds(l.LagSeconds)) + ": the oldest change not applied everywhere yet is that old"
+	}
+	if l.Unknown {
+		s += " (on the sources that could be read)"
+	}
+	return s
+}
+
+// describeRate is the rate of the last runs in words, for the detail view.
+func describeRate(r catalog.RunRate) string {
+	if r.Runs == 0 {
+		return "no run has applied rows yet"
+	}
+	return fmt.Sprintf("%s rows/s over the last %s that applied rows (%s in %s)", rowsPerSecond(r.RowsPerSecond),
+		plural(r.Runs, "run"), plural(int(r.Rows), "row"), short(r.Busy))
+}
+
+// lagColumn is the summary's Lag column: "in step", a duration, "-" for a
+// sync without a backlog (fullcopy), "?" when unknown.
+func lagColumn(l catalog.SyncLag) string {
+	switch {
+	case !l.Delta:
+		return "-"
+	case l.InStep:
+		return "in step"
+	case l.Unknown && l.LagSeconds == 0:
+		return "?"
+	case l.Unknown:
+		return ">" + short(seconds(l.LagSeconds))
+	}
+	return short(seconds(l.LagSeconds))
+}
+
+// pendingColumn is the summary's Pending column.
+func pendingColumn(l catalog.SyncLag) string {
+	switch {
+	case !l.Delta:
+		return "-"
+	case l.Capped || (l.Unknown && l.Pending > 0):
+		return fmt.Sprintf(">%d", l.Pending)
+	case l.Unknown:
+		return "?"
+	}
+	return fmt.Sprint(l.Pending)
+}
+
+// rateColumn is the summary's Rows/s column.
+func rateColumn(r catalog.RunRate) string {
+	if r.Runs == 0 {
+		return "-"
+	}
+	return rowsPerSecond(r.RowsPerSecond)
+}
+
+// rowsPerSecond formats a rate: 0.4, 12, 3456, 12.3k, 1.2M.
+func rowsPerSecond(v float64) string {
+	switch {
+	case v < 10:
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	case v < 10000:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	case v < 1e6:
+		return strconv.FormatFloat(v/1e3, 'f', 1, 64) + "k"
+	}
+	return strconv.FormatFloat(v/1e6, 'f', 1, 64) + "M"
 }
 
 func ago(r *runInfo) string {
@@ -312,8 +359,8 @@ func short(d time.Duration) string {
 	return fmt.Sprintf("%dd%dh", days, int((d-time.Duration(days)*24*time.Hour)/time.Hour))
 }
 
-// loadStatus reads the state of the named syncs (all when none) and whether
-// an MCP is running.
+// loadStatus reads the state of the named syncs (all when none), how far
+// behind each is, and whether an MCP is running.
 func loadStatus(ctx context.Context, conn *pgx.Conn, names []string) ([]syncStatus, bool, error) {
 	syncs, err := catalog.ListSyncs(ctx, conn)
 	if err != nil {
@@ -331,6 +378,8 @@ func loadStatus(ctx context.Context, conn *pgx.Conn, names []string) ([]syncStat
 	for _, n := range names {
 		want[n] = true
 	}
+	var lags capture.LagReader
+	defer lags.Close(ctx)
 	var out []syncStatus
 	for _, s := range syncs {
 		if len(names) > 0 && !want[s.Name] {
@@ -359,18 +408,16 @@ func loadStatus(ctx context.Context, conn *pgx.Conn, names []string) ([]syncStat
 				}
 			}
 		}
-		if len(names) > 0 {
-			d, err := catalog.LoadSync(ctx, conn, s.Name)
-			if err != nil {
-				return nil, false, err
-			}
-			st.Sync = &d
-			if d.HasDeltaRole() {
-				for _, src := range d.Sources() {
-					st.Backlog = append(st.Backlog, backlogOn(ctx, src, capture.SyncFrom(d)))
-				}
-				st.Targets = targetStates(d, st.Backlog)
-			}
+		d, err := catalog.LoadSync(ctx, conn, s.Name)
+		if err != nil {
+			return nil, false, err
+		}
+		st.Detail = &d
+		if st.SyncLag, err = lags.Read(ctx, conn, d); err != nil {
+			return nil, false, err
+		}
+		if len(names) > 0 && d.HasDeltaRole() {
+			st.Partitions = partitionNotes(ctx, &lags, d)
 		}
 		st.State = stateOf(st, running)
 		out = append(out, st)
@@ -378,43 +425,28 @@ func loadStatus(ctx context.Context, conn *pgx.Conn, names []string) ([]syncStat
 	return out, running, nil
 }
 
-// backlogOn reads what sync has not consumed yet on the source db, and the
-// partitions attached or detached there; a db that cannot be reached
-// within a few seconds is reported, not waited for.
-func backlogOn(ctx context.Context, db catalog.DB, cs capture.Sync) sourceBacklog {
-	sync := cs.Name
-	b := sourceBacklog{DB: db.Name}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	conn, err := connectDB(ctx, db)
-	if err != nil {
-		b.Error = message(err)
-		return b
-	}
-	defer closeConn(ctx, conn)
-	got, err := capture.BacklogOf(ctx, conn, sync, backlogLimit)
-	switch {
-	case err != nil:
-		b.Error = fmt.Sprintf("db %s: %v", db.Name, pg.RedactError(err, db.Password))
-	case !got.HasWatermark:
-		b.Error = fmt.Sprintf("sync %s has no capture on db %s: mcp validate %s installs it", sync, db.Name, sync)
-	default:
-		b.Pending, b.Capped, b.Consumed = got.Pending, got.Capped, &got.Consumed
-		if !got.Oldest.IsZero() {
-			b.Oldest = &got.Oldest
+// partitionNotes reads, on each source of d that lags could reach, the
+// partitions attached or detached there.
+func partitionNotes(ctx context.Context, lags *capture.LagReader, d catalog.SyncDetail) map[string][]string {
+	out := map[string][]string{}
+	for _, db := range d.Sources() {
+		ctx, cancel := context.WithTimeout(ctx, capture.DefaultLagTimeout)
+		conn, err := lags.Conn(ctx, db)
+		if err != nil { // the backlog on db says why
+			cancel()
+			continue
 		}
-		notes, err := capture.PartitionNotes(ctx, conn, cs)
-		if err == nil {
-			b.behind, err = capture.TargetsBehind(ctx, conn, sync, backlogLimit)
-		}
+		notes, err := capture.PartitionNotes(ctx, conn, capture.SyncFrom(d))
+		cancel()
 		if err != nil {
-			b.Error = fmt.Sprintf("db %s: %v", db.Name, pg.RedactError(err, db.Password))
+			out[db.Name] = append(out[db.Name], fmt.Sprintf("unknown: db %s: %v", db.Name, pg.RedactError(err, db.Password)))
+			continue
 		}
 		for _, n := range notes {
-			b.Partitions = append(b.Partitions, n.Problem(db.Name, sync))
+			out[db.Name] = append(out[db.Name], n.Problem(db.Name, d.Name))
 		}
 	}
-	return b
+	return out
 }
 
 // stateOf is the one word of the summary's State column.

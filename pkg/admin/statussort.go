@@ -20,6 +20,7 @@ var statusSorts = map[string]func(a, b syncStatus) int{
 	"lastgood": func(a, b syncStatus) int { return compareAges(a.LastGood, b.LastGood) },
 	"lastbad":  func(a, b syncStatus) int { return compareAges(a.LastBad, b.LastBad) },
 	"time":     func(a, b syncStatus) int { return compareTook(a.LastGood, b.LastGood) },
+	"lag":      compareLags,
 }
 
 // statusSortAliases are other names of the sort keys.
@@ -64,6 +65,15 @@ func statusOrder(key string) (func(a, b syncStatus) int, error) {
 		}
 		return c
 	}, nil
+}
+
+// compareLags compares the lags: the smallest first, an unknown one (a
+// source could not be read) last.
+func compareLags(a, b syncStatus) int {
+	if c := compareMissing(!a.Unknown, !b.Unknown); c != 0 || a.Unknown {
+		return c
+	}
+	return cmp.Compare(a.LagSeconds, b.LagSeconds)
 }
 
 // compareAges compares how long ago two runs ended: the later end first,

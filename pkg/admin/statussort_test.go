@@ -4,6 +4,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/gobucardo/gobucardo/pkg/catalog"
 )
 
 func TestStatusOrder(t *testing.T) {
@@ -19,6 +21,10 @@ func TestStatusOrder(t *testing.T) {
 		{Name: "d", State: "bad", LastGood: nil, LastBad: run(time.Second, time.Second)},
 		{Name: "b", State: "good", LastGood: run(time.Second, 2*time.Second), LastBad: running},
 		{Name: "e", State: "bad", LastGood: run(time.Second, 2*time.Second)},
+	}
+	lags := map[string]catalog.SyncLag{"a": {LagSeconds: 120}, "b": {LagSeconds: 0.5}, "c": {}, "d": {Unknown: true}, "e": {LagSeconds: 3}}
+	for i := range sts {
+		sts[i].SyncLag = lags[sts[i].Name]
 	}
 	for _, tc := range []struct {
 		name, key string
@@ -36,6 +42,8 @@ func TestStatusOrder(t *testing.T) {
 		{name: "last bad: a run not ended counts as none", key: "lastbad", want: []string{"d", "c", "a", "b", "e"}},
 		{name: "time of the last good run", key: "time", want: []string{"a", "b", "e", "c", "d"}},
 		{name: "time reversed", key: "-duration", want: []string{"d", "c", "b", "e", "a"}},
+		{name: "lag: in step first, unknown last", key: "lag", want: []string{"c", "b", "e", "a", "d"}},
+		{name: "lag reversed: unknown first", key: "-lag", want: []string{"d", "a", "e", "b", "c"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			order, err := statusOrder(tc.key)
@@ -53,7 +61,7 @@ func TestStatusOrder(t *testing.T) {
 			}
 		})
 	}
-	for _, bad := range []string{"", "lag", "-", "nam"} {
+	for _, bad := range []string{"", "lags", "-", "nam"} {
 		if _, err := statusOrder(bad); err == nil {
 			t.Errorf("--sort %q accepted", bad)
 		}

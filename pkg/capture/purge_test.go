@@ -2,6 +2,7 @@ package capture
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/gobucardo/gobucardo/pkg/catalog"
 )
 
 // advance sets sync's watermark to snap, as a run's commit does.
@@ -141,24 +144,39 @@ func TestPurgeBatchesKeepsWhatLaggingSyncNeeds(t *testing.T) {
 
 	// The backlog of slow: the 701 rows it has not consumed, oldest first;
 	// cut at a limit.
-	b, err := BacklogOf(ctx, conn, "slow", 100000)
-	if err != nil {
-		t.Fatal(err)
+	read := func(sync string, limit int64) catalog.SourceLag {
+		t.Helper()
+		b, err := ReadSourceLag(ctx, conn, "A", sync, limit)
+		if err != nil {
+			t.Fatalf("ReadSourceLag(%s, %d): %v", sync, limit, err)
+		}
+		return b
 	}
-	if !b.HasWatermark || b.Pending != 701 || b.Capped || b.Oldest.IsZero() || time.Since(b.Consumed) > time.Minute {
-		t.Errorf("backlog of slow = %+v, want 701 pending, not capped", b)
+	b := read("slow", 100000)
+	if b.DB != "A" || b.Pending != 701 || b.Capped || b.Oldest == nil || b.Consumed == nil || time.Since(*b.Consumed) > time.Minute ||
+		b.ReadAt.Before(*b.Oldest) || len(b.Tables) != 1 || b.Tables[0].Table != "t" || b.Tables[0].Pending != 701 || !b.Tables[0].Oldest.Equal(*b.Oldest) {
+		t.Errorf("backlog of slow = %+v, want 701 pending on t, not capped", b)
 	}
-	if b, err = BacklogOf(ctx, conn, "slow", 701); err != nil || b.Pending != 701 || b.Capped {
-		t.Errorf("backlog of slow with limit 701 = %+v, %v", b, err)
+	if b = read("slow", 701); b.Pending != 701 || b.Capped {
+		t.Errorf("backlog of slow with limit 701 = %+v", b)
 	}
-	if b, err = BacklogOf(ctx, conn, "slow", 50); err != nil || b.Pending != 50 || !b.Capped {
-		t.Errorf("backlog of slow with limit 50 = %+v, %v", b, err)
+	if b = read("slow", 50); b.Pending != 50 || !b.Capped || !b.Tables[0].Capped {
+		t.Errorf("backlog of slow with limit 50 = %+v", b)
 	}
-	if b, err = BacklogOf(ctx, conn, "fast", 100000); err != nil || b.Pending != 702 {
-		t.Errorf("backlog of fast = %+v, %v; want 701 of t and 1 of odd", b, err)
+	b = read("fast", 100000)
+	pending := map[string]int64{}
+	for _, tl := range b.Tables {
+		pending[tl.Table] = tl.Pending
 	}
-	if b, err = BacklogOf(ctx, conn, "nope", 100000); err != nil || b.HasWatermark {
-		t.Errorf("backlog of an unknown sync = %+v, %v", b, err)
+	if b.Pending != 702 || pending["t"] != 701 || pending["Mixed Case"] != 1 {
+		t.Errorf("backlog of fast = %+v; want 701 of t and 1 of odd", b)
+	}
+	// Over the limit, every table is still probed for its oldest change.
+	if b = read("fast", 10); !b.Capped || len(b.Tables) != 2 || b.Pending > 10+2 {
+		t.Errorf("backlog of fast with limit 10 = %+v; want both tables, capped", b)
+	}
+	if _, err := ReadSourceLag(ctx, conn, "A", "nope", 100000); !errors.Is(err, ErrNoWatermark) || !strings.Contains(err.Error(), "sync nope has no capture on db A: mcp validate nope installs it") {
+		t.Errorf("backlog of an unknown sync: %v", err)
 	}
 	if countRows(t, conn, deltaOdd) != 1 {
 		t.Error("odd lost its pending row")

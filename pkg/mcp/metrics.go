@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/gobucardo/gobucardo/pkg/capture"
 	"github.com/gobucardo/gobucardo/pkg/catalog"
 	"github.com/gobucardo/gobucardo/pkg/metrics"
 )
@@ -48,7 +51,7 @@ func (e addrInUseError) Unwrap() error { return e.err }
 // serveMetrics serves /metrics, /healthz and /readyz on ln until ctx is
 // done; the returned channel closes once the server has stopped.
 func (d *daemon) serveMetrics(ctx context.Context, ln net.Listener) <-chan struct{} {
-	coll := &metrics.Catalog{DSN: d.o.MainDSN, Log: d.log}
+	coll := &metrics.Catalog{DSN: d.o.MainDSN, Log: d.log, Lag: d.lags}
 	reg := metrics.NewRegistry(append(d.metrics.Collectors(), coll)...)
 	h := metrics.Handler(reg, d.ready.check)
 	done := make(chan struct{})
@@ -104,4 +107,40 @@ func (r *readiness) close() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.conn.Close()
+}
+
+// lagSourceTimeout bounds reaching and reading one source db for the lag
+// metrics, so that one down source costs a scrape little.
+const lagSourceTimeout = time.Second
+
+// lags is the lag and pending changes of every target of the active syncs,
+// for the metrics (the same figures as mcp status, read the same way). A
+// sync one of whose sources cannot be read has no lag series in that
+// scrape; its error is in the log.
+func (d *daemon) lags(ctx context.Context, q catalog.Querier) ([]metrics.SyncLag, error) {
+	d.mu.Lock()
+	syncs := maps.Clone(d.syncs)
+	d.mu.Unlock()
+	r := capture.LagReader{Timeout: lagSourceTimeout}
+	defer r.Close(ctx)
+	var out []metrics.SyncLag
+	for _, name := range slices.Sorted(maps.Keys(syncs)) {
+		l, err := r.Read(ctx, q, syncs[name])
+		if err != nil {
+			return out, err
+		}
+		if l.Unknown {
+			for _, s := range l.Sources {
+				if s.Error != "" {
+					d.log.Warn("no lag metrics for the sync: a source cannot be read", zap.String("sync", name),
+						zap.String("db", s.DB), zap.String("error", s.Error))
+				}
+			}
+			continue
+		}
+		for _, t := range l.Targets {
+			out = append(out, metrics.SyncLag{Sync: name, DB: t.DB, LagSeconds: t.LagSeconds, PendingRows: float64(t.Pending)})
+		}
+	}
+	return out, nil
 }

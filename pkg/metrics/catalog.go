@@ -62,9 +62,10 @@ type Catalog struct {
 	// Timeout bounds the catalog queries of one scrape; 0: 5s.
 	Timeout time.Duration
 	// Lag, when set, reports the lag and pending rows of every sync and
-	// db, as gobucardo_sync_lag_seconds and gobucardo_sync_pending_rows;
-	// nil: those metrics are not exposed.
-	Lag func(ctx context.Context) ([]SyncLag, error)
+	// db, as gobucardo_sync_lag_seconds and gobucardo_sync_pending_rows,
+	// reading the catalog through q (the collector's connection); nil:
+	// those metrics are not exposed.
+	Lag func(ctx context.Context, q catalog.Querier) ([]SyncLag, error)
 	// Log receives the reasons a scrape failed; nil: discarded.
 	Log *zap.Logger
 
@@ -171,7 +172,11 @@ func (c *Catalog) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descCatalogUp, prometheus.GaugeValue, up)
 	c.send(ch)
 	if c.Lag != nil {
-		lags, err := c.Lag(ctx)
+		var lags []SyncLag
+		conn, err := c.conn.Get(ctx)
+		if err == nil {
+			lags, err = c.Lag(ctx, conn)
+		}
 		if err != nil {
 			c.logf("cannot compute the lag for the metrics", err)
 		}

@@ -253,13 +253,13 @@ gobucardo_sync_runs_total{outcome="good",sync="t"} 0
 
 	// The Lag hook's figures are exposed as they are; its error leaves
 	// the rest alone.
-	coll.Lag = func(context.Context) ([]SyncLag, error) {
+	coll.Lag = func(context.Context, catalog.Querier) ([]SyncLag, error) {
 		return []SyncLag{{Sync: "s", DB: "B", LagSeconds: 4.5, PendingRows: 12}}, nil
 	}
 	m = scrape(t, coll)
 	want(t, m, 4.5, "gobucardo_sync_lag_seconds", "sync", "s", "db", "B")
 	want(t, m, 12, "gobucardo_sync_pending_rows", "sync", "s", "db", "B")
-	coll.Lag = func(context.Context) ([]SyncLag, error) { return nil, errors.New("no lag today") }
+	coll.Lag = func(context.Context, catalog.Querier) ([]SyncLag, error) { return nil, errors.New("no lag today") }
 	m = scrape(t, coll)
 	want(t, m, 1, "gobucardo_catalog_up")
 	want(t, m, 2, "gobucardo_sync_runs_total", "sync", "s", "outcome", "good")
