@@ -13,11 +13,13 @@ import (
 // its lag rising, per source, table and target, and mcp ping goes from OK
 // to WARNING to CRITICAL with Nagios' exit statuses; once resumed it
 // catches up, the lag falls to about 0, the sync is in step and ping is OK
-// again. Bad arguments to ping are UNKNOWN.
+// again. Without --warning and --critical, ping checks the sync's own
+// overdue and expired; either flag replaces both. Bad arguments to ping are
+// UNKNOWN.
 func TestDaemonLag(t *testing.T) {
 	c := pgtest.Shared(t)
 	d := newDaemon(t, c)
-	src, dst := d.twoDBs(c, c, c)
+	src, dst := d.twoDBs(c, c, c, "overdue=2s", "expired=6s")
 	d.start()
 	ping := []string{"ping", "--sync", "s", "--warning", "2s", "--critical", "6s"}
 
@@ -81,6 +83,17 @@ func TestDaemonLag(t *testing.T) {
 		!strings.HasPrefix(lines[1], "CRITICAL: sync s lag ") {
 		t.Errorf("ping of every sync: exit %d: %q", code, out)
 	}
+	// The sync's own thresholds, without the flags; a flag replaces both.
+	out, code = d.try("ping", "--sync", "s")
+	t.Logf("mcp ping --sync s (overdue=2s expired=6s): exit %d:\n%s", code, out)
+	if code != 2 || !strings.HasPrefix(out, "CRITICAL: sync s lag ") || !strings.Contains(out, "(critical at 6s)") ||
+		!regexp.MustCompile(`\| 's lag'=[\d.]+s;2;6;0 `).MatchString(out) {
+		t.Errorf("ping --sync s with its own thresholds: exit %d: %q", code, out)
+	}
+	out, code = d.try("ping", "--sync", "s", "--warning", "1h")
+	if code != 0 || !strings.HasPrefix(out, "OK: sync s lag ") || !regexp.MustCompile(`\| 's lag'=[\d.]+s;3600;;0 `).MatchString(out) {
+		t.Errorf("ping --sync s --warning 1h (the flag wins): exit %d: %q", code, out)
+	}
 	table := d.run(0, "status")
 	t.Logf("mcp status while paused:\n%s", table)
 	if !regexp.MustCompile(`(?m)^Name +State +Lag +Pending +Rows/s +Last good +Time +Last I/D/C +Last bad +Time$`).MatchString(table) ||
@@ -90,7 +103,7 @@ func TestDaemonLag(t *testing.T) {
 	detail := d.run(0, "status", "s")
 	t.Logf("mcp status s while paused:\n%s", detail)
 	for _, want := range []string{"\nLag:           ", ": the oldest change not applied everywhere yet is that old\n",
-		"\n  public.t:    ", "\nTarget B:      in step with the sync; ", "\nRun rate:      "} {
+		"\n  public.t:    ", "\nTarget B:      in step with the sync; ", "\nRun rate:      ", " overdue=2s expired=6s\n"} {
 		if !strings.Contains(detail, want) {
 			t.Errorf("status s while paused lacks %q:\n%s", want, detail)
 		}
@@ -113,6 +126,9 @@ func TestDaemonLag(t *testing.T) {
 	}
 	if out := d.run(0, "ping", "--warning", "2s"); !strings.HasPrefix(out, "OK: MCP pid ") || !strings.Contains(out, "; 1 active sync checked | 's lag'=0.000s;2;;0") {
 		t.Errorf("ping of every sync once resumed: %q", out)
+	}
+	if out := d.run(0, "ping"); !strings.Contains(out, "; 1 active sync checked | 's lag'=0.000s;2;6;0") {
+		t.Errorf("ping of every sync once resumed, with their own thresholds: %q", out)
 	}
 
 	// Bad arguments are UNKNOWN (3), in one sentence.

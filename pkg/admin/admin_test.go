@@ -49,7 +49,8 @@ func TestCLIScript(t *testing.T) {
 	f.ok("add", "table", "branches", "db=A", "relgroup=r1", "conflict_strategy=B A")
 	f.ok("add", "sequence", "public.order_seq", "db=A", "relgroup=r1")
 	out := f.ok("add", "sync", "s1", "relgroup=r1", "dbgroup=g1", "checktime=30s", "onetimecopy=2",
-		"isolation_level=serializable", "commit_every=5000", "autokick=false", "conflict_strategy=bucardo_source")
+		"isolation_level=serializable", "commit_every=5000", "autokick=false", "conflict_strategy=bucardo_source",
+		"overdue=5m", "expired=15m")
 	if !strings.Contains(out, `Added sync "s1"`) {
 		t.Errorf("add sync said %q", out)
 	}
@@ -87,6 +88,7 @@ func TestCLIScript(t *testing.T) {
 			CommitEvery                     int    `json:"commit_every"`
 			Autokick                        bool
 			ConflictStrategy                string `json:"conflict_strategy"`
+			Overdue, Expired                time.Duration
 		} `json:"syncs"`
 	}
 	if err := json.Unmarshal([]byte(f.ok("list", "all", "--json")), &doc); err != nil {
@@ -115,7 +117,8 @@ func TestCLIScript(t *testing.T) {
 	}
 	s1 := doc.Syncs[0]
 	if s1.Name != "s1" || s1.Checktime != 30e9 || s1.OneTimeCopy != 2 || s1.IsolationLevel != "serializable" ||
-		s1.CommitEvery != 5000 || s1.Autokick || s1.ConflictStrategy != "bucardo_source" || s1.Status != "active" {
+		s1.CommitEvery != 5000 || s1.Autokick || s1.ConflictStrategy != "bucardo_source" || s1.Status != "active" ||
+		s1.Overdue != 5*time.Minute || s1.Expired != 15*time.Minute {
 		t.Errorf("s1 = %+v", s1)
 	}
 	if doc.Syncs[1].DBGroup != "s2" || doc.Syncs[1].RelGroup != "s2" || doc.Syncs[2].Status != "inactive" {
@@ -124,7 +127,7 @@ func TestCLIScript(t *testing.T) {
 
 	// Human output has the headers and rows.
 	human := f.ok("list", "syncs")
-	for _, w := range []string{"NAME", "CHECKTIME", "s1", "30s", "bucardo_source"} {
+	for _, w := range []string{"NAME", "CHECKTIME", "OVERDUE", "EXPIRED", "s1", "30s", "bucardo_source", "5m0s", "15m0s"} {
 		if !strings.Contains(human, w) {
 			t.Errorf("list syncs lacks %q:\n%s", w, human)
 		}
@@ -134,7 +137,9 @@ func TestCLIScript(t *testing.T) {
 	}
 
 	// Updates.
-	f.ok("update", "sync", "s1", "checktime=0", "onetimecopy=0", "maxkicks=10", "lifetime=1h")
+	f.fail(1, []string{"sync s1: expired=15m0s is below overdue=20m0s: raise expired, lower overdue, or set one to 0 (off)"},
+		"update", "sync", "s1", "overdue=20m")
+	f.ok("update", "sync", "s1", "checktime=0", "onetimecopy=0", "maxkicks=10", "lifetime=1h", "overdue=0")
 	f.ok("update", "sync", "s2", "add", "table", "public.branches")
 	f.ok("update", "relgroup", "r1", "remove", "public.order_seq")
 	f.ok("update", "dbgroup", "g1", "C:fullcopy")
@@ -148,7 +153,7 @@ func TestCLIScript(t *testing.T) {
 	if err := json.Unmarshal([]byte(f.ok("list", "all", "--json")), &doc); err != nil {
 		t.Fatal(err)
 	}
-	if doc.Syncs[0].Checktime != 0 || doc.Syncs[0].OneTimeCopy != 0 {
+	if doc.Syncs[0].Checktime != 0 || doc.Syncs[0].OneTimeCopy != 0 || doc.Syncs[0].Overdue != 0 || doc.Syncs[0].Expired != 15*time.Minute {
 		t.Errorf("s1 after update = %+v", doc.Syncs[0])
 	}
 	if doc.DBGroups[0].Members[2].Role != "fullcopy" || doc.DBs[2].Status != "inactive" {

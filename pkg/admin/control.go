@@ -59,12 +59,14 @@ func controlCommands() []*cli.Command {
 				"after |, then a line per sync; exits 0 (OK), 1 (WARNING: a lag at or over --warning, or\n" +
 				"one that cannot be measured), 2 (CRITICAL: a lag at or over --critical, no MCP running,\n" +
 				"the catalog unreachable) or 3 (UNKNOWN: bad arguments, such as a sync that does not exist).\n" +
-				"The thresholds are flags (Bucardo's check_bucardo_sync overdue and expired), 0 for none.",
+				"The thresholds are each sync's overdue and expired options (Bucardo's check_bucardo_sync;\n" +
+				"mcp update sync NAME overdue=5m expired=15m). --warning and --critical, when either is\n" +
+				"given, replace them for every sync checked (a threshold not given is then off); 0 is none.",
 			Flags: []cli.Flag{
 				&cli.DurationFlag{Name: "timeout", Value: 10 * time.Second, Usage: "give up after `DURATION`"},
 				&cli.StringFlag{Name: "sync", Usage: "check the lag of sync `NAME` only (all: every active sync, the default)"},
-				&cli.StringFlag{Name: "warning", Aliases: []string{"w", "overdue"}, Usage: "WARNING when a lag reaches `DURATION` (0: never)"},
-				&cli.StringFlag{Name: "critical", Aliases: []string{"c", "expired"}, Usage: "CRITICAL when a lag reaches `DURATION` (0: never)"},
+				&cli.StringFlag{Name: "warning", Aliases: []string{"w", "overdue"}, Usage: "WARNING when a lag reaches `DURATION` (0: never; default: each sync's overdue)"},
+				&cli.StringFlag{Name: "critical", Aliases: []string{"c", "expired"}, Usage: "CRITICAL when a lag reaches `DURATION` (0: never; default: each sync's expired)"},
 			},
 			Action: func(c *cli.Context) error {
 				return ping(newEnv(c))
@@ -377,6 +379,15 @@ var nagiosWords = [...]string{"OK", "WARNING", "CRITICAL", "UNKNOWN"}
 // lagThresholds are ping's --warning and --critical; 0 is none.
 type lagThresholds struct{ warning, critical time.Duration }
 
+// syncThresholds are the thresholds ping checks sync s against: the flags
+// when either was given (given), else the sync's own overdue and expired.
+func syncThresholds(s syncStatus, flags lagThresholds, given bool) lagThresholds {
+	if given || s.Detail == nil {
+		return flags
+	}
+	return lagThresholds{warning: s.Detail.Overdue, critical: s.Detail.Expired}
+}
+
 // parseThresholds reads --warning and --critical.
 func parseThresholds(warning, critical string) (lagThresholds, error) {
 	var th lagThresholds
@@ -484,7 +495,8 @@ func ping(e *env) error {
 		}
 		return cli.Exit("", state)
 	}
-	th, err := parseThresholds(e.c.String("warning"), e.c.String("critical"))
+	flags, err := parseThresholds(e.c.String("warning"), e.c.String("critical"))
+	given := e.c.IsSet("warning") || e.c.IsSet("critical")
 	if err != nil {
 		return report(nagiosUnknown, err.Error())
 	}
@@ -528,6 +540,7 @@ func ping(e *env) error {
 			continue
 		}
 		checked++
+		th := syncThresholds(s, flags, given)
 		st, text := syncVerdict(s, th, time.Now())
 		lines = append(lines, nagiosWords[st]+": "+text)
 		if st != nagiosOK {

@@ -211,9 +211,9 @@ func listOne(ctx context.Context, e *env, q catalog.Querier, noun string, match 
 			}
 			views = append(views, s)
 			rows = append(rows, []string{s.Name, s.Status, s.RelGroup, s.DBGroup, onOff(s.Autokick), dur(s.Checktime),
-				s.ConflictStrategy, strconv.Itoa(s.OneTimeCopy)})
+				s.ConflictStrategy, strconv.Itoa(s.OneTimeCopy), dur(s.Overdue), dur(s.Expired)})
 		}
-		header, out = []string{"NAME", "STATUS", "RELGROUP", "DBGROUP", "AUTOKICK", "CHECKTIME", "CONFLICT", "ONETIMECOPY"}, views
+		header, out = []string{"NAME", "STATUS", "RELGROUP", "DBGROUP", "AUTOKICK", "CHECKTIME", "CONFLICT", "ONETIMECOPY", "OVERDUE", "EXPIRED"}, views
 	case "customcode":
 		cs, err := catalog.ListCustomCode(ctx, q)
 		if err != nil {

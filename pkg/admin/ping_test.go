@@ -40,6 +40,39 @@ func TestParseThresholds(t *testing.T) {
 	}
 }
 
+// TestSyncThresholds: ping checks a sync against its own overdue and
+// expired, unless --warning or --critical is given: then the flags, both.
+func TestSyncThresholds(t *testing.T) {
+	own := func(overdue, expired time.Duration) syncStatus {
+		d := catalog.SyncDetail{Sync: catalog.NewSync("s")}
+		d.Overdue, d.Expired = overdue, expired
+		return syncStatus{Name: "s", Detail: &d}
+	}
+	cases := []struct {
+		name  string
+		s     syncStatus
+		flags lagThresholds
+		given bool
+		want  lagThresholds
+	}{
+		{"the sync's own", own(5*time.Minute, 15*time.Minute), lagThresholds{}, false, lagThresholds{5 * time.Minute, 15 * time.Minute}},
+		{"the sync's own, expired only", own(0, time.Hour), lagThresholds{}, false, lagThresholds{critical: time.Hour}},
+		{"none stored, none given", own(0, 0), lagThresholds{}, false, lagThresholds{}},
+		{"the flags win", own(5*time.Minute, 15*time.Minute), lagThresholds{2 * time.Second, 6 * time.Second}, true,
+			lagThresholds{2 * time.Second, 6 * time.Second}},
+		{"one flag replaces both", own(5*time.Minute, 15*time.Minute), lagThresholds{warning: time.Hour}, true,
+			lagThresholds{warning: time.Hour}},
+		{"flags given as 0 turn them off", own(5*time.Minute, 15*time.Minute), lagThresholds{}, true, lagThresholds{}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := syncThresholds(tc.s, tc.flags, tc.given); got != tc.want {
+				t.Errorf("= %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
 // TestSyncVerdict: the Nagios state of a sync from its lag and the
 // thresholds, and what ping says of it.
 func TestSyncVerdict(t *testing.T) {

@@ -336,7 +336,9 @@ var syncKeys = func() map[string][]string {
 	return m
 }()
 
-// applySyncOptions sets the options of kv other than the structural ones.
+// applySyncOptions sets the options of kv other than the structural ones,
+// then checks those that go together (expired not below overdue, with the
+// values s had for those not given).
 func applySyncOptions(s *catalog.Sync, kv kvArgs) error {
 	for _, k := range kv.order {
 		switch k {
@@ -347,7 +349,7 @@ func applySyncOptions(s *catalog.Sync, kv kvArgs) error {
 			return err
 		}
 	}
-	return nil
+	return s.CheckThresholds()
 }
 
 var customCodeKeys = map[string][]string{

@@ -314,11 +314,12 @@ func TestApplySyncOptions(t *testing.T) {
 	}{
 		{"every option", []string{"autokick=off", "checktime=30s", "conflict_strategy=source", "onetimecopy=2", "status=INACTIVE",
 			"stayalive=no", "kidsalive=0", "isolation_level=SERIALIZABLE", "lifetime=1h", "maxkicks=10", "makedelta=on",
-			"commit_every=5000", "deletemethod=Truncate_Cascade"},
+			"commit_every=5000", "deletemethod=Truncate_Cascade", "overdue=5m", "expired=900"},
 			with(func(s *catalog.Sync) {
 				s.Autokick, s.Checktime, s.ConflictStrategy, s.OneTimeCopy, s.Status = false, 30*time.Second, catalog.StrategySource, 2, "inactive"
 				s.Stayalive, s.Kidsalive, s.IsolationLevel, s.Lifetime, s.MaxKicks = false, false, "serializable", time.Hour, 10
 				s.MakeDelta, s.CommitEvery, s.DeleteMethod = true, 5000, "truncate_cascade"
+				s.Overdue, s.Expired = 5*time.Minute, 15*time.Minute
 			}), "", false},
 		{"two aliases of one key", []string{"ping=false", "txnmode=repeatable_read", "commitevery=10", "conflict=B A", "standard_conflict=x"}, catalog.Sync{},
 			"conflict_strategy is given twice", true},
@@ -328,6 +329,12 @@ func TestApplySyncOptions(t *testing.T) {
 			}), "", false},
 		{"durations in seconds, and off", []string{"checktime=90", "lifetime=off"},
 			with(func(s *catalog.Sync) { s.Checktime = 90 * time.Second }), "", false},
+		{"overdue alone", []string{"overdue=90s", "expired=off"},
+			with(func(s *catalog.Sync) { s.Overdue = 90 * time.Second }), "", false},
+		{"expired alone, any overdue being off", []string{"expired=1h", "overdue=0"},
+			with(func(s *catalog.Sync) { s.Expired = time.Hour }), "", false},
+		{"expired equal to overdue", []string{"overdue=1m", "expired=60"},
+			with(func(s *catalog.Sync) { s.Overdue, s.Expired = time.Minute, time.Minute }), "", false},
 		{"the structural keys are not options", []string{"relgroup=r", "dbgroup=g", "tables=t1,t2", "dbs=A:source"},
 			catalog.NewSync("s1"), "", false},
 
@@ -337,6 +344,12 @@ func TestApplySyncOptions(t *testing.T) {
 			`sync s1: checktime="soon" is not valid: use a duration such as 30s, 5m or 1h, or 0 for none`, false},
 		{"a bad lifetime", []string{"lifetime=-1h"}, catalog.Sync{},
 			`sync s1: lifetime="-1h" is not valid: use a duration such as 30s, 5m or 1h, or 0 for none`, false},
+		{"a bad overdue", []string{"overdue=soon"}, catalog.Sync{},
+			`sync s1: overdue="soon" is not valid: use a duration such as 30s, 5m or 1h, or 0 for none`, false},
+		{"a negative expired", []string{"expired=-5m"}, catalog.Sync{},
+			`sync s1: expired="-5m" is not valid: use a duration such as 30s, 5m or 1h, or 0 for none`, false},
+		{"expired below overdue", []string{"expired=10m", "overdue=15m"}, catalog.Sync{},
+			`sync s1: expired=10m0s is below overdue=15m0s: raise expired, lower overdue, or set one to 0 (off)`, false},
 		{"a bad boolean, named by its canonical key", []string{"ping=maybe"}, catalog.Sync{},
 			`sync s1: autokick="maybe" is not valid: use true or false`, false},
 		{"a bad status", []string{"status=paused"}, catalog.Sync{}, `sync s1: status="paused" is not valid: use active or inactive`, false},
@@ -353,7 +366,7 @@ func TestApplySyncOptions(t *testing.T) {
 			`sync s1: checktime="soon" is not valid: use a duration such as 30s, 5m or 1h, or 0 for none`, false},
 		{"an unknown key names them all", []string{"colour=blue"}, catalog.Sync{},
 			`unknown setting "colour": use autokick, checktime, commit_every, conflict_strategy, dbgroup, dbs, deletemethod, ` +
-				`isolation_level, kidsalive, lifetime, makedelta, maxkicks, onetimecopy, relgroup, status, stayalive, tables`, true},
+				`expired, isolation_level, kidsalive, lifetime, makedelta, maxkicks, onetimecopy, overdue, relgroup, status, stayalive, tables`, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -371,6 +384,30 @@ func TestApplySyncOptions(t *testing.T) {
 			}
 			if s != tc.want {
 				t.Errorf("applySyncOptions(%q)\n got %+v\nwant %+v", tc.args, s, tc.want)
+			}
+		})
+	}
+	// mcp update sync checks the thresholds given against those stored.
+	stored := catalog.NewSync("s1")
+	stored.Overdue, stored.Expired = 5*time.Minute, 15*time.Minute
+	for _, tc := range []struct {
+		arg, err string
+	}{
+		{"overdue=20m", `sync s1: expired=15m0s is below overdue=20m0s: raise expired, lower overdue, or set one to 0 (off)`},
+		{"expired=4m", `sync s1: expired=4m0s is below overdue=5m0s: raise expired, lower overdue, or set one to 0 (off)`},
+		{"overdue=15m", ""},
+		{"expired=0", ""},
+	} {
+		t.Run("update by "+tc.arg, func(t *testing.T) {
+			kv, err := parseKV([]string{tc.arg}, syncKeys)
+			s := stored
+			if err == nil {
+				err = applySyncOptions(&s, kv)
+			}
+			if tc.err != "" {
+				wantErr(t, err, tc.err, false)
+			} else if err != nil {
+				t.Errorf("update of a sync with overdue=5m expired=15m by %s: %v", tc.arg, err)
 			}
 		})
 	}

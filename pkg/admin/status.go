@@ -154,6 +154,12 @@ func (e *env) statusDetail(s syncStatus) {
 	if d.Checktime > 0 {
 		opts += " checktime=" + d.Checktime.String()
 	}
+	if d.Overdue > 0 {
+		opts += " overdue=" + d.Overdue.String()
+	}
+	if d.Expired > 0 {
+		opts += " expired=" + d.Expired.String()
+	}
 	line("Options", opts)
 	run := func(k string, r *runInfo) {
 		if r == nil {

@@ -98,6 +98,8 @@ func TestConstraints(t *testing.T) {
 		{"bad onetimecopy", "UPDATE gobucardo.sync SET onetimecopy = 3", "sync_onetimecopy_check"},
 		{"bad isolation", "UPDATE gobucardo.sync SET isolation_level = 'read committed'", "sync_isolation_level_check"},
 		{"negative checktime", "UPDATE gobucardo.sync SET checktime = '-1 second'", "sync_checktime_check"},
+		{"negative overdue", "UPDATE gobucardo.sync SET overdue = '-1 second'", "sync_overdue_check"},
+		{"expired below overdue", "UPDATE gobucardo.sync SET overdue = '15 minutes', expired = '10 minutes'", "sync_expired_not_below_overdue"},
 		{"reserved sync name", "INSERT INTO gobucardo.sync (name, relgroup, dbgroup) VALUES ('swap', 'r', 'g')", "sync_name_reserved"},
 		{"no source", "UPDATE gobucardo.dbgroup_member SET role = 'target' WHERE db = 'A'", "sync s has no source database"},
 		{"last source removed", "DELETE FROM gobucardo.dbgroup_member WHERE db = 'A'", "sync s has no source database"},

@@ -248,29 +248,8 @@ func TestSettingsRoundTrip(t *testing.T) {
 // (the release before settings) is upgraded by Install, keeps its data, and
 // takes settings afterwards; before the upgrade CheckVersion asks for it.
 func TestUpgradeFromVersion3(t *testing.T) {
-	c := pgtest.Shared(t)
-	conn := c.Connect(t, c.NewDB(t))
+	conn := catalogOfVersion(t, 3, "settings")
 	ctx := context.Background()
-	ms, err := schema.Migrations()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(ms) < 4 || ms[3].Name != "settings" {
-		t.Fatalf("migration 4 is %+v, want settings", ms[3])
-	}
-	old := `CREATE SCHEMA gobucardo;
-		CREATE TABLE gobucardo.schema_migration (version integer PRIMARY KEY, name text NOT NULL, applied timestamptz NOT NULL DEFAULT now())`
-	if _, err := conn.Exec(ctx, old); err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range ms[:3] {
-		if _, err := conn.Exec(ctx, m.SQL); err != nil {
-			t.Fatalf("migration %d: %v", m.Version, err)
-		}
-		if _, err := conn.Exec(ctx, "INSERT INTO gobucardo.schema_migration (version, name) VALUES ($1, $2)", m.Version, m.Name); err != nil {
-			t.Fatal(err)
-		}
-	}
 	if _, err := conn.Exec(ctx, "INSERT INTO gobucardo.db (name, dbname) VALUES ('A', 'a')"); err != nil {
 		t.Fatal(err)
 	}
@@ -294,4 +273,35 @@ func TestUpgradeFromVersion3(t *testing.T) {
 	if s, err := LoadSettings(ctx, conn); err != nil || s.KidAttempts != 3 {
 		t.Fatalf("LoadSettings after the upgrade = %+v, %v", s, err)
 	}
+}
+
+// catalogOfVersion returns a connection to a fresh main database with the
+// catalog as the release of version n installed it: the migrations up to
+// n, recorded as Install records them. The next migration must be next.
+func catalogOfVersion(t *testing.T, n int, next string) *pgx.Conn {
+	t.Helper()
+	c := pgtest.Shared(t)
+	conn := c.Connect(t, c.NewDB(t))
+	ctx := context.Background()
+	ms, err := schema.Migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) <= n || ms[n].Name != next {
+		t.Fatalf("migration %d is not %s (%d migrations)", n+1, next, len(ms))
+	}
+	old := `CREATE SCHEMA gobucardo;
+		CREATE TABLE gobucardo.schema_migration (version integer PRIMARY KEY, name text NOT NULL, applied timestamptz NOT NULL DEFAULT now())`
+	if _, err := conn.Exec(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms[:n] {
+		if _, err := conn.Exec(ctx, m.SQL); err != nil {
+			t.Fatalf("migration %d: %v", m.Version, err)
+		}
+		if _, err := conn.Exec(ctx, "INSERT INTO gobucardo.schema_migration (version, name) VALUES ($1, $2)", m.Version, m.Name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return conn
 }

@@ -77,7 +77,11 @@ type Sync struct {
 	MakeDelta        bool          `json:"makedelta"`
 	CommitEvery      int           `json:"commit_every"`
 	DeleteMethod     string        `json:"deletemethod"`
-	Created          time.Time     `json:"created"`
+	// Overdue and Expired are the lags at which mcp ping warns and turns
+	// critical (Bucardo's check_bucardo_sync); 0 is off.
+	Overdue time.Duration `json:"overdue"`
+	Expired time.Duration `json:"expired"`
+	Created time.Time     `json:"created"`
 }
 
 // NewSync returns a sync with the catalog's defaults.
@@ -91,7 +95,7 @@ func NewSync(name string) Sync {
 // SyncOptions lists the options Set takes, for help texts.
 var SyncOptions = []string{
 	"autokick", "checktime", "conflict_strategy", "onetimecopy", "status", "stayalive", "kidsalive",
-	"isolation_level", "lifetime", "maxkicks", "makedelta", "commit_every", "deletemethod",
+	"isolation_level", "lifetime", "maxkicks", "makedelta", "commit_every", "deletemethod", "overdue", "expired",
 }
 
 var syncOptionAliases = map[string]string{
@@ -122,6 +126,10 @@ func (s *Sync) Set(key, value string) error {
 		s.Checktime, err = ParseDuration(value)
 	case "lifetime":
 		s.Lifetime, err = ParseDuration(value)
+	case "overdue":
+		s.Overdue, err = ParseDuration(value)
+	case "expired":
+		s.Expired, err = ParseDuration(value)
 	case "conflict_strategy":
 		s.ConflictStrategy, err = ParseConflictStrategy(value)
 		if err != nil {
@@ -172,6 +180,17 @@ func (s *Sync) Set(key, value string) error {
 	return nil
 }
 
+// CheckThresholds says, in one sentence, when expired is below overdue: a
+// lag would be critical before it warns. Set checks each option alone;
+// this checks them together, once all are set.
+func (s *Sync) CheckThresholds() error {
+	if s.Overdue > 0 && s.Expired > 0 && s.Expired < s.Overdue {
+		return Invalidf("sync %s: expired=%s is below overdue=%s: raise expired, lower overdue, or set one to 0 (off)",
+			s.Name, s.Expired, s.Overdue)
+	}
+	return nil
+}
+
 // ParseBool accepts true/false, on/off, yes/no, 1/0.
 func ParseBool(s string) (bool, error) {
 	switch strings.ToLower(s) {
@@ -202,17 +221,20 @@ func ParseDuration(s string) (time.Duration, error) {
 const syncColumns = `name, relgroup, dbgroup, status, autokick,
 	coalesce(extract(epoch FROM checktime), 0)::float8, conflict_strategy, onetimecopy, stayalive, kidsalive,
 	isolation_level, coalesce(extract(epoch FROM lifetime), 0)::float8, maxkicks, makedelta,
-	coalesce(commit_every, 0), deletemethod, created`
+	coalesce(commit_every, 0), deletemethod, coalesce(extract(epoch FROM overdue), 0)::float8,
+	coalesce(extract(epoch FROM expired), 0)::float8, created`
 
 func scanSync(row pgx.Row) (Sync, error) {
 	var s Sync
-	var check, life float64
+	var check, life, overdue, expired float64
 	var otc int16
 	err := row.Scan(&s.Name, &s.RelGroup, &s.DBGroup, &s.Status, &s.Autokick, &check, &s.ConflictStrategy,
 		&otc, &s.Stayalive, &s.Kidsalive, &s.IsolationLevel, &life, &s.MaxKicks, &s.MakeDelta,
-		&s.CommitEvery, &s.DeleteMethod, &s.Created)
+		&s.CommitEvery, &s.DeleteMethod, &overdue, &expired, &s.Created)
 	s.Checktime = time.Duration(check * float64(time.Second))
 	s.Lifetime = time.Duration(life * float64(time.Second))
+	s.Overdue = time.Duration(overdue * float64(time.Second))
+	s.Expired = time.Duration(expired * float64(time.Second))
 	s.OneTimeCopy = int(otc)
 	return s, err
 }
@@ -227,7 +249,7 @@ func seconds(d time.Duration) any {
 func syncArgs(s Sync) []any {
 	return []any{s.Name, s.RelGroup, s.DBGroup, s.Status, s.Autokick, seconds(s.Checktime), s.ConflictStrategy,
 		s.OneTimeCopy, s.Stayalive, s.Kidsalive, s.IsolationLevel, seconds(s.Lifetime), s.MaxKicks, s.MakeDelta,
-		nullIfZero(s.CommitEvery), s.DeleteMethod}
+		nullIfZero(s.CommitEvery), s.DeleteMethod, seconds(s.Overdue), seconds(s.Expired)}
 }
 
 // AddSync stores a new sync. Its relgroup and dbgroup must exist.
@@ -237,9 +259,9 @@ func AddSync(ctx context.Context, q Querier, s Sync) error {
 	}
 	_, err := q.Exec(ctx, `INSERT INTO gobucardo.sync (name, relgroup, dbgroup, status, autokick, checktime,
 		conflict_strategy, onetimecopy, stayalive, kidsalive, isolation_level, lifetime, maxkicks, makedelta,
-		commit_every, deletemethod)
+		commit_every, deletemethod, overdue, expired)
 		VALUES ($1, $2, $3, $4, $5, make_interval(secs => $6), $7, $8, $9, $10, $11, make_interval(secs => $12),
-		        $13, $14, $15, $16)`, syncArgs(s)...)
+		        $13, $14, $15, $16, make_interval(secs => $17), make_interval(secs => $18))`, syncArgs(s)...)
 	if err != nil {
 		return fmt.Errorf("add sync %s: %w", s.Name, constraintError(err, KindSync, s.Name))
 	}
@@ -251,7 +273,8 @@ func UpdateSync(ctx context.Context, q Querier, s Sync) error {
 	tag, err := q.Exec(ctx, `UPDATE gobucardo.sync SET relgroup = $2, dbgroup = $3, status = $4, autokick = $5,
 		checktime = make_interval(secs => $6), conflict_strategy = $7, onetimecopy = $8, stayalive = $9,
 		kidsalive = $10, isolation_level = $11, lifetime = make_interval(secs => $12), maxkicks = $13,
-		makedelta = $14, commit_every = $15, deletemethod = $16, updated = now()
+		makedelta = $14, commit_every = $15, deletemethod = $16, overdue = make_interval(secs => $17),
+		expired = make_interval(secs => $18), updated = now()
 		WHERE name = $1`, syncArgs(s)...)
 	if err != nil {
 		return fmt.Errorf("update sync %s: %w", s.Name, err)
