@@ -85,7 +85,8 @@
 //  9. mcp status over a big backlog (BenchmarkStatusPending). A sync
 //     (A:source, B:target) whose source holds BENCH_STATUS_PENDING delta
 //     rows it has not consumed, written straight into the delta table in
-//     transactions of a million rows once the capture is installed: the
+//     transactions of a million rows once the capture is installed: one
+//     `mcp status` right after the load (no vacuum yet), then the
 //     real `mcp status`, `mcp status s` and `mcp --json status`,
 //     BENCH_STATUS_RUNS times each (median and worst), and
 //     capture.LagReader.Read alone; then the same once target B is
