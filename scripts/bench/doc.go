@@ -86,7 +86,7 @@
 //     (A:source, B:target) whose source holds BENCH_STATUS_PENDING delta
 //     rows it has not consumed, written straight into the delta table in
 //     transactions of a million rows once the capture is installed: one
-//     `mcp status` right after the load (no vacuum yet), then the
+//     `mcp status` right after the load (before an explicit vacuum), then the
 //     real `mcp status`, `mcp status s` and `mcp --json status`,
 //     BENCH_STATUS_RUNS times each (median and worst), and
 //     capture.LagReader.Read alone; then the same once target B is
