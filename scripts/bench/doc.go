@@ -82,6 +82,16 @@
 //     whole history once, and 20 later ones, each after one more run of every
 //     sync (target: under 50 ms), with one GROUP BY over all of syncrun for
 //     reference. The last scrape must count every run of the catalog.
+//  9. mcp status over a big backlog (BenchmarkStatusPending). A sync
+//     (A:source, B:target) whose source holds BENCH_STATUS_PENDING delta
+//     rows it has not consumed, written straight into the delta table in
+//     transactions of a million rows once the capture is installed: one
+//     `mcp status` right after the load (before an explicit vacuum), then the
+//     real `mcp status`, `mcp status s` and `mcp --json status`,
+//     BENCH_STATUS_RUNS times each (median and worst), and
+//     capture.LagReader.Read alone; then the same once target B is
+//     recorded as behind since the sync's place (its backlog is counted
+//     too). Target: under 1 s. Every answer must give the capped count.
 //
 // Run it with
 //
@@ -90,7 +100,8 @@
 //
 // or directly with `go test -run '^$' -bench . -benchtime 1x -timeout 60m
 // ./scripts/bench/` (-bench BulkUpdate, -bench Pgbench, -bench TwoSource,
-// -bench Purge, -bench TargetOutage or -bench MetricsScrape for one figure).
+// -bench Purge, -bench TargetOutage, -bench MetricsScrape or -bench
+// StatusPending for one figure).
 // Environment:
 //
 //	BENCH_ROWS             comma-separated table sizes of figures 1, 2 and 4 (default 100000,1000000)
@@ -104,6 +115,7 @@
 //	                       at BENCH_OUTAGE_TPS=1000 (pgbench -R);
 //	                       BENCH_OUTAGE_LOG=FILE keeps the MCP's log of it
 //	BENCH_METRICS_RUNS     runs in the catalog of BenchmarkMetricsScrape (default 200000)
+//	BENCH_STATUS_PENDING   pending delta rows of BenchmarkStatusPending (default 10000000; BENCH_STATUS_RUNS=5)
 //	BENCH_PHASES           when 1, `mcp sync run` runs without --quiet and its progress lines are
 //	                       printed to stderr with the time since the run started, to see where the
 //	                       time goes

@@ -76,6 +76,7 @@ type report struct {
 	part    *partResult
 	outage  *outageResult
 	metrics *metricsResult
+	status  *statusResult
 }
 
 var results report
@@ -134,6 +135,13 @@ func (r *report) setMetrics(res metricsResult) {
 	r.metrics = &res
 }
 
+func (r *report) setStatus(server string, res statusResult) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.noteServer(server)
+	r.status = &res
+}
+
 func (r *report) setLag(res lagResult) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -145,7 +153,7 @@ func (r *report) setLag(res lagResult) {
 func (r *report) print(w io.Writer) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.bulk) == 0 && len(r.two) == 0 && r.pgbench == nil && r.lag == nil && r.purge == nil && r.part == nil && r.outage == nil && r.metrics == nil {
+	if len(r.bulk) == 0 && len(r.two) == 0 && r.pgbench == nil && r.lag == nil && r.purge == nil && r.part == nil && r.outage == nil && r.metrics == nil && r.status == nil {
 		return
 	}
 	fmt.Fprintf(w, "\ngobucardo bench (%d cores, %s/%s)\n", runtime.NumCPU(), runtime.GOOS, runtime.GOARCH)
@@ -175,6 +183,9 @@ func (r *report) print(w io.Writer) {
 	}
 	if r.metrics != nil {
 		r.metrics.print(w)
+	}
+	if r.status != nil {
+		r.status.print(w)
 	}
 	if len(r.bulk) > 0 {
 		big := r.bulk[len(r.bulk)-1]
