@@ -240,11 +240,19 @@ const MCPLockKey int64 = 0x6762_4d43_50 // "gbMCP"
 // MCPRunning reports whether some session holds the MCP lock on the main
 // database q is connected to.
 func MCPRunning(ctx context.Context, q Querier) (bool, error) {
-	var held bool
-	err := q.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND granted
+	pid, err := MCPLockHolder(ctx, q)
+	return pid != 0, err
+}
+
+// MCPLockHolder is the backend pid of the session that holds the MCP lock
+// on the main database q is connected to, 0 when none does.
+func MCPLockHolder(ctx context.Context, q Querier) (int32, error) {
+	var pid int32
+	err := q.QueryRow(ctx, `SELECT coalesce((SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
 		AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-		AND classid = ($1::bigint >> 32)::oid AND objid = ($1::bigint & 4294967295)::oid AND objsubid = 1)`, MCPLockKey).Scan(&held)
-	return held, err
+		AND classid = ($1::bigint >> 32)::oid AND objid = ($1::bigint & 4294967295)::oid AND objsubid = 1
+		LIMIT 1), 0)`, MCPLockKey).Scan(&pid)
+	return pid, err
 }
 
 // Process is a row of gobucardo.process.

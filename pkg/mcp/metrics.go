@@ -88,16 +88,12 @@ func (r *readiness) check(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("not ready: the main database is unreachable: %w", err)
 	}
-	var held bool
-	err = conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_locks WHERE pid = $2 AND locktype = 'advisory' AND granted
-		AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-		AND classid = ($1::bigint >> 32)::oid AND objid = ($1::bigint & 4294967295)::oid AND objsubid = 1)`,
-		catalog.MCPLockKey, int32(pid)).Scan(&held)
+	holder, err := catalog.MCPLockHolder(ctx, conn)
 	if err != nil {
 		r.conn.Failed(err)
 		return fmt.Errorf("not ready: the main database is unreachable: %w", err)
 	}
-	if !held {
+	if holder != int32(pid) {
 		return errors.New("not ready: the MCP's session no longer holds the catalog's lock")
 	}
 	return nil
