@@ -108,6 +108,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		uninstallCommand(),
 		conflictsCommand(),
 		parkedCommand(),
+		importCommand(),
 	}
 	app.Commands = append(app.Commands, daemonCommands()...)
 	app.Commands = append(app.Commands, controlCommands()...)
