@@ -3,6 +3,8 @@ package admin
 import (
 	"bytes"
 	"context"
+	"errors"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -33,6 +35,9 @@ type fixture struct {
 	main string
 	dsn  string
 	db   map[string]string // catalog db name -> database name
+	// bin, when set, is the mcp binary that run executes instead of
+	// running mcp in-process.
+	bin string
 }
 
 func newFixture(t *testing.T, install bool) *fixture {
@@ -55,14 +60,26 @@ type result struct {
 	code     int
 }
 
-// run runs mcp in-process against the fixture's main database.
+// run runs mcp against the fixture's main database: in-process, or the
+// binary f.bin when set.
 func (f *fixture) run(args ...string) result {
 	f.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var out, errb bytes.Buffer
-	code := Run(ctx, append([]string{"mcp", "--dsn", f.dsn}, args...), &out, &errb)
-	return result{out: out.String(), err: errb.String(), code: code}
+	args = append([]string{"--dsn", f.dsn}, args...)
+	if f.bin == "" {
+		code := Run(ctx, append([]string{"mcp"}, args...), &out, &errb)
+		return result{out: out.String(), err: errb.String(), code: code}
+	}
+	cmd := exec.CommandContext(ctx, f.bin, args...)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		f.t.Fatalf("mcp %s: %v", strings.Join(args, " "), err)
+	}
+	return result{out: out.String(), err: errb.String(), code: cmd.ProcessState.ExitCode()}
 }
 
 // ok runs mcp and fails the test unless it exits 0; it returns stdout.

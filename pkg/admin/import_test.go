@@ -1,0 +1,235 @@
+package admin
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gobucardo/gobucardo/pkg/pgtest"
+	"github.com/gobucardo/gobucardo/pkg/pgtest/bucardotest"
+	"github.com/gobucardo/gobucardo/pkg/testbin"
+)
+
+// importFixture is a real Bucardo 5 with the scenarios of bucardotest, a
+// Perl customcode and a MySQL db in its catalog, and a gobucardo main
+// database on the same cluster, driven by the real mcp binary.
+func importFixture(t *testing.T) (*fixture, *bucardotest.Bucardo, bucardotest.Scenario) {
+	t.Helper()
+	c := pgtest.New(t)
+	b := bucardotest.Install(t, c)
+	sc := bucardotest.Scenarios(t, b)
+	perl := filepath.Join(t.TempDir(), "fixup.pl")
+	if err := os.WriteFile(perl, []byte("my ($info) = @_;\n$info->{retry} = 1;\nreturn;\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.Run(t, "add", "customcode", "fixup", "whenrun=exception", "src_code="+perl, "sync="+bucardotest.SyncMulti)
+	// Bucardo's CLI cannot add a MySQL db without DBD::mysql: into its catalog, as the CLI would.
+	c.Exec(t, b.DB, `INSERT INTO bucardo.db (name, dbtype, dbname, dbhost, dbport, dbuser, dbpass)
+		VALUES ('M', 'mysql', 'shop', '127.0.0.1', '3306', 'shop', 'mysql-pw');
+		INSERT INTO bucardo.dbmap (db, dbgroup, role) VALUES ('M', 'fanout_g', 'target')`)
+	bin := filepath.Join(testbin.Build(t, "github.com/gobucardo/gobucardo/cmd/mcp"), "mcp")
+	f := &fixture{t: t, c: c, main: c.NewDB(t), db: sc.DBs, bin: bin}
+	f.dsn = c.DSN(f.main)
+	f.ok("install")
+	return f, b, sc
+}
+
+// listed renders mcp list all --json object by object, one line each.
+func (f *fixture) listed() string {
+	f.t.Helper()
+	type rel struct {
+		DB, Schema, Name string
+		KeyColumns       []string `json:"key_columns"`
+		KeyKind          string   `json:"key_kind"`
+		ConflictStrategy string   `json:"conflict_strategy"`
+		MakeDelta        *bool    `json:"makedelta"`
+		RelGroups        []string `json:"relgroups"`
+	}
+	var doc struct {
+		DBs []struct {
+			Name, Connection, Status string
+			MakeDelta                bool `json:"makedelta"`
+		}
+		DBGroups []struct {
+			Name    string
+			Members []struct{ DB, Role string }
+		}
+		Tables, Sequences []rel
+		RelGroups         []struct {
+			Name, DB  string
+			Relations []rel
+		}
+		Syncs []struct {
+			Name, RelGroup, DBGroup, Status, DeleteMethod string
+			ConflictStrategy                              string `json:"conflict_strategy"`
+			IsolationLevel                                string `json:"isolation_level"`
+			Autokick, Stayalive, Kidsalive                bool
+			Checktime, Lifetime                           time.Duration
+			OneTimeCopy, MaxKicks                         int
+		}
+		CustomCode []json.RawMessage
+	}
+	if err := json.Unmarshal([]byte(f.ok("list", "all", "--json")), &doc); err != nil {
+		f.t.Fatal(err)
+	}
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	for _, d := range doc.DBs {
+		p("db %s %s %s makedelta=%v", d.Name, d.Connection, d.Status, d.MakeDelta)
+	}
+	for _, g := range doc.DBGroups {
+		var ms []string
+		for _, m := range g.Members {
+			ms = append(ms, m.DB+":"+m.Role)
+		}
+		p("dbgroup %s %s", g.Name, strings.Join(ms, " "))
+	}
+	for _, r := range append(doc.Tables, doc.Sequences...) {
+		md := "inherit"
+		if r.MakeDelta != nil {
+			md = fmt.Sprint(*r.MakeDelta)
+		}
+		p("relation %s %s.%s key=%s (%s) conflict=%s makedelta=%s relgroups=%s", r.DB, r.Schema, r.Name,
+			strings.Join(r.KeyColumns, ","), r.KeyKind, r.ConflictStrategy, md, strings.Join(r.RelGroups, ","))
+	}
+	for _, g := range doc.RelGroups {
+		var rs []string
+		for _, r := range g.Relations {
+			rs = append(rs, r.Schema+"."+r.Name)
+		}
+		p("relgroup %s of %s: %s", g.Name, g.DB, strings.Join(rs, " "))
+	}
+	for _, s := range doc.Syncs {
+		p("sync %s %s/%s %s autokick=%v checktime=%s conflict=%s onetimecopy=%d stayalive=%v kidsalive=%v isolation=%s lifetime=%s maxkicks=%d deletemethod=%s",
+			s.Name, s.RelGroup, s.DBGroup, s.Status, s.Autokick, s.Checktime, s.ConflictStrategy, s.OneTimeCopy,
+			s.Stayalive, s.Kidsalive, s.IsolationLevel, s.Lifetime, s.MaxKicks, s.DeleteMethod)
+	}
+	p("customcode %d", len(doc.CustomCode))
+	return b.String()
+}
+
+// TestImportBucardo imports the catalog of a real Bucardo (set up with its
+// own CLI) with the mcp binary: the dry run changes nothing, the import
+// creates every object as Bucardo has it (checked object by object), the
+// Perl customcode and the MySQL db are reported, not imported, no capture
+// is installed, importing again is a no-op, and a changed object is
+// refused unless --replace.
+func TestImportBucardo(t *testing.T) {
+	f, b, sc := importFixture(t)
+	from := b.DSN()
+	empty := f.snapshot()
+
+	dry := f.ok("import", "bucardo", "--from", from, "--dry-run")
+	if after := f.snapshot(); after != empty {
+		t.Fatalf("--dry-run changed the catalog:\n%s", after)
+	}
+	for _, w := range []string{
+		"dry run, nothing is changed): 18 to add, 0 unchanged",
+		`Would add sync "multi": relgroup multi_rg over dbgroup multi_g, inactive (Bucardo: active)`,
+		"db M: dbtype=mysql: gobucardo replicates PostgreSQL only",
+		"dbgroup fanout_g: member M: db M is not carried",
+		"customcode fixup: whenrun=exception on sync multi: Perl customcode cannot run in gobucardo",
+		"closest example: plugins/parkunique",
+		"sync full: rebuild_index=1: gobucardo does not drop and rebuild indexes",
+		"Syncs are created inactive and without gobucardo's capture",
+	} {
+		if !strings.Contains(dry, w) {
+			t.Errorf("the dry run does not say %q:\n%s", w, dry)
+		}
+	}
+
+	out := f.ok("import", "bucardo", "--from", from)
+	for _, secret := range []string{sc.Password, "mysql-pw"} {
+		if strings.Contains(dry+out, secret) {
+			t.Errorf("mcp import printed a password:\n%s", dry+out)
+		}
+	}
+	if strings.ReplaceAll(out, "Added", "Would add") != strings.Replace(dry, "dry run, nothing is changed", "importing", 1) {
+		t.Errorf("the import did not do what the dry run said:\n%s\nvs\n%s", out, dry)
+	}
+	conn := func(db string) string {
+		return fmt.Sprintf("dbname=%s host=%s port=%d user=postgres", sc.DBs[db], f.c.Host(), f.c.Port())
+	}
+	want := strings.Join([]string{
+		"db A " + strings.Replace(conn("A"), "port=", "password=*** port=", 1) + " active makedelta=false",
+		"db B " + conn("B") + " active makedelta=false",
+		"db C " + conn("C") + " active makedelta=false",
+		"db D " + conn("D") + " inactive makedelta=false",
+		"dbgroup fanout_g A:source B:target C:target",
+		"dbgroup full_g A:source D:fullcopy",
+		"dbgroup multi_g A:source B:source C:target",
+		"relation A public.audit key= () conflict= makedelta=inherit relgroups=full_rg",
+		"relation A public.countries key=iso (primary key) conflict=bucardo_latest_all_tables makedelta=inherit relgroups=multi_rg",
+		"relation A public.items key=id (primary key) conflict= makedelta=inherit relgroups=fanout_rg",
+		"relation A public.orders key=region,code (primary key) conflict= makedelta=true relgroups=multi_rg",
+		"relation A public.item_seq key= () conflict= makedelta=inherit relgroups=fanout_rg",
+		"relgroup fanout_rg of A: public.items public.item_seq",
+		"relgroup full_rg of A: public.audit",
+		"relgroup multi_rg of A: public.orders public.countries",
+		"sync fanout fanout_rg/fanout_g inactive autokick=true checktime=45s conflict=bucardo_latest onetimecopy=2 stayalive=true kidsalive=true isolation=repeatable read lifetime=0s maxkicks=0 deletemethod=delete",
+		"sync full full_rg/full_g inactive autokick=false checktime=10m0s conflict=bucardo_latest onetimecopy=0 stayalive=false kidsalive=false isolation=repeatable read lifetime=0s maxkicks=0 deletemethod=delete",
+		"sync multi multi_rg/multi_g inactive autokick=true checktime=0s conflict=bucardo_source onetimecopy=0 stayalive=false kidsalive=false isolation=serializable lifetime=1h0m0s maxkicks=50 deletemethod=delete",
+		"customcode 0",
+	}, "\n") + "\n"
+	if got := f.listed(); got != want {
+		t.Errorf("the catalog after the import:\n%s\nwant:\n%s", got, want)
+	}
+	// The password is carried, and the replicated dbs are untouched: no
+	// capture of gobucardo's is installed while Bucardo replicates.
+	if got := f.query(f.main, "SELECT dbpass FROM gobucardo.db WHERE name = 'A'"); got != sc.Password {
+		t.Errorf("db A's password in the catalog: %q", got)
+	}
+	for n, db := range sc.DBs {
+		if got := f.query(db, "SELECT (to_regnamespace('gobucardo') IS NULL)::text"); got != "true" {
+			t.Errorf("db %s has gobucardo's schema after the import", n)
+		}
+	}
+
+	imported := f.snapshot()
+	again := f.ok("import", "bucardo", "--from", from)
+	if !strings.Contains(again, "0 to add, 18 unchanged, 0 to replace") || strings.Contains(again, "Added") {
+		t.Errorf("the second import said:\n%s", again)
+	}
+	if f.snapshot() != imported {
+		t.Error("the second import changed the catalog")
+	}
+
+	// A sync changed in gobucardo (maxkicks) and a db (its password) are
+	// refused, nothing changed; --replace brings Bucardo's back and keeps
+	// the sync's status.
+	f.c.Exec(t, f.main, `UPDATE gobucardo.sync SET maxkicks = 7, status = 'active' WHERE name = 'multi';
+		UPDATE gobucardo.db SET dbpass = 'changed-pw' WHERE name = 'A'`)
+	changed := f.snapshot()
+	msg := f.fail(1, []string{`db "A" (connection)`, `sync "multi" (maxkicks)`, "--replace"}, "import", "bucardo", "--from", from)
+	if strings.Contains(msg, "changed-pw") || strings.Contains(msg, sc.Password) {
+		t.Errorf("the refusal shows a password: %s", msg)
+	}
+	if f.snapshot() != changed {
+		t.Error("a refused import changed the catalog")
+	}
+	out = f.ok("import", "bucardo", "--from", from, "--replace")
+	if !strings.Contains(out, `Replaced sync "multi"`) || !strings.Contains(out, `Replaced db "A"`) || !strings.Contains(out, "0 to add, 16 unchanged, 2 to replace") {
+		t.Errorf("--replace said:\n%s", out)
+	}
+	if got := f.query(f.main, "SELECT maxkicks || ' ' || sync.status || ' ' || dbpass FROM gobucardo.sync, gobucardo.db WHERE sync.name = 'multi' AND db.name = 'A'"); got != "50 active "+sc.Password {
+		t.Errorf("after --replace: %q", got)
+	}
+}
+
+// TestImportBucardoBadInput: a database that is not Bucardo's, a Bucardo
+// version we do not read, no --from: one sentence each, nothing changed.
+func TestImportBucardoBadInput(t *testing.T) {
+	f, b, _ := importFixture(t)
+	f.fail(1, []string{"is not a Bucardo main database", "dbname=bucardo"}, "import", "bucardo", "--from", f.dsn)
+	f.fail(2, []string{"--from"}, "import", "bucardo")
+	f.fail(1, []string{"cannot connect to Bucardo's main database", "check --from"}, "import", "bucardo", "--from", f.c.DSN("no_such_db"))
+	f.c.Exec(t, b.DB, "UPDATE bucardo.bucardo_config SET setting = '4.99.10' WHERE name = 'bucardo_version'")
+	f.fail(1, []string{"Bucardo version 4.99.10", "is not supported", "Bucardo 5.x"}, "import", "bucardo", "--from", b.DSN())
+	if got := f.query(f.main, "SELECT count(*)::text FROM gobucardo.db"); got != "0" {
+		t.Errorf("refused imports left %s dbs in the catalog", got)
+	}
+}
