@@ -21,7 +21,7 @@ func addDBGroup(e *env) error {
 		if err := catalog.AddDBGroup(ctx, tx, args[0], ms); err != nil {
 			return err
 		}
-		e.printf("Added dbgroup %q: %s\n", args[0], describeMembers(ms))
+		e.printf("Added dbgroup %q: %s\n", args[0], catalog.DescribeMembers(ms))
 		return nil
 	})
 }
@@ -55,7 +55,7 @@ func updateDBGroup(e *env) error {
 		if err := problemsOfSyncsUsing(ctx, tx, catalog.KindDBGroup, name); err != nil {
 			return err
 		}
-		e.printf("Changed dbgroup %q: %s\n", name, describeMembers(ms))
+		e.printf("Changed dbgroup %q: %s\n", name, catalog.DescribeMembers(ms))
 		return nil
 	})
 }

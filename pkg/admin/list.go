@@ -146,7 +146,7 @@ func listOne(ctx context.Context, e *env, q catalog.Querier, noun string, match 
 		for _, g := range gs {
 			if match("", g.Name) {
 				views = append(views, g)
-				rows = append(rows, []string{g.Name, orDash(describeMembers(g.Members))})
+				rows = append(rows, []string{g.Name, orDash(catalog.DescribeMembers(g.Members))})
 			}
 		}
 		header, out = []string{"NAME", "MEMBERS"}, views

@@ -242,7 +242,7 @@ func validate(e *env) error {
 			return err
 		}
 		e.printf("[%d/%d] sync %s: relgroup %s (%s), dbs %s\n", i+1, len(names), name, d.RelGroup,
-			plural(len(d.Relations), "relation"), describeMembers(d.Members))
+			plural(len(d.Relations), "relation"), catalog.DescribeMembers(d.Members))
 		problems, err := catalog.SyncProblems(ctx, conn, name)
 		if err != nil {
 			return err

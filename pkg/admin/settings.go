@@ -198,14 +198,6 @@ func parseMembers(items []string) ([]catalog.Member, error) {
 	return ms, nil
 }
 
-func describeMembers(ms []catalog.Member) string {
-	var parts []string
-	for _, m := range ms {
-		parts = append(parts, m.DB+":"+m.Role)
-	}
-	return strings.Join(parts, " ")
-}
-
 // dbGroupChanges is what the arguments of mcp update dbgroup NAME ask for:
 // name=NEW, DB:ROLE to add a db or change its role, and after the word
 // remove, dbs to remove (add switches back).
@@ -241,7 +233,7 @@ func changeMembers(group string, members []catalog.Member, ch dbGroupChanges) ([
 	for _, d := range ch.drop {
 		i := memberIndex(ms, d)
 		if i < 0 {
-			return nil, catalog.Invalidf("db %q is not in dbgroup %q (%s)", d, group, describeMembers(ms))
+			return nil, catalog.Invalidf("db %q is not in dbgroup %q (%s)", d, group, catalog.DescribeMembers(ms))
 		}
 		ms = append(ms[:i:i], ms[i+1:]...)
 	}

@@ -76,7 +76,7 @@ func addSync(e *env) error {
 			return err
 		}
 		e.printf("Added sync %q: relgroup %q (%s) over dbgroup %q (%s)\n",
-			s.Name, rg.Name, plural(len(rg.Relations), "relation"), g.Name, describeMembers(g.Members))
+			s.Name, rg.Name, plural(len(rg.Relations), "relation"), g.Name, catalog.DescribeMembers(g.Members))
 		return nil
 	})
 }
@@ -110,7 +110,7 @@ func dbGroupFor(ctx context.Context, e *env, q catalog.Querier, sync string, ms 
 		if err := catalog.AddDBGroup(ctx, q, sync, ms); err != nil {
 			return catalog.DBGroup{}, err
 		}
-		e.printf("Added dbgroup %q: %s\n", sync, describeMembers(ms))
+		e.printf("Added dbgroup %q: %s\n", sync, catalog.DescribeMembers(ms))
 		name = sync
 	}
 	return catalog.GetDBGroup(ctx, q, name)

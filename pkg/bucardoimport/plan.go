@@ -291,18 +291,10 @@ func (p *planner) dbGroups() {
 		i := slices.IndexFunc(p.have.DBGroups, func(x catalog.DBGroup) bool { return x.Name == g.Name })
 		differs := ""
 		if i >= 0 && !p.have.DBGroups[i].SameMembers(ms) {
-			differs = "members (" + describeMembers(p.have.DBGroups[i].Members) + " in gobucardo)"
+			differs = "members (" + catalog.DescribeMembers(p.have.DBGroups[i].Members) + " in gobucardo)"
 		}
-		p.add(Action{Kind: catalog.KindDBGroup, Name: g.Name, Detail: describeMembers(ms), Members: ms}, i >= 0, differs)
+		p.add(Action{Kind: catalog.KindDBGroup, Name: g.Name, Detail: catalog.DescribeMembers(ms), Members: ms}, i >= 0, differs)
 	}
-}
-
-func describeMembers(ms []catalog.Member) string {
-	parts := make([]string, len(ms))
-	for i, m := range ms {
-		parts[i] = m.DB + ":" + m.Role
-	}
-	return strings.Join(parts, " ")
 }
 
 // RelationFrom converts a goat to a gobucardo relation without its key

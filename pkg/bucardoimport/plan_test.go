@@ -141,7 +141,7 @@ func TestMakeObjects(t *testing.T) {
 	if !by["db B"].DB.MakeDelta {
 		t.Error("db B: makedelta not carried")
 	}
-	if got := describeMembers(by["dbgroup g"].Members); got != "A:source B:source" {
+	if got := catalog.DescribeMembers(by["dbgroup g"].Members); got != "A:source B:source" {
 		t.Errorf("dbgroup g: %s", got)
 	}
 	if got := by["relgroup rg"].Detail; got != "of db A: public.countries, public.orders, public.seq" {

@@ -53,6 +53,15 @@ func (g *DBGroup) Sources() []string {
 	return out
 }
 
+// DescribeMembers shows members as DB:ROLE items, in order.
+func DescribeMembers(ms []Member) string {
+	parts := make([]string, len(ms))
+	for i, m := range ms {
+		parts[i] = m.DB + ":" + m.Role
+	}
+	return strings.Join(parts, " ")
+}
+
 // SameMembers reports whether g has exactly these members, in this order.
 func (g *DBGroup) SameMembers(ms []Member) bool {
 	if len(g.Members) != len(ms) {
