@@ -142,9 +142,24 @@ func TestImportBucardo(t *testing.T) {
 		}
 	}
 
+	var plan struct {
+		Version string `json:"bucardo_version"`
+		DryRun  bool   `json:"dry_run"`
+		Actions []struct{ Action, Kind, Name string }
+		Notes   []struct{ Object, Setting, Why string } `json:"not_carried"`
+	}
+	js := f.ok("import", "bucardo", "--from", from, "--dry-run", "--json")
+	if err := json.Unmarshal([]byte(js), &plan); err != nil {
+		t.Fatalf("--json: %v\n%s", err, js)
+	}
+	if plan.Version != "5.6.0" || !plan.DryRun || len(plan.Actions) != 18 || plan.Actions[0] != (struct{ Action, Kind, Name string }{"create", "db", "A"}) ||
+		len(plan.Notes) != 4 || plan.Notes[0].Object != "db M" {
+		t.Errorf("--json plan: %+v", plan)
+	}
+
 	out := f.ok("import", "bucardo", "--from", from)
 	for _, secret := range []string{sc.Password, "mysql-pw"} {
-		if strings.Contains(dry+out, secret) {
+		if strings.Contains(dry+js+out, secret) {
 			t.Errorf("mcp import printed a password:\n%s", dry+out)
 		}
 	}
