@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -17,11 +18,14 @@ import (
 // importFixture is a real Bucardo 5 with the scenarios of bucardotest, a
 // Perl customcode and a MySQL db in its catalog, and a gobucardo main
 // database on the same cluster, driven by the real mcp binary.
-func importFixture(t *testing.T) (*fixture, *bucardotest.Bucardo, bucardotest.Scenario) {
+func importFixture(t *testing.T, extras bool) (*fixture, *bucardotest.Bucardo, bucardotest.Scenario) {
 	t.Helper()
 	c := pgtest.New(t)
 	b := bucardotest.Install(t, c)
 	sc := bucardotest.Scenarios(t, b)
+	if !extras {
+		return newImportFixture(t, c, sc), b, sc
+	}
 	perl := filepath.Join(t.TempDir(), "fixup.pl")
 	if err := os.WriteFile(perl, []byte("my ($info) = @_;\n$info->{retry} = 1;\nreturn;\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -31,11 +35,17 @@ func importFixture(t *testing.T) (*fixture, *bucardotest.Bucardo, bucardotest.Sc
 	c.Exec(t, b.DB, `INSERT INTO bucardo.db (name, dbtype, dbname, dbhost, dbport, dbuser, dbpass)
 		VALUES ('M', 'mysql', 'shop', '127.0.0.1', '3306', 'shop', 'mysql-pw');
 		INSERT INTO bucardo.dbmap (db, dbgroup, role) VALUES ('M', 'fanout_g', 'target')`)
+	return newImportFixture(t, c, sc), b, sc
+}
+
+// newImportFixture is a gobucardo main database on c, driven by the mcp binary.
+func newImportFixture(t *testing.T, c *pgtest.Cluster, sc bucardotest.Scenario) *fixture {
+	t.Helper()
 	bin := filepath.Join(testbin.Build(t, "github.com/gobucardo/gobucardo/cmd/mcp"), "mcp")
 	f := &fixture{t: t, c: c, main: c.NewDB(t), db: sc.DBs, bin: bin}
 	f.dsn = c.DSN(f.main)
 	f.ok("install")
-	return f, b, sc
+	return f
 }
 
 // listed renders mcp list all --json object by object, one line each.
@@ -119,7 +129,7 @@ func (f *fixture) listed() string {
 // is installed, importing again is a no-op, and a changed object is
 // refused unless --replace.
 func TestImportBucardo(t *testing.T) {
-	f, b, sc := importFixture(t)
+	f, b, sc := importFixture(t, true)
 	from := b.DSN()
 	empty := f.snapshot()
 
@@ -238,7 +248,7 @@ func TestImportBucardo(t *testing.T) {
 // TestImportBucardoBadInput: a database that is not Bucardo's, a Bucardo
 // version we do not read, no --from: one sentence each, nothing changed.
 func TestImportBucardoBadInput(t *testing.T) {
-	f, b, _ := importFixture(t)
+	f, b, _ := importFixture(t, true)
 	f.fail(1, []string{"is not a Bucardo main database", "dbname=bucardo"}, "import", "bucardo", "--from", f.dsn)
 	f.fail(2, []string{"--from"}, "import", "bucardo")
 	f.fail(1, []string{"cannot connect to Bucardo's main database", "check --from"}, "import", "bucardo", "--from", f.c.DSN("no_such_db"))
@@ -247,4 +257,76 @@ func TestImportBucardoBadInput(t *testing.T) {
 	if got := f.query(f.main, "SELECT count(*)::text FROM gobucardo.db"); got != "0" {
 		t.Errorf("refused imports left %s dbs in the catalog", got)
 	}
+}
+
+// TestImportBucardoTakeover runs the first steps of the takeover against
+// a running Bucardo: gobucardo's capture is installed (the sync stays
+// inactive), and Bucardo is drained: rows written before, which only
+// Bucardo captured, are on every target when mcp returns (Bucardo's sync
+// runs only when kicked). A transaction open since before the capture
+// (it holds a lock on the table) makes it wait, then fail after --timeout
+// in one sentence, with nothing installed.
+func TestImportBucardoTakeover(t *testing.T) {
+	f, b, sc := importFixture(t, false)
+	from := b.DSN()
+	f.ok("import", "bucardo", "--from", from)
+	b.Run(t, "update", "sync", bucardotest.SyncFanout, "autokick=0", "checktime=0")
+	b.Start(t)
+	f.c.Exec(t, sc.DBs["A"], "INSERT INTO public.items SELECT g, 'before', g FROM generate_series(1, 200) g")
+	if got := f.query(sc.DBs["B"], "SELECT count(*)::text FROM public.items"); got != "0" {
+		t.Fatalf("Bucardo delivered %s rows to B before any kick: the drain below would prove nothing", got)
+	}
+
+	// A transaction open since before the capture: the takeover waits for it.
+	ctx := context.Background()
+	tx, err := f.c.Connect(t, sc.DBs["A"]).Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "INSERT INTO public.items VALUES (1000, 'open', 0)"); err != nil {
+		t.Fatal(err)
+	}
+	f.fail(1, []string{"gobucardo's capture of sync fanout could not be installed within --timeout 2s", "Bucardo still replicates"},
+		"import", "bucardo", "--from", from, "--takeover", bucardotest.SyncFanout, "--timeout", "2s")
+	if got := f.query(sc.DBs["A"], "SELECT (to_regnamespace('gobucardo') IS NULL)::text"); got != "true" {
+		t.Error("a takeover that timed out left gobucardo's capture on A")
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	out := f.ok("import", "bucardo", "--from", from, "--takeover", bucardotest.SyncFanout, "--timeout", "45s")
+	for _, w := range []string{`Installed capture of sync "fanout" on db "A"`, `Drained Bucardo's sync "fanout"`, "mcp activate fanout"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("--takeover does not say %q:\n%s", w, out)
+		}
+	}
+	// Drained: everything written before is on the targets now, no waiting.
+	want := f.query(sc.DBs["A"], "SELECT count(*) || ' ' || sum(qty) FROM public.items")
+	for _, n := range []string{"B", "C"} {
+		if got := f.query(sc.DBs[n], "SELECT count(*) || ' ' || coalesce(sum(qty), 0) FROM public.items"); got != want {
+			t.Errorf("db %s after the drain: %s rows/sum, want %s (A)", n, got, want)
+		}
+	}
+	// gobucardo records from now on; its sync is still inactive.
+	if got := f.query(sc.DBs["A"], "SELECT count(*)::text FROM gobucardo.watermark WHERE sync = 'fanout'"); got != "1" {
+		t.Errorf("no gobucardo watermark for fanout on A: %s", got)
+	}
+	if got := f.query(f.main, "SELECT status FROM gobucardo.sync WHERE name = 'fanout'"); got != "inactive" {
+		t.Errorf("sync fanout is %s after --takeover", got)
+	}
+	f.c.Exec(t, sc.DBs["A"], "UPDATE public.items SET qty = qty + 1 WHERE id <= 10")
+	d := f.ok("delta", "A")
+	if !strings.Contains(d, "\n"+strings.Join([]string{"A", "public.items", "fanout", "10"}, " ")) {
+		recorded := false
+		for _, line := range strings.Split(d, "\n") {
+			fs := strings.Fields(line)
+			recorded = recorded || len(fs) >= 4 && fs[0] == "A" && fs[1] == "public.items" && fs[2] == "fanout" && fs[3] == "10"
+		}
+		if !recorded {
+			t.Errorf("gobucardo did not record the 10 rows updated after the takeover:\n%s", d)
+		}
+	}
+	f.c.Exec(t, f.main, "UPDATE gobucardo.sync SET status = 'active' WHERE name = 'fanout'")
+	f.fail(1, []string{"sync fanout is active in gobucardo already"}, "import", "bucardo", "--from", from, "--takeover", "all")
 }

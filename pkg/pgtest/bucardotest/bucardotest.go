@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -103,4 +104,77 @@ func (b *Bucardo) AddDB(tb testing.TB, name, dbname string, extra ...string) {
 	tb.Helper()
 	args := []string{"add", "db", name, "dbname=" + dbname, "host=" + b.C.Host(), "port=" + strconv.Itoa(b.C.Port()), "user=postgres"}
 	b.Run(tb, append(args, extra...)...)
+}
+
+// Start starts Bucardo's daemon (bucardo start, logging into a temp
+// directory), waits until it listens for kicks, and stops it in tb.Cleanup: bucardo stop, then SIGKILL to any
+// process whose pid file is left.
+func (b *Bucardo) Start(tb testing.TB) {
+	tb.Helper()
+	logdir := tb.TempDir()
+	tb.Cleanup(func() { b.stop(tb, logdir) })
+	b.bucardo(tb, "start", "--logdest", logdir)
+	// bucardo start returns once it has forked; the daemon hears kicks
+	// (NOTIFY) only from its main loop on.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		data, _ := os.ReadFile(filepath.Join(logdir, "log.bucardo"))
+		if strings.Contains(string(data), "Entering main loop") {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("bucardotest: Bucardo's daemon did not reach its main loop within 60s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// stop stops the daemon started by Start and logs its log tail if tb failed.
+func (b *Bucardo) stop(tb testing.TB, logdir string) {
+	tb.Helper()
+	b.bucardo(tb, "stop")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		pids := b.pids()
+		if len(pids) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			for _, pid := range pids {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if tb.Failed() {
+		if data, err := os.ReadFile(filepath.Join(logdir, "log.bucardo")); err == nil {
+			tail := string(data)
+			if len(tail) > 8000 {
+				tail = tail[len(tail)-8000:]
+			}
+			tb.Logf("bucardotest: Bucardo's log tail:\n%s", tail)
+		}
+	}
+}
+
+// pids returns the pids of Bucardo's pid files that are alive.
+func (b *Bucardo) pids() []int {
+	files, _ := filepath.Glob(filepath.Join(b.piddir, "bucardo*.pid"))
+	var out []int
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		fields := strings.Fields(string(data))
+		if len(fields) == 0 {
+			continue
+		}
+		pid, err := strconv.Atoi(fields[0])
+		if err == nil && pid > 0 && syscall.Kill(pid, 0) == nil {
+			out = append(out, pid)
+		}
+	}
+	return out
 }
