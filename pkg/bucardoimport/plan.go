@@ -236,12 +236,16 @@ func DBFrom(b DB) (catalog.DB, [][2]string, error) {
 				return d, notes, fmt.Errorf("port %q in its connection string is not a port number", v)
 			}
 			d.Port = n
+		case "user":
+			d.User = v
+		case "password":
+			d.Password = v
 		case "service":
 			d.Service = v
 		case "sslmode":
 			d.SSLMode = strings.ToLower(v)
 		default:
-			notes = append(notes, [2]string{"dbconn " + k, "gobucardo's db takes dbname, host, port, user, password, sslmode and service: add it with mcp update db " + b.Name + " dsn=... if it matters"})
+			notes = append(notes, [2]string{"dbconn " + k, "gobucardo's db takes dbname, host, port, user, password, sslmode and service: add the setting with mcp update db " + b.Name + " dsn=... if it matters"})
 		}
 	}
 	if b.PGPass != "" {

@@ -235,6 +235,7 @@ func TestDBFrom(t *testing.T) {
 		{"DBI DSN replaces the parts", DB{Name: "A", DSN: "dbi:Pg:dbname=x;host=y;port=7", Host: "h", DBName: "d", User: "u"}, "dbname=x host=y port=7 user=u"},
 		{"dbconn adds sslmode", DB{Name: "A", Host: "h", DBName: "d", Conn: "sslmode=verify-full"}, "dbname=d host=h sslmode=verify-full"},
 		{"service", DB{Name: "A", Service: "svc"}, "service=svc"},
+		{"user and password in the DSN", DB{Name: "A", DSN: "dbi:Pg:dbname=x;user=u2;password=p2", User: "u"}, "dbname=x password=p2 user=u2"},
 		{"bad port", DB{Name: "A", Host: "h", Port: "x", DBName: "d"}, `dbport "x" is not a port number`},
 		{"not DBD::Pg", DB{Name: "A", DSN: "dbi:mysql:database=x"}, "dbdsn is not a DBI DSN for DBD::Pg"},
 	}
