@@ -274,11 +274,13 @@ func memberIndex(ms []catalog.Member, db string) int {
 
 var relationKeys = map[string][]string{
 	"db": {"database"}, "relgroup": {"herd"}, "conflict_strategy": {"conflict", "standard_conflict"}, "makedelta": nil,
+	"strict_checking": nil,
 }
 
 // tableUpdateKeys are the keys of mcp update table.
 var tableUpdateKeys = map[string][]string{
 	"db": {"database"}, "conflict_strategy": {"conflict", "standard_conflict"}, "makedelta": nil,
+	"strict_checking": nil,
 }
 
 // addAllKeys are the keys of mcp add all tables|sequences.
@@ -288,8 +290,24 @@ var addAllKeys = map[string][]string{"db": {"database"}, "relgroup": {"herd"}}
 // add relgroup, update relgroup, remove.
 var dbKey = map[string][]string{"db": {"database"}}
 
-// relationSettings applies conflict_strategy= and makedelta= to r.
+// relationSettings applies conflict_strategy=, makedelta= and
+// strict_checking= to r.
 func relationSettings(r *catalog.Relation, kv kvArgs) error {
+	if v, ok := kv.get("strict_checking"); ok {
+		if r.Kind != catalog.KindTable {
+			return catalog.Invalidf("strict_checking applies to tables, not to %s %s", r.Kind, r.Display())
+		}
+		switch strings.ToLower(v) {
+		case "", "inherit", "sync":
+			r.StrictChecking = nil
+		default:
+			b, err := catalog.ParseBool(v)
+			if err != nil {
+				return catalog.Invalidf("table %s: strict_checking=%q is not valid: use true, false or inherit", r.Display(), v)
+			}
+			r.StrictChecking = &b
+		}
+	}
 	if v, ok := kv.get("conflict_strategy"); ok {
 		if r.Kind != catalog.KindTable {
 			return catalog.Invalidf("conflict_strategy applies to tables, not to %s %s", r.Kind, r.Display())

@@ -19,11 +19,19 @@ func SyncFrom(d catalog.SyncDetail) Sync {
 			MakeDelta: db.MakeDelta || d.MakeDelta, Inactive: db.Status == catalog.StatusInactive})
 	}
 	for _, r := range d.Relations {
-		s.Relations = append(s.Relations, Relation{Schema: r.Schema, Name: r.Name,
-			Sequence: r.Kind == catalog.KindSequence, KeyColumns: r.KeyColumns,
-			ConflictStrategy: r.ConflictStrategy, MakeDelta: r.MakeDelta})
+		s.Relations = append(s.Relations, RelationFrom(d.Sync, r))
 	}
 	return s
+}
+
+// RelationFrom is what a run needs of relation r in sync s.
+func RelationFrom(s catalog.Sync, r catalog.Relation) Relation {
+	strict := s.StrictChecking
+	if r.StrictChecking != nil {
+		strict = *r.StrictChecking
+	}
+	return Relation{Schema: r.Schema, Name: r.Name, Sequence: r.Kind == catalog.KindSequence, KeyColumns: r.KeyColumns,
+		ConflictStrategy: r.ConflictStrategy, MakeDelta: r.MakeDelta, Lenient: !strict}
 }
 
 // Secrets are the passwords of the sync's connection strings, for
