@@ -3,8 +3,11 @@ package replicate
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
 
 	"github.com/gobucardo/gobucardo/pkg/pg"
 )
@@ -74,7 +77,10 @@ func readColumns(ctx context.Context, q pgx.Tx, name string, rel Relation) (cols
 	return cols, generated, partitioned, nil
 }
 
-// columns matches rel's columns between the source and every target.
+// columns matches rel's columns between the source and every target. A
+// column of the source that a writer lacks fails the run, or with
+// strict_checking=false (rel.Lenient) is left out of the copy, and noted
+// once in the run's result and log.
 func (r *run) columns(ctx context.Context, rel Relation) (*columnSet, error) {
 	first := r.sources[0]
 	src, _, partitioned, err := readColumns(ctx, first.tx, first.Name, rel)
@@ -83,13 +89,7 @@ func (r *run) columns(ctx context.Context, rel Relation) (*columnSet, error) {
 	}
 	set := &columnSet{binary: true, types: map[string]string{}, table: pg.Ident(rel.Schema, rel.Name),
 		partitioned: map[string]bool{first.Name: partitioned}}
-	for _, c := range src {
-		set.names = append(set.names, c.name)
-		set.types[c.name] = c.typ
-		if !c.builtin {
-			set.binary = false
-		}
-	}
+	missing := map[string][]string{} // column -> writers that lack it
 	for _, t := range r.writers {
 		cols, generated, partitioned, err := readColumns(ctx, t.tx, t.Name, rel)
 		if err != nil {
@@ -106,15 +106,43 @@ func (r *run) columns(ctx context.Context, rel Relation) (*columnSet, error) {
 			case generated[c.name]:
 				return nil, fmt.Errorf("column %s of %s is generated on db %s but not on %s: make it a plain column there",
 					pg.Display(c.name), rel.Display(), t.Name, first.Name)
+			case !ok && (!rel.Lenient || slices.Contains(rel.KeyColumns, c.name)):
+				return nil, fmt.Errorf("column %s of %s is missing on db %s (it is %s on %s): run ALTER TABLE %s ADD COLUMN %s %s on %s, "+
+					"or mcp update sync %s strict_checking=false to leave it out of the copy (mcp validate lists every difference)",
+					pg.Display(c.name), rel.Display(), t.Name, c.typ, first.Name, set.table, pg.Ident(c.name), c.typ, t.Name, r.s.Name)
 			case !ok:
-				return nil, fmt.Errorf("column %s of %s is missing on db %s: add it there (run mcp validate for every problem)",
-					pg.Display(c.name), rel.Display(), t.Name)
+				if !slices.Contains(missing[c.name], t.Name) {
+					missing[c.name] = append(missing[c.name], t.Name)
+				}
 			case tc.typ != c.typ || !tc.builtin:
 				set.binary = false
 			}
 		}
 	}
+	for _, c := range src {
+		if len(missing[c.name]) > 0 {
+			r.omit(rel, c.name, missing[c.name])
+			continue
+		}
+		set.names = append(set.names, c.name)
+		set.types[c.name] = c.typ
+		if !c.builtin {
+			set.binary = false
+		}
+	}
 	return set, nil
+}
+
+// omit notes, once per run, that column of rel is left out of the copy
+// because dbs lack it (strict_checking=false).
+func (r *run) omit(rel Relation, column string, dbs []string) {
+	note := fmt.Sprintf("column %s of %s (not on %s)", pg.Display(column), rel.Display(), strings.Join(dbs, ", "))
+	if slices.Contains(r.res.OmittedColumns, note) {
+		return
+	}
+	r.res.OmittedColumns = append(r.res.OmittedColumns, note)
+	r.log.Warn("strict_checking=false: a column some dbs lack is left out of the copy",
+		zap.String("table", rel.Display()), zap.String("column", column), zap.Strings("missing_on", dbs))
 }
 
 func (s *columnSet) selectList(alias string) string { return identList(s.names, alias) }

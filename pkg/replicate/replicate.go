@@ -168,6 +168,9 @@ type Result struct {
 	Skipped []Skipped
 	// CaughtUp are the targets that were behind and are in step again.
 	CaughtUp []string
+	// OmittedColumns are the columns strict_checking=false left out of the
+	// copy because some dbs lack them: "column note of public.t (not on B)".
+	OmittedColumns []string
 }
 
 // Skipped is a target left out of a run, and why.

@@ -85,6 +85,9 @@ func (r Result) Summary() string {
 	if len(r.CaughtUp) > 0 {
 		fmt.Fprintf(&more, "; caught up: %s", strings.Join(r.CaughtUp, ", "))
 	}
+	if len(r.OmittedColumns) > 0 {
+		fmt.Fprintf(&more, "; left out of the copy (strict_checking=false): %s", strings.Join(r.OmittedColumns, "; "))
+	}
 	return fmt.Sprintf("%d deleted, %d inserted, %d truncated, %d conflicts%s in %.3fs%s", r.Deletes, r.Inserts, r.Truncates,
 		r.Conflicts, parked, r.Duration.Seconds(), more.String())
 }

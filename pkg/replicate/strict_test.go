@@ -1,0 +1,83 @@
+package replicate
+
+import (
+	"context"
+	"math/rand"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestStrictCheckingSourceOnlyColumn: a column added on one source only.
+// Strict (the default), the run fails with one sentence naming table,
+// column, db and the fix, and changes nothing. With strict_checking=false
+// the column is left out of the copy, noted once per run, while two
+// sources and a target written at random converge on the common columns;
+// the source keeps its own values of the column.
+func TestStrictCheckingSourceOnlyColumn(t *testing.T) {
+	e := newEnv(t, kvSchema, []string{"A:source", "B:source", "T:target"}, []Relation{kv, other})
+	e.exec("A", "INSERT INTO kv SELECT g, 'a' || g, 'A' FROM generate_series(1, 20) g")
+	e.run()
+	e.exec("A", "ALTER TABLE kv ADD COLUMN extra text DEFAULT 'only on A'")
+	e.exec("A", "UPDATE kv SET v = 'changed', extra = 'mine' WHERE k <= 5; INSERT INTO kv VALUES (500, 'a500', 'A', 'mine')")
+
+	_, err := Run(context.Background(), e.sync, Options{})
+	want := `column extra of public.kv is missing on db T (it is text on A): run ALTER TABLE "public"."kv" ADD COLUMN "extra" text on T, ` +
+		`or mcp update sync ` + e.sync.Name + ` strict_checking=false to leave it out of the copy (mcp validate lists every difference)`
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("strict run: %v\nwant %s", err, want)
+	}
+	if got := e.value("B", 1); got != "a1" {
+		t.Errorf("the failed run changed B: k=1 is %q", got)
+	}
+
+	e.sync.Relations[0].Lenient = true
+	common := []string{"k", "v", "src"}
+	seed := rand.Int63()
+	t.Logf("seed %d", seed)
+	stop := startWriters(t, e, []string{"A", "B"}, seed, 60, true)
+	note := "column extra of public.kv (not on T, B)"
+	for i := 0; i < 10; i++ {
+		res, err := Run(context.Background(), e.sync, Options{})
+		if err != nil {
+			t.Fatalf("run %d during writes: %v", i, err)
+		}
+		if !slices.Equal(res.OmittedColumns, []string{note}) {
+			t.Errorf("run %d: omitted %q, want once %q", i, res.OmittedColumns, note)
+		}
+		if !strings.Contains(res.Summary(), "; left out of the copy (strict_checking=false): "+note) {
+			t.Errorf("run %d: summary %q", i, res.Summary())
+		}
+	}
+	stop()
+	e.run()
+	for _, c := range []struct {
+		rel  Relation
+		cols []string
+	}{{kv, common}, {other, e.sourceColumns(other)}} {
+		want := e.contents("A", c.rel, c.cols)
+		for _, db := range []string{"B", "T"} {
+			if got := e.contents(db, c.rel, c.cols); strings.Join(got, "\n") != strings.Join(want, "\n") {
+				t.Errorf("%s on %s differs from A on %v:\n%s", c.rel.Display(), db, c.cols, diff(want, got))
+			}
+		}
+	}
+	var extra string
+	if err := e.conn("A").QueryRow(context.Background(), "SELECT extra FROM kv WHERE k = 500").Scan(&extra); err != nil || extra != "mine" {
+		t.Errorf("A's own value of the column left out: %q (%v)", extra, err)
+	}
+	if got := e.value("B", 500); got != "a500" {
+		t.Errorf("k=500 on B = %q", got)
+	}
+	if res := e.run(); res.Inserts+res.Deletes != 0 {
+		t.Errorf("a quiet run changed rows: %+v", res)
+	}
+	// Once every db has the column, it is copied again.
+	e.exec("B", "ALTER TABLE kv ADD COLUMN extra text DEFAULT 'only on A'")
+	e.exec("T", "ALTER TABLE kv ADD COLUMN extra text DEFAULT 'only on A'")
+	e.exec("A", "UPDATE kv SET extra = 'everywhere'")
+	if res := e.run(); len(res.OmittedColumns) != 0 {
+		t.Errorf("omitted %q once every db has the column", res.OmittedColumns)
+	}
+	e.assertSame()
+}
