@@ -138,3 +138,37 @@ func TestValidateDifferences(t *testing.T) {
 		}
 	}
 }
+
+// TestStrictCheckingThroughMCP: a column added on the source only fails
+// the run in one sentence naming the fix; after mcp update sync S
+// strict_checking=false the run copies the other columns and mcp status
+// shows what it left out.
+func TestStrictCheckingThroughMCP(t *testing.T) {
+	f := newFixture(t, true)
+	f.addDBs()
+	f.ok("add", "sync", "s", "tables=public.accounts", "dbs=A:source,B:target")
+	f.c.Exec(t, f.db["A"], "ALTER TABLE accounts ADD COLUMN note text; INSERT INTO accounts VALUES (1, 1, 10, 'x', 'n')")
+	r := f.run("sync", "run", "s", "--quiet")
+	want := `column note of public.accounts is missing on db B (it is text on A): run ALTER TABLE "public"."accounts" ADD COLUMN "note" text on B, ` +
+		`or mcp update sync s strict_checking=false to leave it out of the copy`
+	if r.code != 1 || !strings.Contains(r.err, want) {
+		t.Fatalf("strict run: exit %d %q", r.code, r.err)
+	}
+	f.ok("update", "sync", "s", "strict_checking=false")
+	f.ok("sync", "run", "s", "--quiet")
+	if got := f.query(f.db["B"], "SELECT abalance::text FROM accounts WHERE aid = 1"); got != "10" {
+		t.Errorf("B after the lenient run: %q", got)
+	}
+	out := f.ok("status", "s")
+	for _, w := range []string{"strict_checking=false", "left out of the copy (strict_checking=false): column note of public.accounts (not on B)"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("status s does not say %q:\n%s", w, out)
+		}
+	}
+	// The table's own setting wins over the sync's.
+	f.ok("update", "table", "public.accounts", "db=A", "strict_checking=true")
+	f.c.Exec(t, f.db["A"], "UPDATE accounts SET abalance = 11")
+	if r := f.run("sync", "run", "s", "--quiet"); r.code != 1 || !strings.Contains(r.err, want) {
+		t.Errorf("run with the table strict: exit %d %q", r.code, r.err)
+	}
+}
