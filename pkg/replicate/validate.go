@@ -138,13 +138,6 @@ func unseenRows(ctx context.Context, nodes map[string]*pgx.Conn, s Sync, rel Rel
 	return problems, nil
 }
 
-func kindOf(rel Relation) string {
-	if rel.Sequence {
-		return "sequence"
-	}
-	return "table"
-}
-
 // compatible reports whether values of source type src load into dst by
 // text COPY without loss.
 func compatible(src, dst string) bool {
