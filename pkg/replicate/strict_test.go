@@ -81,3 +81,22 @@ func TestStrictCheckingSourceOnlyColumn(t *testing.T) {
 	}
 	e.assertSame()
 }
+
+// TestTargetOnlyColumn: a column only the target has, nullable or with a
+// default, is fine under strict_checking: rows arrive with its default,
+// nothing is noted as left out.
+func TestTargetOnlyColumn(t *testing.T) {
+	e := newEnv(t, kvSchema, []string{"A:source", "B:target"}, []Relation{kv})
+	e.exec("B", "ALTER TABLE kv ADD COLUMN n text, ADD COLUMN d int NOT NULL DEFAULT 7")
+	e.exec("A", "INSERT INTO kv SELECT g, 'a' || g, 'A' FROM generate_series(1, 10) g")
+	if res := e.run(); res.Inserts != 10 || len(res.OmittedColumns) != 0 {
+		t.Fatalf("run: %+v", res)
+	}
+	want := e.contents("A", kv, []string{"k", "v", "src"})
+	if got := e.contents("B", kv, []string{"k", "v", "src"}); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("B differs:\n%s", diff(want, got))
+	}
+	if n := e.count("B", "kv WHERE n IS NULL AND d = 7"); n != 10 {
+		t.Errorf("%d rows of B with the target's defaults, want 10", n)
+	}
+}
