@@ -29,6 +29,61 @@ type columnSet struct {
 	types       map[string]string
 	table       string          // schema.name, quoted
 	partitioned map[string]bool // per db name: the table is partitioned there
+	// Under strict_checking=false: all is every column of the first source
+	// that is copied, missing the columns of all each db lacks (by db
+	// name), and names is all but those some source lacks (what every
+	// source can be read for). Copies between two dbs take all but what
+	// either lacks (between).
+	all     []string
+	missing map[string]map[string]bool
+}
+
+// without is s less the columns that any of dbs lacks; s itself when no
+// db lacks any.
+func (s *columnSet) without(dbs ...string) *columnSet {
+	if len(s.missing) == 0 {
+		return s
+	}
+	out := *s
+	out.names = nil
+	for _, n := range s.all {
+		lacking := false
+		for _, d := range dbs {
+			lacking = lacking || s.missing[d][n]
+		}
+		if !lacking {
+			out.names = append(out.names, n)
+		}
+	}
+	return &out
+}
+
+// colGroup is dests that take the same columns from one source.
+type colGroup struct {
+	cols  *columnSet
+	dests []*node
+}
+
+// between splits dests by the columns a copy from db from gives them:
+// one group of all dests unless strict_checking=false left columns out.
+func (s *columnSet) between(from string, dests []*node) []colGroup {
+	if len(s.missing) == 0 {
+		return []colGroup{{s, dests}}
+	}
+	var out []colGroup
+	at := map[string]int{}
+	for _, t := range dests {
+		c := s.without(from, t.Name)
+		k := strings.Join(c.names, "\x00")
+		i, ok := at[k]
+		if !ok {
+			i = len(out)
+			at[k] = i
+			out = append(out, colGroup{cols: c})
+		}
+		out[i].dests = append(out[i].dests, t)
+	}
+	return out
 }
 
 // ref is how statements on db name the table to read or write all of its
@@ -79,8 +134,9 @@ func readColumns(ctx context.Context, q pgx.Tx, name string, rel Relation) (cols
 
 // columns matches rel's columns between the source and every target. A
 // column of the source that a writer lacks fails the run, or with
-// strict_checking=false (rel.Lenient) is left out of the copy, and noted
-// once in the run's result and log.
+// strict_checking=false (rel.Lenient) is left out of the copies into that
+// db (and, when a source lacks it, of the copies from it: see between),
+// and noted once in the run's result and log.
 func (r *run) columns(ctx context.Context, rel Relation) (*columnSet, error) {
 	first := r.sources[0]
 	src, _, partitioned, err := readColumns(ctx, first.tx, first.Name, rel)
@@ -90,12 +146,17 @@ func (r *run) columns(ctx context.Context, rel Relation) (*columnSet, error) {
 	set := &columnSet{binary: true, types: map[string]string{}, table: pg.Ident(rel.Schema, rel.Name),
 		partitioned: map[string]bool{first.Name: partitioned}}
 	missing := map[string][]string{} // column -> writers that lack it
+	set.missing = map[string]map[string]bool{}
+	var sources []string
 	for _, t := range r.writers {
 		cols, generated, partitioned, err := readColumns(ctx, t.tx, t.Name, rel)
 		if err != nil {
 			return nil, err
 		}
 		set.partitioned[t.Name] = partitioned
+		if t.source {
+			sources = append(sources, t.Name)
+		}
 		have := map[string]column{}
 		for _, c := range cols {
 			have[c.name] = c
@@ -114,34 +175,41 @@ func (r *run) columns(ctx context.Context, rel Relation) (*columnSet, error) {
 				if !slices.Contains(missing[c.name], t.Name) {
 					missing[c.name] = append(missing[c.name], t.Name)
 				}
+				if set.missing[t.Name] == nil {
+					set.missing[t.Name] = map[string]bool{}
+				}
+				set.missing[t.Name][c.name] = true
 			case tc.typ != c.typ || !tc.builtin:
 				set.binary = false
 			}
 		}
 	}
 	for _, c := range src {
-		if len(missing[c.name]) > 0 {
-			r.omit(rel, c.name, missing[c.name])
-			continue
-		}
-		set.names = append(set.names, c.name)
+		set.all = append(set.all, c.name)
 		set.types[c.name] = c.typ
 		if !c.builtin {
 			set.binary = false
 		}
+		if len(missing[c.name]) > 0 {
+			r.omit(rel, c.name, missing[c.name])
+		}
 	}
-	return set, nil
+	if len(set.missing) == 0 {
+		set.missing, set.names = nil, set.all
+		return set, nil
+	}
+	return set.without(sources...), nil
 }
 
-// omit notes, once per run, that column of rel is left out of the copy
-// because dbs lack it (strict_checking=false).
+// omit notes, once per run, that column of rel is left out of the copies
+// into and from dbs, which lack it (strict_checking=false).
 func (r *run) omit(rel Relation, column string, dbs []string) {
 	note := fmt.Sprintf("column %s of %s (not on %s)", pg.Display(column), rel.Display(), strings.Join(dbs, ", "))
 	if slices.Contains(r.res.OmittedColumns, note) {
 		return
 	}
 	r.res.OmittedColumns = append(r.res.OmittedColumns, note)
-	r.log.Warn("strict_checking=false: a column some dbs lack is left out of the copy",
+	r.log.Warn("strict_checking=false: a column some dbs lack is left out of the copies into and from them",
 		zap.String("table", rel.Display()), zap.String("column", column), zap.Strings("missing_on", dbs))
 }
 

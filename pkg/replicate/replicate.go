@@ -169,7 +169,8 @@ type Result struct {
 	// CaughtUp are the targets that were behind and are in step again.
 	CaughtUp []string
 	// OmittedColumns are the columns strict_checking=false left out of the
-	// copy because some dbs lack them: "column note of public.t (not on B)".
+	// copies into (and from) the dbs that lack them: "column note of
+	// public.t (not on B)".
 	OmittedColumns []string
 }
 

@@ -8,16 +8,19 @@ import (
 	"testing"
 )
 
-// TestStrictCheckingSourceOnlyColumn: a column added on one source only.
-// Strict (the default), the run fails with one sentence naming table,
-// column, db and the fix, and changes nothing. With strict_checking=false
-// the column is left out of the copy, noted once per run, while two
-// sources and a target written at random converge on the common columns;
-// the source keeps its own values of the column.
+// TestStrictCheckingSourceOnlyColumn: a column added on one source (and
+// one of two targets) only. Strict (the default), the run fails with one
+// sentence naming table, column, db and the fix, and changes nothing.
+// With strict_checking=false the column is left out of the copies into
+// (and from) the dbs that lack it, noted once per run, while two sources
+// written at random and two targets converge on the common columns; the
+// source keeps its own values of the column, and the target that has it
+// receives them.
 func TestStrictCheckingSourceOnlyColumn(t *testing.T) {
-	e := newEnv(t, kvSchema, []string{"A:source", "B:source", "T:target"}, []Relation{kv, other})
+	e := newEnv(t, kvSchema, []string{"A:source", "B:source", "T:target", "U:target"}, []Relation{kv, other})
 	e.exec("A", "INSERT INTO kv SELECT g, 'a' || g, 'A' FROM generate_series(1, 20) g")
 	e.run()
+	e.exec("U", "ALTER TABLE kv ADD COLUMN extra text DEFAULT 'only on A'")
 	e.exec("A", "ALTER TABLE kv ADD COLUMN extra text DEFAULT 'only on A'")
 	e.exec("A", "UPDATE kv SET v = 'changed', extra = 'mine' WHERE k <= 5; INSERT INTO kv VALUES (500, 'a500', 'A', 'mine')")
 
@@ -56,15 +59,17 @@ func TestStrictCheckingSourceOnlyColumn(t *testing.T) {
 		cols []string
 	}{{kv, common}, {other, e.sourceColumns(other)}} {
 		want := e.contents("A", c.rel, c.cols)
-		for _, db := range []string{"B", "T"} {
+		for _, db := range []string{"B", "T", "U"} {
 			if got := e.contents(db, c.rel, c.cols); strings.Join(got, "\n") != strings.Join(want, "\n") {
 				t.Errorf("%s on %s differs from A on %v:\n%s", c.rel.Display(), db, c.cols, diff(want, got))
 			}
 		}
 	}
-	var extra string
-	if err := e.conn("A").QueryRow(context.Background(), "SELECT extra FROM kv WHERE k = 500").Scan(&extra); err != nil || extra != "mine" {
-		t.Errorf("A's own value of the column left out: %q (%v)", extra, err)
+	for _, db := range []string{"A", "U"} {
+		var extra string
+		if err := e.conn(db).QueryRow(context.Background(), "SELECT extra FROM kv WHERE k = 500").Scan(&extra); err != nil || extra != "mine" {
+			t.Errorf("the column left out for B and T, on %s: %q (%v), want A's value", db, extra, err)
+		}
 	}
 	if got := e.value("B", 500); got != "a500" {
 		t.Errorf("k=500 on B = %q", got)
