@@ -105,3 +105,47 @@ func TestTargetOnlyColumn(t *testing.T) {
 		t.Errorf("%d rows of B with the target's defaults, want 10", n)
 	}
 }
+
+// TestStrictCheckingCustomConflict: under strict_checking=false, with a
+// column both sources have and the delta target lacks, a custom handler
+// sees the target's previous row without it and the sources' rows with
+// it, and its merged row is written with the column to the sources and
+// without it to the target.
+func TestStrictCheckingCustomConflict(t *testing.T) {
+	e := newEnv(t, kvSchema, []string{"A:source", "B:source", "C:target"}, []Relation{kv})
+	e.sync.Relations[0].Lenient = true
+	for _, d := range e.sync.DBs {
+		e.exec(d.Name, "SET session_replication_role = replica; INSERT INTO kv SELECT g, 'original', 'all' FROM generate_series(1, 3) g")
+	}
+	e.exec("A", "ALTER TABLE kv ADD COLUMN extra text")
+	e.exec("B", "ALTER TABLE kv ADD COLUMN extra text")
+	e.exec("A", "UPDATE kv SET v = 'A', extra = 'xa' WHERE k = 2")
+	e.exec("B", "UPDATE kv SET v = 'B', extra = 'xb' WHERE k = 2")
+	var prev, fromA Row
+	h := conflictHandler("merger", func(_ context.Context, c ConflictRow) (Resolution, error) {
+		prev, fromA = c.Previous, sourceOf(c, "A").Row
+		v := textCol(sourceOf(c, "A").Row, "v") + "+" + textCol(sourceOf(c, "B").Row, "v")
+		return Resolution{Action: ResolveMerge, Row: with(sourceOf(c, "B").Row, "v", &v)}, nil
+	})
+	res, _, _, err := customRun(e, h, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Conflicts != 1 || !slices.Equal(res.OmittedColumns, []string{"column extra of public.kv (not on C)"}) {
+		t.Errorf("run: %+v", res)
+	}
+	if textCol(fromA, "extra") != "xa" || len(prev) != 3 || textCol(prev, "v") != "original" {
+		t.Errorf("the handler saw A's row %v and the previous row %v", fromA, prev)
+	}
+	for _, db := range []string{"A", "B", "C"} {
+		if got := e.value(db, 2); got != "A+B" {
+			t.Errorf("%s k=2: %q, want the merged row", db, got)
+		}
+	}
+	for _, db := range []string{"A", "B"} {
+		var extra *string
+		if err := e.conn(db).QueryRow(context.Background(), "SELECT extra FROM kv WHERE k = 2").Scan(&extra); err != nil || extra == nil || *extra != "xb" {
+			t.Errorf("%s k=2 extra: %v (%v), want the merged row's xb", db, extra, err)
+		}
+	}
+}
