@@ -158,3 +158,48 @@ func TestReadShape(t *testing.T) {
 		}
 	}
 }
+
+// TestColumnSetBetween: which columns a copy from one db gives each dest
+// when strict_checking=false left some out.
+func TestColumnSetBetween(t *testing.T) {
+	full := &columnSet{names: []string{"k", "a", "b"}, all: []string{"k", "a", "b"}}
+	lenient := &columnSet{all: []string{"k", "a", "b"}, missing: map[string]map[string]bool{"B": {"a": true}, "T": {"b": true}}}
+	lenient = lenient.without("A", "B") // the sources' common columns
+	nodes := func(names ...string) []*node {
+		var out []*node
+		for _, n := range names {
+			out = append(out, &node{DB: DB{Name: n}})
+		}
+		return out
+	}
+	cases := []struct {
+		name  string
+		set   *columnSet
+		from  string
+		dests []*node
+		want  string
+	}{
+		{"strict: one group, every column", full, "A", nodes("B", "T", "U"), "B,T,U:k,a,b"},
+		{"from the source that has all", lenient, "A", nodes("B", "T", "U"), "B:k,b T:k,a U:k,a,b"},
+		{"from a source that lacks a", lenient, "B", nodes("A", "T", "U"), "A,U:k,b T:k"},
+		{"dests alike share a group", lenient, "A", nodes("U", "V"), "U,V:k,a,b"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var parts []string
+			for _, g := range c.set.between(c.from, c.dests) {
+				var ds []string
+				for _, d := range g.dests {
+					ds = append(ds, d.Name)
+				}
+				parts = append(parts, strings.Join(ds, ",")+":"+strings.Join(g.cols.names, ","))
+			}
+			if got := strings.Join(parts, " "); got != c.want {
+				t.Errorf("between = %q, want %q", got, c.want)
+			}
+		})
+	}
+	if got := strings.Join(lenient.names, ","); got != "k,b" {
+		t.Errorf("columns every source has = %q, want k,b", got)
+	}
+}
