@@ -39,7 +39,7 @@ func addCommand() *cli.Command {
 				Name:      "table",
 				Aliases:   []string{"tables"},
 				Usage:     "add tables of a db, by name or pattern",
-				ArgsUsage: "[SCHEMA.]NAME|PATTERN ... db=DB [relgroup=R] [conflict_strategy=S] [makedelta=on|off]",
+				ArgsUsage: "[SCHEMA.]NAME|PATTERN ... db=DB [relgroup=R] [conflict_strategy=S] [makedelta=on|off] [strict_checking=true|false]",
 				Description: "Looks the tables up on db (required when the catalog has several dbs) and records each with\n" +
 					"its key: the primary key, else the best unique index on NOT NULL columns. A table with\n" +
 					"neither can only be copied to fullcopy targets. Patterns use * or %; names are\n" +
@@ -80,11 +80,14 @@ func addCommand() *cli.Command {
 				ArgsUsage: "NAME relgroup=R | tables=T1,T2  dbs=A:source,B:source,C:target | dbgroup=G [autokick=true]\n" +
 					"   [checktime=DURATION] [conflict_strategy=S] [onetimecopy=0|1|2] [status=active|inactive]\n" +
 					"   [stayalive=true] [kidsalive=true] [isolation_level=repeatable read|serializable] [lifetime=DURATION]\n" +
-					"   [maxkicks=N] [makedelta=on|off] [commit_every=ROWS] [deletemethod=delete|truncate|truncate_cascade]",
+					"   [maxkicks=N] [makedelta=on|off] [commit_every=ROWS] [deletemethod=delete|truncate|truncate_cascade]\n" +
+					"   [strict_checking=true|false]",
 				Description: "tables= makes (or reuses) a relgroup named after the sync, adding tables from the first\n" +
 					"source db when the catalog lacks them. dbs= reuses a dbgroup with exactly those members, or\n" +
-					"makes one named after the sync. mcp checks that every table exists on every db of the sync;\n" +
-					"--force skips the dbs it cannot reach. A table without a key needs fullcopy targets.",
+					"makes one named after the sync. mcp checks that every table exists on every db of the sync\n" +
+					"with columns runs can copy (types that load, no column a target lacks unless\n" +
+					"strict_checking=false); --force skips the dbs it cannot reach. A table without a key needs\n" +
+					"fullcopy targets.",
 				Flags:  []cli.Flag{forceFlag},
 				Action: func(c *cli.Context) error { return addSync(newEnv(c)) },
 			},

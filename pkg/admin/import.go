@@ -310,7 +310,7 @@ func (im *importer) sync(ctx context.Context, s catalog.Sync, replace bool) erro
 	if len(rg.Relations) == 0 {
 		return catalog.Invalidf("relgroup %q has no relations: add some in Bucardo, or remove sync %s there, and import again", rg.Name, s.Name)
 	}
-	return checkSyncDBs(ctx, im.e, im.q, g, rg)
+	return checkSyncDBs(ctx, im.e, im.q, s, g, rg, "")
 }
 
 // importReport is mcp import bucardo --json's document.

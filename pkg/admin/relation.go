@@ -217,7 +217,7 @@ func updateTable(e *env) error {
 		return err
 	}
 	if len(kv.pos) != 1 || len(kv.vals)+len(kv.extra) == 0 {
-		return usagef("usage: mcp update table [SCHEMA.]NAME [db=DB] conflict_strategy=S makedelta=on|off")
+		return usagef("usage: mcp update table [SCHEMA.]NAME [db=DB] conflict_strategy=S makedelta=on|off strict_checking=true|false")
 	}
 	return e.changeCatalog(func(ctx context.Context, tx pgx.Tx) error {
 		db, _ := kv.get("db")
@@ -236,8 +236,8 @@ func updateTable(e *env) error {
 				return err
 			}
 		}
-		e.printf("Changed table %s of db %q (conflict_strategy %s, makedelta %s)\n", r.Display(), r.DB,
-			orDash(r.ConflictStrategy), map[bool]string{true: "set", false: "inherit"}[r.MakeDelta != nil])
+		e.printf("Changed table %s of db %q (conflict_strategy %s, makedelta %s, strict_checking %s)\n", r.Display(), r.DB,
+			orDash(r.ConflictStrategy), map[bool]string{true: "set", false: "inherit"}[r.MakeDelta != nil], boolOrInherit(r.StrictChecking))
 		return nil
 	})
 }
@@ -299,4 +299,12 @@ func removeFromRelGroup(ctx context.Context, e *env, q catalog.Querier, relgroup
 		}
 	}
 	return nil
+}
+
+// boolOrInherit is a table's own setting, or "inherit".
+func boolOrInherit(b *bool) string {
+	if b == nil {
+		return "inherit"
+	}
+	return fmt.Sprint(*b)
 }

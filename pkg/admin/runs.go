@@ -221,6 +221,15 @@ func syncNames(ctx context.Context, q catalog.Querier, args []string) ([]string,
 	return args, nil
 }
 
+// syncValidation is what mcp validate found for one sync.
+type syncValidation struct {
+	Sync        string                 `json:"sync"`
+	Problems    []string               `json:"problems"`
+	Differences []replicate.Difference `json:"differences"`
+	Repaired    []string               `json:"repaired"`
+	Failing     int                    `json:"failing"` // problems and differences that make runs fail
+}
+
 func validate(e *env) error {
 	if e.c.NArg() == 0 {
 		return usagef("usage: mcp validate SYNC...|all")
@@ -235,63 +244,104 @@ func validate(e *env) error {
 	if err != nil {
 		return err
 	}
+	// Progress goes to stderr under --json, so that stdout is one document.
+	progress := e.out
+	if e.json() {
+		progress = e.c.App.ErrWriter
+	}
 	total := 0
+	var all []syncValidation
 	for i, name := range names {
 		d, err := catalog.LoadSync(ctx, conn, name)
 		if err != nil {
 			return err
 		}
-		e.printf("[%d/%d] sync %s: relgroup %s (%s), dbs %s\n", i+1, len(names), name, d.RelGroup,
+		fmt.Fprintf(progress, "[%d/%d] sync %s: relgroup %s (%s), dbs %s\n", i+1, len(names), name, d.RelGroup,
 			plural(len(d.Relations), "relation"), catalog.DescribeMembers(d.Members))
-		problems, err := catalog.SyncProblems(ctx, conn, name)
+		v, err := validateSync(ctx, conn, d)
 		if err != nil {
 			return err
 		}
-		more, err := replicate.Validate(ctx, replicate.SyncFrom(d))
-		if err != nil {
-			return err
+		all = append(all, v)
+		total += v.Failing
+		if e.json() {
+			continue
 		}
-		problems = append(problems, more...)
-		if d.HasDeltaRole() {
-			for _, src := range d.Sources() {
-				sconn, err := connectDB(ctx, src)
-				if err != nil {
-					continue // reported by Validate
-				}
-				stale, err := capture.Check(ctx, sconn, capture.SyncFrom(d))
-				if err == nil && len(stale) > 0 {
-					err = capture.Install(ctx, sconn, capture.SyncFrom(d))
-					if err == nil {
-						for _, s := range stale {
-							e.printf("  repaired on db %s: %s\n", src.Name, s)
-						}
-					}
-				}
-				if err == nil {
-					var notes []capture.PartitionNote
-					notes, err = capture.PartitionNotes(ctx, sconn, capture.SyncFrom(d))
-					for _, n := range notes {
-						problems = append(problems, n.Problem(src.Name, name))
-					}
-				}
-				closeConn(ctx, sconn)
-				if err != nil {
-					problems = append(problems, fmt.Sprintf("db %s: the capture cannot be installed: %v", src.Name, err))
-				}
-			}
+		for _, r := range v.Repaired {
+			e.printf("  repaired %s\n", r)
 		}
-		for _, p := range problems {
+		for _, p := range v.Problems {
 			e.printf("  problem: %s\n", p)
 		}
-		if len(problems) == 0 {
+		for _, df := range v.Differences {
+			if df.Breaks {
+				e.printf("  problem: %s\n", df.Explain(name))
+			}
+		}
+		for _, df := range v.Differences {
+			if !df.Breaks {
+				e.printf("  difference: %s\n", df.Explain(name))
+			}
+		}
+		if v.Failing == 0 {
 			e.printf("  OK\n")
 		}
-		total += len(problems)
+	}
+	if e.json() {
+		if err := e.printJSON(map[string]any{"syncs": all, "failing": total}); err != nil {
+			return err
+		}
 	}
 	if total > 0 {
 		return catalog.Invalidf("validate found %s", plural(total, "problem"))
 	}
 	return nil
+}
+
+// validateSync checks one sync: the catalog's rules, every db as a run
+// uses it, and the capture on its sources, which it repairs.
+func validateSync(ctx context.Context, conn *pgx.Conn, d catalog.SyncDetail) (syncValidation, error) {
+	v := syncValidation{Sync: d.Name, Problems: []string{}, Differences: []replicate.Difference{}, Repaired: []string{}}
+	problems, err := catalog.SyncProblems(ctx, conn, d.Name)
+	if err != nil {
+		return v, err
+	}
+	rep, err := replicate.Validate(ctx, replicate.SyncFrom(d))
+	if err != nil {
+		return v, err
+	}
+	v.Differences = append(v.Differences, rep.Differences...)
+	if d.HasDeltaRole() {
+		for _, src := range d.Sources() {
+			sconn, err := connectDB(ctx, src)
+			if err != nil {
+				continue // reported by Validate
+			}
+			stale, err := capture.Check(ctx, sconn, capture.SyncFrom(d))
+			if err == nil && len(stale) > 0 {
+				err = capture.Install(ctx, sconn, capture.SyncFrom(d))
+				if err == nil {
+					for _, s := range stale {
+						v.Repaired = append(v.Repaired, fmt.Sprintf("on db %s: %s", src.Name, s))
+					}
+				}
+			}
+			if err == nil {
+				var notes []capture.PartitionNote
+				notes, err = capture.PartitionNotes(ctx, sconn, capture.SyncFrom(d))
+				for _, n := range notes {
+					problems = append(problems, n.Problem(src.Name, d.Name))
+				}
+			}
+			closeConn(ctx, sconn)
+			if err != nil {
+				problems = append(problems, fmt.Sprintf("db %s: the capture cannot be installed: %v", src.Name, err))
+			}
+		}
+	}
+	v.Problems = append(append(v.Problems, rep.Problems...), problems...)
+	v.Failing = len(problems) + rep.Failing()
+	return v, nil
 }
 
 func deltaCommand() *cli.Command {

@@ -106,7 +106,8 @@ func TestSyncRunThroughMCP(t *testing.T) {
 	f.c.Exec(t, f.db["B"], "ALTER TABLE accounts DROP COLUMN filler")
 	before := f.snapshot()
 	r := f.run("validate", "s")
-	if r.code != 1 || !strings.Contains(r.out, `db B: column filler of public.accounts is missing: ALTER TABLE "public"."accounts" ADD COLUMN "filler" text`) ||
+	if r.code != 1 || !strings.Contains(r.out, `problem: db B: column filler of public.accounts is missing (it is text on A), so runs fail: `+
+		`run ALTER TABLE "public"."accounts" ADD COLUMN "filler" text on B, or mcp update sync s strict_checking=false to leave it out of the copy`) ||
 		!strings.Contains(r.err, "validate found 1 problem") {
 		t.Errorf("validate: exit %d\n%s\n%s", r.code, r.out, r.err)
 	}

@@ -266,11 +266,13 @@ func memberIndex(ms []catalog.Member, db string) int {
 
 var relationKeys = map[string][]string{
 	"db": {"database"}, "relgroup": {"herd"}, "conflict_strategy": {"conflict", "standard_conflict"}, "makedelta": nil,
+	"strict_checking": nil,
 }
 
 // tableUpdateKeys are the keys of mcp update table.
 var tableUpdateKeys = map[string][]string{
 	"db": {"database"}, "conflict_strategy": {"conflict", "standard_conflict"}, "makedelta": nil,
+	"strict_checking": nil,
 }
 
 // addAllKeys are the keys of mcp add all tables|sequences.
@@ -280,8 +282,12 @@ var addAllKeys = map[string][]string{"db": {"database"}, "relgroup": {"herd"}}
 // add relgroup, update relgroup, remove.
 var dbKey = map[string][]string{"db": {"database"}}
 
-// relationSettings applies conflict_strategy= and makedelta= to r.
+// relationSettings applies conflict_strategy=, makedelta= and
+// strict_checking= to r.
 func relationSettings(r *catalog.Relation, kv kvArgs) error {
+	if err := tableBool(r, kv, "strict_checking", "sync", "use true, false or inherit", &r.StrictChecking); err != nil {
+		return err
+	}
 	if v, ok := kv.get("conflict_strategy"); ok {
 		if r.Kind != catalog.KindTable {
 			return catalog.Invalidf("conflict_strategy applies to tables, not to %s %s", r.Kind, r.Display())
@@ -296,21 +302,29 @@ func relationSettings(r *catalog.Relation, kv kvArgs) error {
 			r.ConflictStrategy = s
 		}
 	}
-	if v, ok := kv.get("makedelta"); ok {
-		if r.Kind != catalog.KindTable {
-			return catalog.Invalidf("makedelta applies to tables, not to %s %s", r.Kind, r.Display())
-		}
-		switch strings.ToLower(v) {
-		case "", "inherit", "db":
-			r.MakeDelta = nil
-		default:
-			b, err := catalog.ParseBool(v)
-			if err != nil {
-				return catalog.Invalidf("table %s: makedelta=%q is not valid: use on, off or inherit", r.Display(), v)
-			}
-			r.MakeDelta = &b
-		}
+	return tableBool(r, kv, "makedelta", "db", "use on, off or inherit", &r.MakeDelta)
+}
+
+// tableBool sets *dst from a table's own on/off option key of kv, nil
+// for inherit ("", "inherit" or from, what it inherits from).
+func tableBool(r *catalog.Relation, kv kvArgs, key, from, use string, dst **bool) error {
+	v, ok := kv.get(key)
+	if !ok {
+		return nil
 	}
+	if r.Kind != catalog.KindTable {
+		return catalog.Invalidf("%s applies to tables, not to %s %s", key, r.Kind, r.Display())
+	}
+	switch strings.ToLower(v) {
+	case "", "inherit", from:
+		*dst = nil
+		return nil
+	}
+	b, err := catalog.ParseBool(v)
+	if err != nil {
+		return catalog.Invalidf("table %s: %s=%q is not valid: %s", r.Display(), key, v, use)
+	}
+	*dst = &b
 	return nil
 }
 

@@ -51,7 +51,7 @@ func TestParseKV(t *testing.T) {
 		{"a key given twice", dbKeys, false, []string{"port=1", "port=2"}, kvArgs{}, "port is given twice"},
 		{"a key given twice through an alias", relationKeys, false, []string{"conflict=B A", "conflict_strategy=A B"}, kvArgs{}, "conflict_strategy is given twice"},
 		{"an unknown key names the keys", relationKeys, false, []string{"colour=blue"}, kvArgs{},
-			`unknown setting "colour": use conflict_strategy, db, makedelta, relgroup`},
+			`unknown setting "colour": use conflict_strategy, db, makedelta, relgroup, strict_checking`},
 		{"an unknown key as written", dbKey, false, []string{"Colour=blue"}, kvArgs{}, `unknown setting "Colour": use db`},
 		{"unknown keys of a customcode are its plugin's settings", customCodeUpdateKeys, true, []string{"cc", "Column=v", "priority=1", "mode="},
 			kvArgs{pos: []string{"cc"}, vals: map[string]string{"priority": "1"}, order: []string{"priority"}, extra: map[string]string{"Column": "v", "mode": ""}}, ""},
@@ -276,7 +276,7 @@ func TestRelationSettings(t *testing.T) {
 		{"makedelta for a sequence", seq, []string{"makedelta=on"}, "", nil,
 			"makedelta applies to tables, not to sequence public.order_seq", false},
 		{"an unknown key", table, []string{"colour=blue"}, "", nil,
-			`unknown setting "colour": use conflict_strategy, db, makedelta, relgroup`, true},
+			`unknown setting "colour": use conflict_strategy, db, makedelta, relgroup, strict_checking`, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -294,6 +294,43 @@ func TestRelationSettings(t *testing.T) {
 			}
 			if r.ConflictStrategy != tc.strategy || !reflect.DeepEqual(r.MakeDelta, tc.makedelta) {
 				t.Errorf("relationSettings(%q): conflict_strategy %q, makedelta %v; want %q, %v", tc.args, r.ConflictStrategy, r.MakeDelta, tc.strategy, tc.makedelta)
+			}
+		})
+	}
+}
+
+func TestRelationStrictChecking(t *testing.T) {
+	table := catalog.Relation{Kind: catalog.KindTable, Schema: "public", Name: "accounts"}
+	seq := catalog.Relation{Kind: catalog.KindSequence, Schema: "public", Name: "order_seq"}
+	on, off := true, false
+	cases := []struct {
+		name  string
+		start catalog.Relation
+		arg   string
+		want  *bool
+		err   string
+	}{
+		{"false", table, "strict_checking=false", &off, ""},
+		{"on", table, "strict_checking=on", &on, ""},
+		{"inherit", catalog.Relation{Kind: catalog.KindTable, Schema: "public", Name: "accounts", StrictChecking: &off}, "strict_checking=inherit", nil, ""},
+		{"from the sync", catalog.Relation{Kind: catalog.KindTable, Schema: "public", Name: "accounts", StrictChecking: &on}, "strict_checking=sync", nil, ""},
+		{"bad", table, "strict_checking=maybe", nil, `table public.accounts: strict_checking="maybe" is not valid: use true, false or inherit`},
+		{"a sequence", seq, "strict_checking=false", nil, "strict_checking applies to tables, not to sequence public.order_seq"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			kv, err := parseKV([]string{tc.arg}, tableUpdateKeys)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := tc.start
+			err = relationSettings(&r, kv)
+			if tc.err != "" {
+				wantErr(t, err, tc.err, false)
+				return
+			}
+			if err != nil || !reflect.DeepEqual(r.StrictChecking, tc.want) {
+				t.Errorf("strict_checking %v (%v), want %v", r.StrictChecking, err, tc.want)
 			}
 		})
 	}
@@ -366,7 +403,7 @@ func TestApplySyncOptions(t *testing.T) {
 			`sync s1: checktime="soon" is not valid: use a duration such as 30s, 5m or 1h, or 0 for none`, false},
 		{"an unknown key names them all", []string{"colour=blue"}, catalog.Sync{},
 			`unknown setting "colour": use autokick, checktime, commit_every, conflict_strategy, dbgroup, dbs, deletemethod, ` +
-				`expired, isolation_level, kidsalive, lifetime, makedelta, maxkicks, onetimecopy, overdue, relgroup, status, stayalive, tables`, true},
+				`expired, isolation_level, kidsalive, lifetime, makedelta, maxkicks, onetimecopy, overdue, relgroup, status, stayalive, strict_checking, tables`, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

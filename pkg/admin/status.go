@@ -160,6 +160,9 @@ func (e *env) statusDetail(s syncStatus) {
 	if d.Expired > 0 {
 		opts += " expired=" + d.Expired.String()
 	}
+	if !d.StrictChecking {
+		opts += " strict_checking=false"
+	}
 	line("Options", opts)
 	run := func(k string, r *runInfo) {
 		if r == nil {

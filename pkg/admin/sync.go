@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/gobucardo/gobucardo/pkg/catalog"
+	"github.com/gobucardo/gobucardo/pkg/replicate"
 )
 
 func addSync(e *env) error {
@@ -65,7 +66,7 @@ func addSync(e *env) error {
 		if err := syncProblems(ctx, tx, s.Name); err != nil {
 			return err
 		}
-		if err := checkSyncDBs(ctx, e, tx, g, rg); err != nil {
+		if err := checkSyncDBs(ctx, e, tx, s, g, rg, ""); err != nil {
 			return err
 		}
 		d, err := catalog.LoadSync(ctx, tx, s.Name)
@@ -175,11 +176,16 @@ func relGroupFor(ctx context.Context, e *env, q catalog.Querier, sync string, g 
 	return nil
 }
 
-// checkSyncDBs connects to every db of the sync and checks that each
-// relation exists there. A db that cannot be reached is an error unless
-// --force. All problems come in one list.
-func checkSyncDBs(ctx context.Context, e *env, q catalog.Querier, g catalog.DBGroup, rg catalog.RelGroup) error {
+// checkSyncDBs connects to every db of sync s and checks that each
+// relation exists there with columns a run can copy: Compare's
+// differences that would fail runs (a type that does not load, a column a
+// target lacks under strict_checking, ...) are refused, each in one
+// sentence with its repair. A db that cannot be reached is an error unless
+// --force. All problems come in one list. explainAs is the sync name the
+// fixes may give ("" while the sync is being added).
+func checkSyncDBs(ctx context.Context, e *env, q catalog.Querier, s catalog.Sync, g catalog.DBGroup, rg catalog.RelGroup, explainAs string) error {
 	var problems []string
+	shapes := make([][]replicate.DBShape, len(rg.Relations))
 	for _, m := range g.Members {
 		d, err := catalog.GetDB(ctx, q, m.DB)
 		if err != nil {
@@ -197,6 +203,14 @@ func checkSyncDBs(ctx context.Context, e *env, q catalog.Querier, g catalog.DBGr
 			continue
 		}
 		missing, err := catalog.MissingRelations(cctx, conn, rg.Relations)
+		for i, r := range rg.Relations {
+			if err != nil {
+				break
+			}
+			var sh replicate.TableShape
+			sh, err = replicate.ReadShape(cctx, conn, replicate.RelationFrom(s, r))
+			shapes[i] = append(shapes[i], replicate.DBShape{DB: d.Name, Role: m.Role, Shape: sh})
+		}
 		closeConn(ctx, conn)
 		cancel()
 		if err != nil {
@@ -205,6 +219,13 @@ func checkSyncDBs(ctx context.Context, e *env, q catalog.Querier, g catalog.DBGr
 		for _, r := range missing {
 			problems = append(problems, fmt.Sprintf("%s %s is missing on db %q (%s): create it there, or remove it from relgroup %q",
 				r.Kind, r.Display(), d.Name, m.Role, rg.Name))
+		}
+	}
+	for i, r := range rg.Relations {
+		for _, df := range replicate.Compare(replicate.RelationFrom(s, r), shapes[i]) {
+			if df.Breaks && df.Kind != replicate.DiffMissingTable { // missing: said above
+				problems = append(problems, df.Explain(explainAs))
+			}
 		}
 	}
 	switch len(problems) {
@@ -328,7 +349,7 @@ func updateSyncTables(e *env, args []string) error {
 			if rg, err = catalog.GetRelGroup(ctx, tx, s.RelGroup); err != nil {
 				return err
 			}
-			if err := checkSyncDBs(ctx, e, tx, g, rg); err != nil {
+			if err := checkSyncDBs(ctx, e, tx, s, g, rg, s.Name); err != nil {
 				return err
 			}
 		}

@@ -32,8 +32,8 @@ func updateCommand() *cli.Command {
 			},
 			{
 				Name:      "table",
-				Usage:     "change a table's conflict_strategy or makedelta",
-				ArgsUsage: "[SCHEMA.]NAME [db=DB] [conflict_strategy=S|inherit] [makedelta=on|off|inherit]",
+				Usage:     "change a table's conflict_strategy, makedelta or strict_checking",
+				ArgsUsage: "[SCHEMA.]NAME [db=DB] [conflict_strategy=S|inherit] [makedelta=on|off|inherit] [strict_checking=true|false|inherit]",
 				Action:    func(c *cli.Context) error { return updateTable(newEnv(c)) },
 			},
 			{

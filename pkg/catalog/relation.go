@@ -12,19 +12,22 @@ import (
 // Relation is a table or sequence of one db (Bucardo's "goat") with the key
 // found for it. A table without KeyColumns can only go to fullcopy targets.
 type Relation struct {
-	ID               int64     `json:"id"`
-	DB               string    `json:"db"`
-	Schema           string    `json:"schema"`
-	Name             string    `json:"name"`
-	Kind             string    `json:"kind"`
-	KeyColumns       []string  `json:"key_columns,omitempty"`
-	KeyTypes         []string  `json:"key_types,omitempty"`
-	KeyKind          string    `json:"key_kind,omitempty"`
-	KeyIndex         string    `json:"key_index,omitempty"`
-	ConflictStrategy string    `json:"conflict_strategy,omitempty"`
-	MakeDelta        *bool     `json:"makedelta,omitempty"`
-	RelGroups        []string  `json:"relgroups"`
-	Created          time.Time `json:"created"`
+	ID               int64    `json:"id"`
+	DB               string   `json:"db"`
+	Schema           string   `json:"schema"`
+	Name             string   `json:"name"`
+	Kind             string   `json:"kind"`
+	KeyColumns       []string `json:"key_columns,omitempty"`
+	KeyTypes         []string `json:"key_types,omitempty"`
+	KeyKind          string   `json:"key_kind,omitempty"`
+	KeyIndex         string   `json:"key_index,omitempty"`
+	ConflictStrategy string   `json:"conflict_strategy,omitempty"`
+	MakeDelta        *bool    `json:"makedelta,omitempty"`
+	// StrictChecking overrides the sync's strict_checking for this table
+	// (nil = as the sync says).
+	StrictChecking *bool     `json:"strict_checking,omitempty"`
+	RelGroups      []string  `json:"relgroups"`
+	Created        time.Time `json:"created"`
 }
 
 // Display is schema.name as a user would type it.
@@ -32,14 +35,14 @@ func (r *Relation) Display() string { return DisplayName(r.Schema, r.Name) }
 
 const relationColumns = `r.id, r.db, r.schema_name, r.rel_name, r.kind,
 	coalesce(r.key_columns, '{}'), coalesce(r.key_types, '{}'), coalesce(r.key_kind, ''), coalesce(r.key_index, ''),
-	coalesce(r.conflict_strategy, ''), r.makedelta,
+	coalesce(r.conflict_strategy, ''), r.makedelta, r.strict_checking,
 	coalesce((SELECT array_agg(m.relgroup ORDER BY m.relgroup) FROM gobucardo.relgroup_member m WHERE m.relation_id = r.id), '{}'),
 	r.created`
 
 func scanRelation(row pgx.Row) (Relation, error) {
 	var r Relation
 	err := row.Scan(&r.ID, &r.DB, &r.Schema, &r.Name, &r.Kind, &r.KeyColumns, &r.KeyTypes, &r.KeyKind,
-		&r.KeyIndex, &r.ConflictStrategy, &r.MakeDelta, &r.RelGroups, &r.Created)
+		&r.KeyIndex, &r.ConflictStrategy, &r.MakeDelta, &r.StrictChecking, &r.RelGroups, &r.Created)
 	if len(r.KeyColumns) == 0 {
 		r.KeyColumns, r.KeyTypes = nil, nil
 	}
@@ -53,10 +56,10 @@ func AddRelation(ctx context.Context, q Querier, r Relation) (Relation, error) {
 		keyCols, keyTypes = r.KeyColumns, r.KeyTypes
 	}
 	err := q.QueryRow(ctx, `INSERT INTO gobucardo.relation
-		(db, schema_name, rel_name, kind, key_columns, key_types, key_kind, key_index, conflict_strategy, makedelta)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id, created`,
+		(db, schema_name, rel_name, kind, key_columns, key_types, key_kind, key_index, conflict_strategy, makedelta, strict_checking)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id, created`,
 		r.DB, r.Schema, r.Name, r.Kind, keyCols, keyTypes, nullIfEmpty(r.KeyKind), nullIfEmpty(r.KeyIndex),
-		nullIfEmpty(r.ConflictStrategy), r.MakeDelta).Scan(&r.ID, &r.Created)
+		nullIfEmpty(r.ConflictStrategy), r.MakeDelta, r.StrictChecking).Scan(&r.ID, &r.Created)
 	if err != nil {
 		if isUnique(err) {
 			return r, Invalidf("%s %s of db %q is already in the catalog: see mcp list %ss", r.Kind, r.Display(), r.DB, r.Kind)
@@ -66,10 +69,11 @@ func AddRelation(ctx context.Context, q Querier, r Relation) (Relation, error) {
 	return r, nil
 }
 
-// UpdateRelation writes the settable fields of r (conflict strategy, makedelta).
+// UpdateRelation writes the settable fields of r (conflict strategy,
+// makedelta, strict_checking).
 func UpdateRelation(ctx context.Context, q Querier, r Relation) error {
-	_, err := q.Exec(ctx, `UPDATE gobucardo.relation SET conflict_strategy = $2, makedelta = $3 WHERE id = $1`,
-		r.ID, nullIfEmpty(r.ConflictStrategy), r.MakeDelta)
+	_, err := q.Exec(ctx, `UPDATE gobucardo.relation SET conflict_strategy = $2, makedelta = $3, strict_checking = $4 WHERE id = $1`,
+		r.ID, nullIfEmpty(r.ConflictStrategy), r.MakeDelta, r.StrictChecking)
 	if err != nil {
 		return fmt.Errorf("update %s %s: %w", r.Kind, r.Display(), err)
 	}

@@ -77,6 +77,10 @@ type Sync struct {
 	MakeDelta        bool          `json:"makedelta"`
 	CommitEvery      int           `json:"commit_every"`
 	DeleteMethod     string        `json:"deletemethod"`
+	// StrictChecking (Bucardo's strict_checking, default true): a column a
+	// source has and a target lacks fails a run; false leaves it out of the
+	// copy to that target. A table's own setting wins.
+	StrictChecking bool `json:"strict_checking"`
 	// Overdue and Expired are the lags at which mcp ping warns and turns
 	// critical (Bucardo's check_bucardo_sync); 0 is off.
 	Overdue time.Duration `json:"overdue"`
@@ -88,7 +92,7 @@ type Sync struct {
 func NewSync(name string) Sync {
 	return Sync{
 		Name: name, Status: StatusActive, Autokick: true, ConflictStrategy: StrategyLatest,
-		Stayalive: true, Kidsalive: true, IsolationLevel: "repeatable read", DeleteMethod: "delete",
+		Stayalive: true, Kidsalive: true, IsolationLevel: "repeatable read", DeleteMethod: "delete", StrictChecking: true,
 	}
 }
 
@@ -96,6 +100,7 @@ func NewSync(name string) Sync {
 var SyncOptions = []string{
 	"autokick", "checktime", "conflict_strategy", "onetimecopy", "status", "stayalive", "kidsalive",
 	"isolation_level", "lifetime", "maxkicks", "makedelta", "commit_every", "deletemethod", "overdue", "expired",
+	"strict_checking",
 }
 
 var syncOptionAliases = map[string]string{
@@ -122,6 +127,8 @@ func (s *Sync) Set(key, value string) error {
 		s.Kidsalive, err = ParseBool(value)
 	case "makedelta":
 		s.MakeDelta, err = ParseBool(value)
+	case "strict_checking":
+		s.StrictChecking, err = ParseBool(value)
 	case "checktime":
 		s.Checktime, err = ParseDuration(value)
 	case "lifetime":
@@ -222,7 +229,7 @@ const syncColumns = `name, relgroup, dbgroup, status, autokick,
 	coalesce(extract(epoch FROM checktime), 0)::float8, conflict_strategy, onetimecopy, stayalive, kidsalive,
 	isolation_level, coalesce(extract(epoch FROM lifetime), 0)::float8, maxkicks, makedelta,
 	coalesce(commit_every, 0), deletemethod, coalesce(extract(epoch FROM overdue), 0)::float8,
-	coalesce(extract(epoch FROM expired), 0)::float8, created`
+	coalesce(extract(epoch FROM expired), 0)::float8, strict_checking, created`
 
 func scanSync(row pgx.Row) (Sync, error) {
 	var s Sync
@@ -230,7 +237,7 @@ func scanSync(row pgx.Row) (Sync, error) {
 	var otc int16
 	err := row.Scan(&s.Name, &s.RelGroup, &s.DBGroup, &s.Status, &s.Autokick, &check, &s.ConflictStrategy,
 		&otc, &s.Stayalive, &s.Kidsalive, &s.IsolationLevel, &life, &s.MaxKicks, &s.MakeDelta,
-		&s.CommitEvery, &s.DeleteMethod, &overdue, &expired, &s.Created)
+		&s.CommitEvery, &s.DeleteMethod, &overdue, &expired, &s.StrictChecking, &s.Created)
 	s.Checktime = time.Duration(check * float64(time.Second))
 	s.Lifetime = time.Duration(life * float64(time.Second))
 	s.Overdue = time.Duration(overdue * float64(time.Second))
@@ -249,7 +256,7 @@ func seconds(d time.Duration) any {
 func syncArgs(s Sync) []any {
 	return []any{s.Name, s.RelGroup, s.DBGroup, s.Status, s.Autokick, seconds(s.Checktime), s.ConflictStrategy,
 		s.OneTimeCopy, s.Stayalive, s.Kidsalive, s.IsolationLevel, seconds(s.Lifetime), s.MaxKicks, s.MakeDelta,
-		nullIfZero(s.CommitEvery), s.DeleteMethod, seconds(s.Overdue), seconds(s.Expired)}
+		nullIfZero(s.CommitEvery), s.DeleteMethod, seconds(s.Overdue), seconds(s.Expired), s.StrictChecking}
 }
 
 // AddSync stores a new sync. Its relgroup and dbgroup must exist.
@@ -259,9 +266,9 @@ func AddSync(ctx context.Context, q Querier, s Sync) error {
 	}
 	_, err := q.Exec(ctx, `INSERT INTO gobucardo.sync (name, relgroup, dbgroup, status, autokick, checktime,
 		conflict_strategy, onetimecopy, stayalive, kidsalive, isolation_level, lifetime, maxkicks, makedelta,
-		commit_every, deletemethod, overdue, expired)
+		commit_every, deletemethod, overdue, expired, strict_checking)
 		VALUES ($1, $2, $3, $4, $5, make_interval(secs => $6), $7, $8, $9, $10, $11, make_interval(secs => $12),
-		        $13, $14, $15, $16, make_interval(secs => $17), make_interval(secs => $18))`, syncArgs(s)...)
+		        $13, $14, $15, $16, make_interval(secs => $17), make_interval(secs => $18), $19)`, syncArgs(s)...)
 	if err != nil {
 		return fmt.Errorf("add sync %s: %w", s.Name, constraintError(err, KindSync, s.Name))
 	}
@@ -274,7 +281,7 @@ func UpdateSync(ctx context.Context, q Querier, s Sync) error {
 		checktime = make_interval(secs => $6), conflict_strategy = $7, onetimecopy = $8, stayalive = $9,
 		kidsalive = $10, isolation_level = $11, lifetime = make_interval(secs => $12), maxkicks = $13,
 		makedelta = $14, commit_every = $15, deletemethod = $16, overdue = make_interval(secs => $17),
-		expired = make_interval(secs => $18), updated = now()
+		expired = make_interval(secs => $18), strict_checking = $19, updated = now()
 		WHERE name = $1`, syncArgs(s)...)
 	if err != nil {
 		return fmt.Errorf("update sync %s: %w", s.Name, err)

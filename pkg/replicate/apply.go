@@ -147,12 +147,14 @@ func (r *run) table(ctx context.Context, rel Relation) (TableResult, error) {
 	}
 	if len(full) > 0 {
 		tr.Mode = "fullcopy"
-		d, n, err := r.fullCopy(ctx, rel, cols, from, full)
-		if err != nil {
-			return tr, err
+		for _, g := range cols.between(from.Name, full) {
+			d, n, err := r.fullCopy(ctx, rel, g.cols, from, g.dests)
+			if err != nil {
+				return tr, err
+			}
+			tr.Deletes += d
+			tr.Inserts += n
 		}
-		tr.Deletes += d
-		tr.Inserts += n
 		if err := r.clearPartitionNotes(ctx, rel, cols, from, full); err != nil {
 			return tr, err
 		}
@@ -424,13 +426,15 @@ func (r *run) applyFrom(ctx context.Context, rel Relation, cols *columnSet, s *s
 		if chunked {
 			where = fmt.Sprintf(" WHERE k.gb_rn > %d AND k.gb_rn <= %d", lo, lo+piece)
 		}
-		d, n, err := r.applyKeys(ctx, rel, cols, s, keyTable, dests, where, min(piece, count-lo))
-		if err != nil {
-			return err
+		for _, g := range cols.between(s.Name, dests) {
+			d, n, err := r.applyKeys(ctx, rel, g.cols, s, keyTable, g.dests, where, min(piece, count-lo))
+			if err != nil {
+				return err
+			}
+			tr.Deletes += d
+			tr.Inserts += n
+			r.rows += d + n
 		}
-		tr.Deletes += d
-		tr.Inserts += n
-		r.rows += d + n
 		if err := r.maybeCommitWriters(ctx); err != nil {
 			return err
 		}

@@ -286,8 +286,10 @@ func (r *run) customResolve(ctx context.Context, rel Relation, cols *columnSet, 
 			}
 		}
 		var prev lookedUp
+		var prevNames []string // the base's columns of those (strict_checking=false may leave some out there)
 		if base != nil {
-			if prev, err = lookup(ctx, base.tx, base.Name, rel, cols.ref(base.Name), cols.names, all); err != nil {
+			prevNames = cols.without(base.Name).names
+			if prev, err = lookup(ctx, base.tx, base.Name, rel, cols.ref(base.Name), prevNames, all); err != nil {
 				return nil, err
 			}
 		}
@@ -297,7 +299,7 @@ func (r *run) customResolve(ctx context.Context, rel Relation, cols *columnSet, 
 		for i, it := range items {
 			c := ConflictRow{Sync: r.s.Name, Table: table, Key: textRow(cols, rel.KeyColumns, it.keyVals)}
 			if prev != nil {
-				c.Previous = textRow(cols, cols.names, prev[it.key])
+				c.Previous = textRow(cols, prevNames, prev[it.key])
 			}
 			for j, s := range it.srcs {
 				vals := got[s][it.key]
@@ -371,13 +373,18 @@ func (r *run) applyMerged(ctx context.Context, rel Relation, cols *columnSet, me
 		return nil
 	}
 	tbl := pg.Ident(rel.Schema, rel.Name)
-	list := cols.selectList("")
 	keyList := identList(rel.KeyColumns, "")
 	arg, err := json.Marshal(merged)
 	if err != nil {
 		return err
 	}
+	var sources []string
+	for _, s := range r.sources {
+		sources = append(sources, s.Name)
+	}
 	for _, t := range dests {
+		// Merged rows have the columns every source has, less those t lacks.
+		list := cols.without(append(sources, t.Name)...).selectList("")
 		stmts := []string{
 			"DROP TABLE IF EXISTS pg_temp.gb_merge",
 			fmt.Sprintf("CREATE TEMP TABLE gb_merge ON COMMIT DROP AS SELECT %s FROM jsonb_populate_recordset(NULL::%s, $1::jsonb)", list, tbl),

@@ -71,6 +71,10 @@ type Relation struct {
 	ConflictStrategy string
 	// MakeDelta overrides the dbs' makedelta for this table (nil = as the db says).
 	MakeDelta *bool
+	// Lenient is strict_checking=false (the table's, else the sync's): a
+	// column of the source that a target lacks is left out of the copy
+	// (and reported in the run's result) instead of failing the run.
+	Lenient bool
 }
 
 // Display is schema.name for messages.
@@ -164,6 +168,10 @@ type Result struct {
 	Skipped []Skipped
 	// CaughtUp are the targets that were behind and are in step again.
 	CaughtUp []string
+	// OmittedColumns are the columns strict_checking=false left out of the
+	// copies into (and from) the dbs that lack them: "column note of
+	// public.t (not on B)".
+	OmittedColumns []string
 }
 
 // Skipped is a target left out of a run, and why.

@@ -19,11 +19,19 @@ func SyncFrom(d catalog.SyncDetail) Sync {
 			MakeDelta: db.MakeDelta || d.MakeDelta, Inactive: db.Status == catalog.StatusInactive})
 	}
 	for _, r := range d.Relations {
-		s.Relations = append(s.Relations, Relation{Schema: r.Schema, Name: r.Name,
-			Sequence: r.Kind == catalog.KindSequence, KeyColumns: r.KeyColumns,
-			ConflictStrategy: r.ConflictStrategy, MakeDelta: r.MakeDelta})
+		s.Relations = append(s.Relations, RelationFrom(d.Sync, r))
 	}
 	return s
+}
+
+// RelationFrom is what a run needs of relation r in sync s.
+func RelationFrom(s catalog.Sync, r catalog.Relation) Relation {
+	strict := s.StrictChecking
+	if r.StrictChecking != nil {
+		strict = *r.StrictChecking
+	}
+	return Relation{Schema: r.Schema, Name: r.Name, Sequence: r.Kind == catalog.KindSequence, KeyColumns: r.KeyColumns,
+		ConflictStrategy: r.ConflictStrategy, MakeDelta: r.MakeDelta, Lenient: !strict}
 }
 
 // Secrets are the passwords of the sync's connection strings, for
@@ -76,6 +84,9 @@ func (r Result) Summary() string {
 	}
 	if len(r.CaughtUp) > 0 {
 		fmt.Fprintf(&more, "; caught up: %s", strings.Join(r.CaughtUp, ", "))
+	}
+	if len(r.OmittedColumns) > 0 {
+		fmt.Fprintf(&more, "; left out of the copy (strict_checking=false): %s", strings.Join(r.OmittedColumns, "; "))
 	}
 	return fmt.Sprintf("%d deleted, %d inserted, %d truncated, %d conflicts%s in %.3fs%s", r.Deletes, r.Inserts, r.Truncates,
 		r.Conflicts, parked, r.Duration.Seconds(), more.String())

@@ -15,101 +15,74 @@ import (
 	"github.com/gobucardo/gobucardo/pkg/pg"
 )
 
-// Validate checks every db of s as a run would use it and returns every
-// problem found, as sentences naming the db, the object and the fix: dbs
-// that cannot be reached, missing tables, sequences and columns, column
-// types that differ, a source key that is no longer unique, and missing
-// privileges. It changes nothing.
-func Validate(ctx context.Context, s Sync) ([]string, error) {
-	var problems []string
-	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+// Report is what Validate found: problems that are not differences of
+// shape (a db that cannot be reached, rows a run would not see, missing
+// privileges), as sentences, and every difference of shape between the
+// dbs, each with its repair.
+type Report struct {
+	Problems    []string     `json:"problems"`
+	Differences []Difference `json:"differences"`
+}
+
+// Failing counts what would make runs fail: every problem, and the
+// differences that break runs.
+func (r Report) Failing() int {
+	n := len(r.Problems)
+	for _, d := range r.Differences {
+		if d.Breaks {
+			n++
+		}
+	}
+	return n
+}
+
+// Validate checks every db of s as a run would use it and reports every
+// problem found, as sentences naming the db, the object and the fix (dbs
+// that cannot be reached, rows a run would not see, missing privileges),
+// and every difference of the tables' shapes between the dbs (Compare).
+// It changes nothing.
+func Validate(ctx context.Context, s Sync) (Report, error) {
+	var rep Report
 	nodes := map[string]*pgx.Conn{}
 	defer func() {
 		for _, c := range nodes {
 			_ = c.Close(context.WithoutCancel(ctx))
 		}
 	}()
-	var src *DB
-	for i, d := range s.DBs {
-		if d.Role == RoleSource && src == nil {
-			src = &s.DBs[i]
-		}
+	for _, d := range s.DBs {
 		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		conn, err := connect(cctx, d)
 		cancel()
 		if err != nil {
-			add("db %s cannot be reached (%v): start it or fix its settings with mcp update db %s", d.Name, err, d.Name)
+			rep.Problems = append(rep.Problems, fmt.Sprintf("db %s cannot be reached (%v): start it or fix its settings with mcp update db %s", d.Name, err, d.Name))
 			continue
 		}
 		nodes[d.Name] = conn
-		problems = append(problems, checkPrivileges(ctx, conn, d, s)...)
+		rep.Problems = append(rep.Problems, checkPrivileges(ctx, conn, d, s)...)
 	}
-	if src == nil || nodes[src.Name] == nil {
-		return problems, nil
-	}
-	srcConn := nodes[src.Name]
 	for _, rel := range s.Relations {
-		srcCols, err := tableColumns(ctx, srcConn, rel)
-		if err != nil {
-			return nil, err
+		var shapes []DBShape
+		for _, d := range s.DBs {
+			conn := nodes[d.Name]
+			if conn == nil {
+				continue
+			}
+			sh, err := ReadShape(ctx, conn, rel)
+			if err != nil {
+				return rep, fmt.Errorf("db %s: %w", d.Name, err)
+			}
+			shapes = append(shapes, DBShape{DB: d.Name, Role: d.Role, Shape: sh})
 		}
-		if srcCols == nil {
-			add("db %s: %s %s is missing: create it there, or remove it from the sync's relgroup", src.Name, kindOf(rel), rel.Display())
-			continue
-		}
+		rep.Differences = append(rep.Differences, Compare(rel, shapes)...)
 		if !rel.Sequence {
 			ps, err := unseenRows(ctx, nodes, s, rel)
 			if err != nil {
-				return nil, err
+				return rep, err
 			}
-			problems = append(problems, ps...)
-		}
-		if !rel.Sequence && len(rel.KeyColumns) > 0 {
-			ok, err := keyStillUnique(ctx, srcConn, rel)
-			if err != nil {
-				return nil, err
-			}
-			if !ok {
-				add("db %s: the key (%s) of %s is no longer a primary key or unique index on NOT NULL columns: restore it, or run mcp remove table and mcp add table again",
-					src.Name, strings.Join(rel.KeyColumns, ", "), rel.Display())
-			}
-		}
-		for _, d := range s.DBs {
-			conn := nodes[d.Name]
-			if conn == nil || d.Name == src.Name {
-				continue
-			}
-			cols, err := tableColumns(ctx, conn, rel)
-			if err != nil {
-				return nil, err
-			}
-			if cols == nil {
-				add("db %s: %s %s is missing: create it there (for example with pg_dump -s -t from %s)", d.Name, kindOf(rel), rel.Display(), src.Name)
-				continue
-			}
-			if rel.Sequence {
-				continue
-			}
-			for _, c := range srcCols.list {
-				tc, ok := cols.byName[c.name]
-				switch {
-				case cols.generated[c.name]:
-					add("db %s: column %s of %s is generated there but not on %s: make it a plain column", d.Name, pg.Display(c.name), rel.Display(), src.Name)
-				case !ok:
-					add("db %s: column %s of %s is missing: ALTER TABLE %s ADD COLUMN %s %s", d.Name, pg.Display(c.name), rel.Display(),
-						pg.Ident(rel.Schema, rel.Name), pg.Ident(c.name), c.typ)
-				case !compatible(c.typ, tc.typ):
-					add("db %s: column %s of %s is %s there but %s on %s: make the types the same", d.Name, pg.Display(c.name), rel.Display(), tc.typ, c.typ, src.Name)
-				}
-			}
-			for _, tc := range cols.list {
-				if _, ok := srcCols.byName[tc.name]; !ok && tc.notNullNoDefault {
-					add("db %s: column %s of %s is NOT NULL without a default and missing on %s: give it a default or drop it", d.Name, pg.Display(tc.name), rel.Display(), src.Name)
-				}
-			}
+			rep.Problems = append(rep.Problems, ps...)
 		}
 	}
-	return problems, nil
+	return rep, nil
 }
 
 // unseenRows finds, on every db, rows of rel that a run would not see or
@@ -165,64 +138,6 @@ func unseenRows(ctx context.Context, nodes map[string]*pgx.Conn, s Sync, rel Rel
 	return problems, nil
 }
 
-func kindOf(rel Relation) string {
-	if rel.Sequence {
-		return "sequence"
-	}
-	return "table"
-}
-
-type vcol struct {
-	name, typ        string
-	notNullNoDefault bool
-}
-
-type vcols struct {
-	list      []vcol
-	byName    map[string]vcol
-	generated map[string]bool
-}
-
-// tableColumns returns the relation's columns, or nil when it is missing
-// (or is of another kind).
-func tableColumns(ctx context.Context, conn *pgx.Conn, rel Relation) (*vcols, error) {
-	kinds := []string{"r", "p"}
-	if rel.Sequence {
-		kinds = []string{"S"}
-	}
-	var exists bool
-	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_class WHERE oid = to_regclass($1) AND relkind::text = ANY($2))",
-		pg.Ident(rel.Schema, rel.Name), kinds).Scan(&exists); err != nil {
-		return nil, fmt.Errorf("look up %s: %w", rel.Display(), err)
-	}
-	if !exists {
-		return nil, nil
-	}
-	out := &vcols{byName: map[string]vcol{}, generated: map[string]bool{}}
-	rows, err := conn.Query(ctx, `SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attgenerated <> '',
-			a.attnotnull AND NOT a.atthasdef AND a.attidentity = ''
-		FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`,
-		pg.Ident(rel.Schema, rel.Name))
-	if err != nil {
-		return nil, fmt.Errorf("read columns of %s: %w", rel.Display(), err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var c vcol
-		var gen bool
-		if err := rows.Scan(&c.name, &c.typ, &gen, &c.notNullNoDefault); err != nil {
-			return nil, err
-		}
-		if gen {
-			out.generated[c.name] = true
-			continue
-		}
-		out.list = append(out.list, c)
-		out.byName[c.name] = c
-	}
-	return out, rows.Err()
-}
-
 // compatible reports whether values of source type src load into dst by
 // text COPY without loss.
 func compatible(src, dst string) bool {
@@ -260,23 +175,6 @@ func splitTypmod(t string) (string, int) {
 		return t[:i], -2
 	}
 	return t[:i], n
-}
-
-// keyStillUnique checks that the source still has a unique index on
-// exactly the key columns, all NOT NULL.
-func keyStillUnique(ctx context.Context, conn *pgx.Conn, rel Relation) (bool, error) {
-	var ok bool
-	err := conn.QueryRow(ctx, `SELECT EXISTS (
-		SELECT 1 FROM pg_index i
-		WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL
-		  AND i.indnkeyatts = cardinality($2::text[])
-		  AND (SELECT array_agg(a.attname::text ORDER BY k.ord) FROM unnest(i.indkey) WITH ORDINALITY k(attnum, ord)
-		       JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum WHERE k.ord <= i.indnkeyatts AND a.attnotnull) = $2::text[])`,
-		pg.Ident(rel.Schema, rel.Name), rel.KeyColumns).Scan(&ok)
-	if err != nil {
-		return false, fmt.Errorf("check key of %s: %w", rel.Display(), err)
-	}
-	return ok, nil
 }
 
 // checkPrivileges: sources must read, targets write and set

@@ -19,7 +19,7 @@ func EncodeSync(s replicate.Sync) *kidpb.Sync {
 	}
 	for _, r := range s.Relations {
 		p.Relations = append(p.Relations, &kidpb.Relation{Schema: r.Schema, Name: r.Name, Sequence: r.Sequence,
-			KeyColumns: r.KeyColumns, ConflictStrategy: r.ConflictStrategy, MakeDelta: r.MakeDelta})
+			KeyColumns: r.KeyColumns, ConflictStrategy: r.ConflictStrategy, MakeDelta: r.MakeDelta, Lenient: r.Lenient})
 	}
 	for _, c := range s.CustomCode {
 		p.CustomCode = append(p.CustomCode, &kidpb.CustomCode{Name: c.Name, Plugin: c.Plugin, Sha256: c.SHA256, Whenrun: c.WhenRun,
@@ -38,7 +38,7 @@ func DecodeSync(p *kidpb.Sync) replicate.Sync {
 	}
 	for _, r := range p.GetRelations() {
 		s.Relations = append(s.Relations, replicate.Relation{Schema: r.GetSchema(), Name: r.GetName(), Sequence: r.GetSequence(),
-			KeyColumns: r.GetKeyColumns(), ConflictStrategy: r.GetConflictStrategy(), MakeDelta: r.MakeDelta})
+			KeyColumns: r.GetKeyColumns(), ConflictStrategy: r.GetConflictStrategy(), MakeDelta: r.MakeDelta, Lenient: r.GetLenient()})
 	}
 	for _, c := range p.GetCustomCode() {
 		s.CustomCode = append(s.CustomCode, replicate.CustomCode{Name: c.GetName(), Plugin: c.GetPlugin(), SHA256: c.GetSha256(),
@@ -109,7 +109,8 @@ func (e *remoteError) Is(target error) bool {
 
 func encodeResult(r replicate.Result) *kidpb.Result {
 	p := &kidpb.Result{Deletes: r.Deletes, Inserts: r.Inserts, Truncates: r.Truncates, Conflicts: r.Conflicts,
-		DurationUs: r.Duration.Microseconds(), OneTimeCopyDone: r.OneTimeCopyDone, Parked: r.Parked, CaughtUp: r.CaughtUp}
+		DurationUs: r.Duration.Microseconds(), OneTimeCopyDone: r.OneTimeCopyDone, Parked: r.Parked, CaughtUp: r.CaughtUp,
+		OmittedColumns: r.OmittedColumns}
 	for _, s := range r.Skipped {
 		p.Skipped = append(p.Skipped, &kidpb.Skipped{Db: s.DB, Reason: s.Reason})
 	}
@@ -123,7 +124,8 @@ func encodeResult(r replicate.Result) *kidpb.Result {
 func decodeResult(r *kidpb.Result) replicate.Result {
 	res := replicate.Result{Deletes: r.GetDeletes(), Inserts: r.GetInserts(), Truncates: r.GetTruncates(),
 		Conflicts: r.GetConflicts(), Duration: time.Duration(r.GetDurationUs()) * time.Microsecond,
-		OneTimeCopyDone: r.GetOneTimeCopyDone(), Parked: r.GetParked(), CaughtUp: r.GetCaughtUp()}
+		OneTimeCopyDone: r.GetOneTimeCopyDone(), Parked: r.GetParked(), CaughtUp: r.GetCaughtUp(),
+		OmittedColumns: r.GetOmittedColumns()}
 	for _, s := range r.GetSkipped() {
 		res.Skipped = append(res.Skipped, replicate.Skipped{DB: s.GetDb(), Reason: s.GetReason()})
 	}

@@ -41,7 +41,7 @@ func fullSync() replicate.Sync {
 		DBs: []replicate.DB{{Name: "A", Role: "source", ConnString: "host=/tmp port=5432 dbname=a password=pw", MakeDelta: true,
 			Inactive: true, Hold: "not reached lately"}},
 		Relations: []replicate.Relation{{Schema: "public", Name: "t", Sequence: true, KeyColumns: []string{"id"},
-			ConflictStrategy: "bucardo_latest", MakeDelta: &yes}},
+			ConflictStrategy: "bucardo_latest", MakeDelta: &yes, Lenient: true}},
 		CustomCode: []replicate.CustomCode{{Name: "c1", Plugin: "/bin/p", SHA256: "abc", WhenRun: "conflict", Priority: 3,
 			Settings: map[string]string{"k": "v"}, Timeout: 1500 * time.Millisecond, Schema: "public", Table: "t"}},
 	}
@@ -51,7 +51,8 @@ func fullResult() replicate.Result {
 	return replicate.Result{Deletes: 1, Inserts: 2, Truncates: 3, Conflicts: 4,
 		Tables:   []replicate.TableResult{{Table: "public.t", Mode: "delta", Keys: 5, Deletes: 1, Inserts: 2, Truncated: true, Conflicts: 4}},
 		Duration: 1234567 * time.Microsecond, OneTimeCopyDone: true, Parked: 6,
-		Skipped: []replicate.Skipped{{DB: "C", Reason: "inactive"}}, CaughtUp: []string{"B"}}
+		Skipped: []replicate.Skipped{{DB: "C", Reason: "inactive"}}, CaughtUp: []string{"B"},
+		OmittedColumns: []string{"column note of public.t (not on B)"}}
 }
 
 // TestSyncRoundTrip: every field of the run's specification reaches the kid.

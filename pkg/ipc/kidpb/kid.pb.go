@@ -281,6 +281,7 @@ type Relation struct {
 	KeyColumns       []string               `protobuf:"bytes,4,rep,name=key_columns,json=keyColumns,proto3" json:"key_columns,omitempty"`
 	ConflictStrategy string                 `protobuf:"bytes,5,opt,name=conflict_strategy,json=conflictStrategy,proto3" json:"conflict_strategy,omitempty"`
 	MakeDelta        *bool                  `protobuf:"varint,6,opt,name=make_delta,json=makeDelta,proto3,oneof" json:"make_delta,omitempty"` // unset: as the db says
+	Lenient          bool                   `protobuf:"varint,7,opt,name=lenient,proto3" json:"lenient,omitempty"`                            // strict_checking=false: a column some dbs lack is left out of the copy
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -353,6 +354,13 @@ func (x *Relation) GetConflictStrategy() string {
 func (x *Relation) GetMakeDelta() bool {
 	if x != nil && x.MakeDelta != nil {
 		return *x.MakeDelta
+	}
+	return false
+}
+
+func (x *Relation) GetLenient() bool {
+	if x != nil {
+		return x.Lenient
 	}
 	return false
 }
@@ -711,10 +719,11 @@ type Result struct {
 	Conflicts       int64                  `protobuf:"varint,4,opt,name=conflicts,proto3" json:"conflicts,omitempty"`
 	DurationUs      int64                  `protobuf:"varint,5,opt,name=duration_us,json=durationUs,proto3" json:"duration_us,omitempty"`
 	OneTimeCopyDone bool                   `protobuf:"varint,6,opt,name=one_time_copy_done,json=oneTimeCopyDone,proto3" json:"one_time_copy_done,omitempty"`
-	Parked          int64                  `protobuf:"varint,8,opt,name=parked,proto3" json:"parked,omitempty"`                     // rows an exception handler set aside
-	Skipped         []*Skipped             `protobuf:"bytes,9,rep,name=skipped,proto3" json:"skipped,omitempty"`                    // targets left out of the run, which catch up later
-	CaughtUp        []string               `protobuf:"bytes,10,rep,name=caught_up,json=caughtUp,proto3" json:"caught_up,omitempty"` // targets that were behind and are in step again
-	Tables          []*TableResult         `protobuf:"bytes,11,rep,name=tables,proto3" json:"tables,omitempty"`                     // per table, in relgroup order
+	Parked          int64                  `protobuf:"varint,8,opt,name=parked,proto3" json:"parked,omitempty"`                                       // rows an exception handler set aside
+	Skipped         []*Skipped             `protobuf:"bytes,9,rep,name=skipped,proto3" json:"skipped,omitempty"`                                      // targets left out of the run, which catch up later
+	CaughtUp        []string               `protobuf:"bytes,10,rep,name=caught_up,json=caughtUp,proto3" json:"caught_up,omitempty"`                   // targets that were behind and are in step again
+	Tables          []*TableResult         `protobuf:"bytes,11,rep,name=tables,proto3" json:"tables,omitempty"`                                       // per table, in relgroup order
+	OmittedColumns  []string               `protobuf:"bytes,12,rep,name=omitted_columns,json=omittedColumns,proto3" json:"omitted_columns,omitempty"` // left out of the copy under strict_checking=false, one note each
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -815,6 +824,13 @@ func (x *Result) GetCaughtUp() []string {
 func (x *Result) GetTables() []*TableResult {
 	if x != nil {
 		return x.Tables
+	}
+	return nil
+}
+
+func (x *Result) GetOmittedColumns() []string {
+	if x != nil {
+		return x.OmittedColumns
 	}
 	return nil
 }
@@ -1342,7 +1358,7 @@ const file_pkg_ipc_kidpb_kid_proto_rawDesc = "" +
 	"\n" +
 	"make_delta\x18\x04 \x01(\bR\tmakeDelta\x12\x1a\n" +
 	"\binactive\x18\x05 \x01(\bR\binactive\x12\x12\n" +
-	"\x04hold\x18\x06 \x01(\tR\x04hold\"\xd3\x01\n" +
+	"\x04hold\x18\x06 \x01(\tR\x04hold\"\xed\x01\n" +
 	"\bRelation\x12\x16\n" +
 	"\x06schema\x18\x01 \x01(\tR\x06schema\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
@@ -1351,7 +1367,8 @@ const file_pkg_ipc_kidpb_kid_proto_rawDesc = "" +
 	"keyColumns\x12+\n" +
 	"\x11conflict_strategy\x18\x05 \x01(\tR\x10conflictStrategy\x12\"\n" +
 	"\n" +
-	"make_delta\x18\x06 \x01(\bH\x00R\tmakeDelta\x88\x01\x01B\r\n" +
+	"make_delta\x18\x06 \x01(\bH\x00R\tmakeDelta\x88\x01\x01\x12\x18\n" +
+	"\alenient\x18\a \x01(\bR\alenientB\r\n" +
 	"\v_make_delta\"\xfd\x02\n" +
 	"\x04Sync\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12&\n" +
@@ -1388,7 +1405,7 @@ const file_pkg_ipc_kidpb_kid_proto_rawDesc = "" +
 	"\x05table\x18\x01 \x01(\tR\x05table\x12\x14\n" +
 	"\x05phase\x18\x02 \x01(\tR\x05phase\x12\x12\n" +
 	"\x04rows\x18\x03 \x01(\x03R\x04rows\x12\x14\n" +
-	"\x05total\x18\x04 \x01(\x03R\x05total\"\xed\x02\n" +
+	"\x05total\x18\x04 \x01(\x03R\x05total\"\x96\x03\n" +
 	"\x06Result\x12\x18\n" +
 	"\adeletes\x18\x01 \x01(\x03R\adeletes\x12\x18\n" +
 	"\ainserts\x18\x02 \x01(\x03R\ainserts\x12\x1c\n" +
@@ -1401,7 +1418,8 @@ const file_pkg_ipc_kidpb_kid_proto_rawDesc = "" +
 	"\askipped\x18\t \x03(\v2\x19.gobucardo.kid.v1.SkippedR\askipped\x12\x1b\n" +
 	"\tcaught_up\x18\n" +
 	" \x03(\tR\bcaughtUp\x125\n" +
-	"\x06tables\x18\v \x03(\v2\x1d.gobucardo.kid.v1.TableResultR\x06tablesJ\x04\b\a\x10\b\"\xbb\x01\n" +
+	"\x06tables\x18\v \x03(\v2\x1d.gobucardo.kid.v1.TableResultR\x06tables\x12'\n" +
+	"\x0fomitted_columns\x18\f \x03(\tR\x0eomittedColumnsJ\x04\b\a\x10\b\"\xbb\x01\n" +
 	"\vTableResult\x12\x14\n" +
 	"\x05table\x18\x01 \x01(\tR\x05table\x12\x12\n" +
 	"\x04mode\x18\x02 \x01(\tR\x04mode\x12\x12\n" +
