@@ -211,8 +211,9 @@ func connect(ctx context.Context, d DB) (*pgx.Conn, error) {
 // source receiving the other sources' changes.
 type node struct {
 	DB
-	conn *pgx.Conn
-	tx   pgx.Tx
+	conn  *pgx.Conn
+	temps map[string]bool // the session's temporary tables (see keysTable)
+	tx    pgx.Tx
 	// source: the db also takes the application's writes, which may race
 	// ours; rows go through a staging table and a keyed ON CONFLICT DO
 	// NOTHING, so that a row written there meanwhile is kept (it is a change
@@ -230,6 +231,7 @@ type source struct {
 	DB
 	index  int // among the sources, in dbgroup order
 	conn   *pgx.Conn
+	temps  map[string]bool // the session's temporary tables (see keysTable)
 	tx     pgx.Tx
 	cur    string // this run's snapshot
 	last   string // the watermark: the snapshot of the last run ("" when none)
@@ -366,20 +368,22 @@ func (r *run) open(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			t.conn, t.tx, reached[i] = r.session(ctx, t.DB, true, pgx.TxOptions{})
+			var k kept
+			k, t.tx, reached[i] = r.session(ctx, t.DB, true, pgx.TxOptions{})
+			t.conn, t.temps = k.conn, k.temps
 		}()
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	for _, s := range r.sources {
 		g.Go(func() error {
-			var err error
-			s.conn, s.tx, err = r.session(gctx, s.DB, false, r.sourceTxOptions())
+			k, tx, err := r.session(gctx, s.DB, false, r.sourceTxOptions())
+			s.conn, s.temps, s.tx = k.conn, k.temps, tx
 			return err
 		})
 		if s.writer != nil {
 			g.Go(func() error {
-				var err error
-				s.writer.conn, s.writer.tx, err = r.session(gctx, s.DB, true, pgx.TxOptions{})
+				k, tx, err := r.session(gctx, s.DB, true, pgx.TxOptions{})
+				s.writer.conn, s.writer.temps, s.writer.tx = k.conn, k.temps, tx
 				return err
 			})
 		}
@@ -634,24 +638,24 @@ func (r *run) lockTables(ctx context.Context, tx pgx.Tx, db, mode string) error 
 // Options.Sessions, those of a run that succeeded are kept instead.
 func (r *run) close(ctx context.Context, ok bool) {
 	bg := context.WithoutCancel(ctx)
-	keep := map[sessionKey]*pgx.Conn{}
-	end := func(d DB, writer bool, conn *pgx.Conn, tx pgx.Tx) {
+	keep := map[sessionKey]kept{}
+	end := func(d DB, writer bool, conn *pgx.Conn, temps map[string]bool, tx pgx.Tx) {
 		if tx != nil {
 			_ = tx.Rollback(bg)
 		}
 		switch {
 		case conn == nil:
 		case ok && r.opts.Sessions != nil && !conn.IsClosed() && conn.PgConn().TxStatus() == 'I':
-			keep[sessionKey{db: d.Name, dsn: d.ConnString, writer: writer}] = conn
+			keep[sessionKey{db: d.Name, dsn: d.ConnString, writer: writer}] = kept{conn: conn, temps: temps}
 		default:
 			_ = conn.Close(bg)
 		}
 	}
 	for _, s := range r.sources {
-		end(s.DB, false, s.conn, s.tx)
+		end(s.DB, false, s.conn, s.temps, s.tx)
 	}
 	for _, n := range r.writers {
-		end(n.DB, true, n.conn, n.tx)
+		end(n.DB, true, n.conn, n.temps, n.tx)
 	}
 	if r.opts.Sessions != nil {
 		r.opts.Sessions.keepOnly(bg, keep)

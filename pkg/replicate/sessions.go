@@ -3,11 +3,15 @@ package replicate
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
+
+	"github.com/gobucardo/gobucardo/pkg/pg"
 )
 
 // Sessions keeps a run's database sessions for the next runs of the same
@@ -29,7 +33,14 @@ import (
 // session.
 type Sessions struct {
 	mu   sync.Mutex
-	idle map[sessionKey]*pgx.Conn
+	idle map[sessionKey]kept
+}
+
+// kept is a kept session, with the temporary tables it has (see
+// keysTable).
+type kept struct {
+	conn  *pgx.Conn
+	temps map[string]bool
 }
 
 // sessionKey tells kept sessions apart: a source's db has two, one that
@@ -41,10 +52,10 @@ type sessionKey struct {
 }
 
 // NewSessions returns an empty Sessions.
-func NewSessions() *Sessions { return &Sessions{idle: map[sessionKey]*pgx.Conn{}} }
+func NewSessions() *Sessions { return &Sessions{idle: map[sessionKey]kept{}} }
 
-// take removes the kept session of k and returns it (nil: none).
-func (s *Sessions) take(k sessionKey) *pgx.Conn {
+// take removes the kept session of k and returns it (conn nil: none).
+func (s *Sessions) take(k sessionKey) kept {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c := s.idle[k]
@@ -54,7 +65,7 @@ func (s *Sessions) take(k sessionKey) *pgx.Conn {
 
 // keepOnly makes keep the kept sessions, and closes those kept before that
 // the run did not take.
-func (s *Sessions) keepOnly(ctx context.Context, keep map[sessionKey]*pgx.Conn) {
+func (s *Sessions) keepOnly(ctx context.Context, keep map[sessionKey]kept) {
 	s.mu.Lock()
 	stale := s.idle
 	s.idle = keep
@@ -64,7 +75,7 @@ func (s *Sessions) keepOnly(ctx context.Context, keep map[sessionKey]*pgx.Conn) 
 
 // Close closes every kept session.
 func (s *Sessions) Close(ctx context.Context) {
-	s.keepOnly(ctx, map[sessionKey]*pgx.Conn{})
+	s.keepOnly(ctx, map[sessionKey]kept{})
 }
 
 // Len is how many sessions are kept.
@@ -74,9 +85,9 @@ func (s *Sessions) Len() int {
 	return len(s.idle)
 }
 
-func closeAll(ctx context.Context, conns map[sessionKey]*pgx.Conn) {
-	for _, c := range conns {
-		closeConn(ctx, c)
+func closeAll(ctx context.Context, sessions map[sessionKey]kept) {
+	for _, k := range sessions {
+		closeConn(ctx, k.conn)
 	}
 }
 
@@ -90,26 +101,79 @@ func closeConn(ctx context.Context, c *pgx.Conn) {
 
 // session gives the run a session on d, its transaction begun with txo:
 // a kept one (whose BEGIN checks it, and a new one if it died), or a new
-// one. reused reports a kept one.
-func (r *run) session(ctx context.Context, d DB, writer bool, txo pgx.TxOptions) (conn *pgx.Conn, tx pgx.Tx, err error) {
+// one.
+func (r *run) session(ctx context.Context, d DB, writer bool, txo pgx.TxOptions) (kept, pgx.Tx, error) {
 	if r.opts.Sessions != nil {
-		if conn = r.opts.Sessions.take(sessionKey{db: d.Name, dsn: d.ConnString, writer: writer}); conn != nil {
-			if tx, err = conn.BeginTx(ctx, txo); err == nil {
-				return conn, tx, nil
+		if k := r.opts.Sessions.take(sessionKey{db: d.Name, dsn: d.ConnString, writer: writer}); k.conn != nil {
+			tx, err := k.conn.BeginTx(ctx, txo)
+			if err == nil {
+				return k, tx, nil
 			}
-			closeConn(ctx, conn)
+			closeConn(ctx, k.conn)
 			if ctx.Err() != nil {
-				return nil, nil, fmt.Errorf("begin on %s: %w", d.Name, err)
+				return kept{}, nil, fmt.Errorf("begin on %s: %w", d.Name, err)
 			}
 			r.log.Debug("a kept session is gone: connecting again", zap.String("db", d.Name), zap.Error(err))
 		}
 	}
-	if conn, err = connect(ctx, d); err != nil {
-		return nil, nil, err
+	conn, err := connect(ctx, d)
+	if err != nil {
+		return kept{}, nil, err
 	}
-	if tx, err = conn.BeginTx(ctx, txo); err != nil {
+	tx, err := conn.BeginTx(ctx, txo)
+	if err != nil {
 		closeConn(ctx, conn)
-		return nil, nil, fmt.Errorf("begin on %s: %w", d.Name, err)
+		return kept{}, nil, fmt.Errorf("begin on %s: %w", d.Name, err)
 	}
-	return conn, tx, nil
+	return kept{conn: conn, temps: map[string]bool{}}, tx, nil
+}
+
+// keysTable names the temporary table of rel's changed keys, typed as on
+// the first source (cols), with changedAt a column of their latest change
+// time (on a source) or not (on a writer). The name stands for the
+// table's shape: a table a session keeps from an earlier run is the one
+// this run needs, or is left alone (a key whose type changed gets a table
+// of its own).
+func keysTable(rel Relation, cols *columnSet, changedAt bool) string {
+	h := fnv.New64a()
+	parts := []string{rel.Schema, rel.Name}
+	for _, k := range rel.KeyColumns {
+		parts = append(parts, k, cols.types[k])
+	}
+	for _, part := range parts {
+		_, _ = h.Write([]byte(part))
+		_, _ = h.Write([]byte{0})
+	}
+	prefix := "gb_keys_"
+	if changedAt {
+		prefix = "gb_changed_"
+	}
+	return fmt.Sprintf("%s%016x", prefix, h.Sum64())
+}
+
+// useKeysTable makes the temporary table name (see keysTable) ready and
+// empty on a session that has temps. A session creates it once and keeps
+// it, emptied at each commit: a table created per run would add and
+// delete rows of pg_class, pg_attribute, pg_type and pg_depend each time,
+// which bloats them over months. It is analyzed once, empty, so that the
+// planner sizes it by its pages rather than as 10 pages of rows (a run of
+// many keys analyzes it again).
+func useKeysTable(ctx context.Context, tx pgx.Tx, temps map[string]bool, name string, rel Relation, cols *columnSet, changedAt bool) error {
+	if temps[name] {
+		_, err := tx.Exec(ctx, "DELETE FROM pg_temp."+name)
+		return err
+	}
+	var defs []string
+	for _, k := range rel.KeyColumns {
+		defs = append(defs, pg.Ident(k)+" "+cols.types[k])
+	}
+	if changedAt {
+		defs = append(defs, "changed_at timestamptz")
+	}
+	if _, err := tx.Exec(ctx, fmt.Sprintf("CREATE TEMP TABLE %s (%s) ON COMMIT DELETE ROWS; ANALYZE pg_temp.%s",
+		name, strings.Join(defs, ", "), name)); err != nil {
+		return err
+	}
+	temps[name] = true
+	return nil
 }

@@ -17,9 +17,9 @@ func (e *env) keptPIDs() map[string][]uint32 {
 	out := map[string][]uint32{}
 	for k, c := range s.idle {
 		if k.writer {
-			out[k.db] = append(out[k.db], c.PgConn().PID())
+			out[k.db] = append(out[k.db], c.conn.PgConn().PID())
 		} else {
-			out[k.db] = append([]uint32{c.PgConn().PID()}, out[k.db]...)
+			out[k.db] = append([]uint32{c.conn.PgConn().PID()}, out[k.db]...)
 		}
 	}
 	return out
@@ -64,7 +64,7 @@ func TestKeptSessions(t *testing.T) {
 	// A kept session holds nothing between runs.
 	var temps, locks int
 	for k, c := range e.opts.Sessions.idle {
-		if tx := c.PgConn().TxStatus(); tx != 'I' {
+		if tx := c.conn.PgConn().TxStatus(); tx != 'I' {
 			t.Errorf("kept session on %s is in transaction state %c", k.db, tx)
 		}
 	}
@@ -77,9 +77,17 @@ func TestKeptSessions(t *testing.T) {
 	if again := e.keptPIDs(); !mapsEqual(again, first) {
 		t.Errorf("a second run used other backends: %v, then %v", first, again)
 	}
+	// Its temporary tables are the kept ones of keysTable, empty.
 	for k, c := range e.opts.Sessions.idle {
-		if err := c.QueryRow(ctx, "SELECT count(*) FROM pg_class WHERE relnamespace = pg_my_temp_schema()").Scan(&temps); err != nil || temps != 0 {
-			t.Errorf("kept session on %s has %d temporary tables left (%v)", k.db, temps, err)
+		err := c.conn.QueryRow(ctx, "SELECT count(*) FROM pg_class WHERE relnamespace = pg_my_temp_schema() AND relkind = 'r'").Scan(&temps)
+		if err != nil || temps != len(c.temps) || temps == 0 {
+			t.Errorf("kept session on %s has %d temporary tables, %d kept (%v)", k.db, temps, len(c.temps), err)
+		}
+		for name := range c.temps {
+			var rows int
+			if err := c.conn.QueryRow(ctx, "SELECT count(*) FROM pg_temp."+name).Scan(&rows); err != nil || rows != 0 {
+				t.Errorf("kept session on %s: %s holds %d rows (%v)", k.db, name, rows, err)
+			}
 		}
 	}
 
