@@ -263,7 +263,13 @@ func (l *loop) runInKid(ctx context.Context, a action) (replicate.Result, error)
 		l.dropCatalog(err)
 	}
 	if runErr == nil {
-		l.log.Info("run done", zap.Int64("run", id), zap.String("reason", a.reason), zap.String("result", res.Summary()))
+		// An empty run (a checktime or a kick that found nothing) is not
+		// news: only at debug level.
+		level := zapcore.InfoLevel
+		if res.Empty() {
+			level = zapcore.DebugLevel
+		}
+		l.log.Log(level, "run done", zap.Int64("run", id), zap.String("reason", a.reason), zap.String("result", res.Summary()))
 	}
 	return res, runErr
 }
