@@ -175,17 +175,17 @@ func clusterTaken(b *testing.B, conn *pgx.Conn, procs procTable) clusterCPU {
 	if err != nil {
 		b.Fatal(err)
 	}
-	type backend struct {
-		pid       int
-		typ, name string
+	type backend struct { // exported fields, for RowToStructByPos
+		PID       int
+		Typ, Name string
 	}
 	backends, err := pgx.CollectRows(rows, pgx.RowToStructByPos[backend])
 	if err != nil {
 		b.Fatal(err)
 	}
 	for _, be := range backends {
-		if kind := backendKind(be.typ, be.name); kind != "" {
-			c.live[be.pid], c.kinds[be.pid] = procs[be.pid].self, kind
+		if kind := backendKind(be.Typ, be.Name); kind != "" {
+			c.live[be.PID], c.kinds[be.PID] = procs[be.PID].self, kind
 		}
 	}
 	return c
