@@ -385,18 +385,24 @@ func (r *run) stageKeys(ctx context.Context, rel Relation, cols *columnSet, s *s
 	delta := pg.Ident("gobucardo", capture.DeltaName(rel.Schema, rel.Name))
 	keyList := identList(rel.KeyColumns, "")
 	changed := keysTable(rel, cols, true)
-	if err := useKeysTable(ctx, s.tx, s.temps, changed, rel, cols, true); err != nil {
-		return 0, fmt.Errorf("stage changed keys of %s on %s: %w", rel.Display(), s.Name, err)
+	// A kept table is emptied by the same statement that fills it: its
+	// DELETE sees none of the rows the INSERT adds.
+	empty := fmt.Sprintf("WITH gb_gone AS (DELETE FROM pg_temp.%s) ", changed)
+	if !s.temps[changed] {
+		if err := useKeysTable(ctx, s.tx, s.temps, changed, rel, cols, true); err != nil {
+			return 0, fmt.Errorf("stage changed keys of %s on %s: %w", rel.Display(), s.Name, err)
+		}
+		empty = ""
 	}
 	bound, args := "", []any{from, r.s.Name}
 	if upTo != "" {
 		bound, args = " AND pg_visible_in_snapshot(txid, $3::pg_snapshot)", append(args, upTo)
 	}
-	tag, err := s.tx.Exec(ctx, fmt.Sprintf(`INSERT INTO pg_temp.%s (%s, changed_at)
+	tag, err := s.tx.Exec(ctx, fmt.Sprintf(`%sINSERT INTO pg_temp.%s (%s, changed_at)
 		SELECT %s, max(changed_at) FROM %s
 		WHERE txid >= pg_snapshot_xmin($1::pg_snapshot) AND NOT pg_visible_in_snapshot(txid, $1::pg_snapshot)
 		  AND (origin IS NULL OR origin <> $2)%s
-		GROUP BY %s`, changed, keyList, keyList, delta, bound, keyList), args...)
+		GROUP BY %s`, empty, changed, keyList, keyList, delta, bound, keyList), args...)
 	if err != nil {
 		return 0, fmt.Errorf("read changed keys of %s on %s: %w", rel.Display(), s.Name, err)
 	}

@@ -535,13 +535,11 @@ func (r *run) beginSource(ctx context.Context, s *source) error {
 			return err
 		}
 	}
-	if err := s.tx.QueryRow(ctx, "SELECT pg_current_snapshot()::text").Scan(&s.cur); err != nil {
-		return fmt.Errorf("snapshot of %s: %w", s.Name, err)
-	}
 	var hasCapture bool
-	if err := s.tx.QueryRow(ctx, "SELECT to_regclass('gobucardo.watermark') IS NOT NULL, to_regclass('gobucardo.target_watermark') IS NOT NULL").
-		Scan(&hasCapture, &s.targetMarks); err != nil {
-		return err
+	if err := s.tx.QueryRow(ctx, `SELECT pg_current_snapshot()::text,
+			to_regclass('gobucardo.watermark') IS NOT NULL, to_regclass('gobucardo.target_watermark') IS NOT NULL`).
+		Scan(&s.cur, &hasCapture, &s.targetMarks); err != nil {
+		return fmt.Errorf("snapshot of %s: %w", s.Name, err)
 	}
 	if hasCapture {
 		err := s.tx.QueryRow(ctx, "SELECT snap::text FROM gobucardo.watermark WHERE sync = $1", r.s.Name).Scan(&s.last)
