@@ -25,9 +25,12 @@ import (
 // died meanwhile (a server restarted, a backend terminated) is replaced
 // by a new one there, at no cost to the run.
 //
-// A run leaves no state in a session it gives back: its settings are SET
-// LOCAL, its temporary tables ON COMMIT DROP, its advisory locks
-// transaction-scoped, and its transaction is over.
+// A run leaves no state in a session it gives back but its tables of
+// changed keys (see keysTable), kept on purpose and empty between runs:
+// its settings are SET LOCAL, its other temporary tables ON COMMIT DROP,
+// its advisory locks transaction-scoped, and its transaction is over (a
+// session is kept only when idle). pgx's statement cache keeps the
+// session's prepared statements from one run to the next.
 //
 // The zero value is not usable: use NewSessions. Close closes every kept
 // session.
