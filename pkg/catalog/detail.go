@@ -206,14 +206,16 @@ func SetRunStatus(ctx context.Context, q Querier, id int64, status string) error
 
 // EndRun records the end of a run.
 func EndRun(ctx context.Context, q Querier, id int64, state, status string, c RunCounts) error {
-	_, err := q.Exec(ctx, `UPDATE gobucardo.syncrun SET ended = greatest(now(), started), state = $2, status = $3,
-		deletes = $4, inserts = $5, truncates = $6, conflicts = $7 WHERE id = $1`,
-		id, state, status, c.Deletes, c.Inserts, c.Truncates, c.Conflicts)
+	_, err := q.Exec(ctx, endRunSQL, id, state, status, c.Deletes, c.Inserts, c.Truncates, c.Conflicts)
 	if err != nil {
 		return fmt.Errorf("record end of run %d: %w", id, err)
 	}
 	return nil
 }
+
+// endRunSQL records the end of run $1: state $2, status $3, counts $4-$7.
+const endRunSQL = `UPDATE gobucardo.syncrun SET ended = greatest(now(), started), state = $2, status = $3,
+		deletes = $4, inserts = $5, truncates = $6, conflicts = $7 WHERE id = $1`
 
 // ClearOneTimeCopy sets a sync's onetimecopy back to 0 after it was done.
 func ClearOneTimeCopy(ctx context.Context, q Querier, sync string) error {

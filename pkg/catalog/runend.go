@@ -3,6 +3,7 @@ package catalog
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -33,6 +34,9 @@ type RunEnd struct {
 // onetimecopy is cleared once done. It then releases the run lock, whatever
 // became of the record.
 func FinishRun(ctx context.Context, conn Session, sync string, id int64, end RunEnd) error {
+	if end.onlyRecord() {
+		return finishRecordOnly(ctx, conn, sync, id, end)
+	}
 	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		if end.Forget {
 			return ForgetRun(ctx, tx, id)
@@ -56,4 +60,26 @@ func FinishRun(ctx context.Context, conn Session, sync string, id int64, end Run
 		return nil
 	})
 	return errors.Join(err, EndRunLock(ctx, conn, sync))
+}
+
+// onlyRecord: the run committed and its end asks for nothing but its
+// record (the common case, at every run of a sync under load).
+func (e RunEnd) onlyRecord() bool {
+	return (e.State == RunGood || e.State == RunEmpty) && !e.Forget && e.Pause == "" && !e.OneTimeCopyDone
+}
+
+// finishRecordOnly is FinishRun of an end that onlyRecord: the record and
+// the release of the run lock in one statement, one round trip where
+// BEGIN, the UPDATE, COMMIT and the unlock took four. The lock is released
+// once the record is written (the statement's CTE runs first); if the
+// statement fails, EndRunLock releases it.
+func finishRecordOnly(ctx context.Context, conn Session, sync string, id int64, end RunEnd) error {
+	c := end.Counts
+	var unlocked bool
+	err := conn.QueryRow(ctx, "WITH ended AS ("+endRunSQL+" RETURNING id) SELECT pg_advisory_unlock($8, hashtext($9)) FROM (SELECT count(*) FROM ended) e",
+		id, end.State, end.Status, c.Deletes, c.Inserts, c.Truncates, c.Conflicts, runLockClass, sync).Scan(&unlocked)
+	if err != nil {
+		return errors.Join(fmt.Errorf("record end of run %d: %w", id, err), EndRunLock(ctx, conn, sync))
+	}
+	return nil
 }

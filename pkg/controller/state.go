@@ -72,6 +72,15 @@ func (b *board) setPlugins(ps []*kidpb.Plugin) {
 	for _, p := range b.procs[2:] {
 		old[p.Pid] = p
 	}
+	// The kid reports its plugins before and after every run: the same
+	// ones, most of the time, are no news for the Watch streams.
+	same := len(ps) == len(old)
+	for _, p := range ps {
+		same = same && old[p.GetPid()] != nil
+	}
+	if same {
+		return
+	}
 	b.procs = b.procs[:2]
 	for _, p := range ps {
 		if o := old[p.GetPid()]; o != nil {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -303,12 +304,13 @@ func (r *run) fullCopy(ctx context.Context, rel Relation, cols *columnSet, from 
 func (r *run) deltaCopy(ctx context.Context, rel Relation, cols *columnSet, targets, lagging []*node, tr *TableResult) error {
 	table := rel.Display()
 	r.progress(Progress{Table: table, Phase: "keys"})
+	changed := keysTable(rel, cols, true)
 	for _, t := range lagging {
 		for _, s := range r.sources {
 			if s.upTo[t.Name] == "" {
 				continue // in step on s
 			}
-			n, err := r.stageKeys(ctx, rel, s, s.behind[t.Name], s.upTo[t.Name])
+			n, err := r.stageKeys(ctx, rel, cols, s, s.behind[t.Name], s.upTo[t.Name])
 			if err != nil {
 				return err
 			}
@@ -317,7 +319,7 @@ func (r *run) deltaCopy(ctx context.Context, rel Relation, cols *columnSet, targ
 			}
 			tr.Keys += n
 			r.log.Debug("catching up a target", zap.String("db", t.Name), zap.String("table", table), zap.String("from", s.Name), zap.Int64("keys", n))
-			if err := r.applyFrom(ctx, rel, cols, s, "gb_keys", n, []*node{t}, tr); err != nil {
+			if err := r.applyFrom(ctx, rel, cols, s, changed, n, []*node{t}, tr); err != nil {
 				return err
 			}
 		}
@@ -325,7 +327,7 @@ func (r *run) deltaCopy(ctx context.Context, rel Relation, cols *columnSet, targ
 	var active []*source
 	counts := map[*source]int64{}
 	for _, s := range r.sources {
-		n, err := r.stageKeys(ctx, rel, s, s.last, "")
+		n, err := r.stageKeys(ctx, rel, cols, s, s.last, "")
 		if err != nil {
 			return err
 		}
@@ -339,11 +341,11 @@ func (r *run) deltaCopy(ctx context.Context, rel Relation, cols *columnSet, targ
 		return nil
 	}
 	won := map[*source]int64{active[0]: counts[active[0]]}
-	table0 := "gb_keys"
+	table0 := changed
 	var merged []json.RawMessage
 	if len(active) > 1 {
 		var err error
-		if won, merged, err = r.resolve(ctx, rel, cols, active, tr); err != nil {
+		if won, merged, err = r.resolve(ctx, rel, cols, changed, active, tr); err != nil {
 			return err
 		}
 		table0 = "gb_won"
@@ -373,28 +375,36 @@ func (r *run) deltaCopy(ctx context.Context, rel Relation, cols *columnSet, targ
 	return nil
 }
 
-// stageKeys creates pg_temp.gb_keys on s: the keys changed since the
-// watermark from (not those this sync wrote there itself), up to the
-// snapshot upTo when given, with their latest change time. The index range
-// on txid keeps it fast whatever the statistics say.
-func (r *run) stageKeys(ctx context.Context, rel Relation, s *source, from, upTo string) (int64, error) {
+// stageKeys fills s's temporary table of rel's changed keys (keysTable)
+// with the keys changed since the watermark from (not those this sync
+// wrote there itself), up to the snapshot upTo when given, with their
+// latest change time. The index range on txid keeps it fast whatever the
+// statistics say.
+func (r *run) stageKeys(ctx context.Context, rel Relation, cols *columnSet, s *source, from, upTo string) (int64, error) {
 	if from == "" {
 		return 0, nil
 	}
 	delta := pg.Ident("gobucardo", capture.DeltaName(rel.Schema, rel.Name))
 	keyList := identList(rel.KeyColumns, "")
-	if _, err := s.tx.Exec(ctx, "DROP TABLE IF EXISTS pg_temp.gb_keys"); err != nil {
-		return 0, err
+	changed := keysTable(rel, cols, true)
+	// A kept table is emptied by the same statement that fills it: its
+	// DELETE sees none of the rows the INSERT adds.
+	empty := fmt.Sprintf("WITH gb_gone AS (DELETE FROM pg_temp.%s) ", changed)
+	if !s.temps[changed] {
+		if err := useKeysTable(ctx, s.tx, s.temps, changed, rel, cols, true); err != nil {
+			return 0, fmt.Errorf("stage changed keys of %s on %s: %w", rel.Display(), s.Name, err)
+		}
+		empty = ""
 	}
 	bound, args := "", []any{from, r.s.Name}
 	if upTo != "" {
 		bound, args = " AND pg_visible_in_snapshot(txid, $3::pg_snapshot)", append(args, upTo)
 	}
-	tag, err := s.tx.Exec(ctx, fmt.Sprintf(`CREATE TEMP TABLE gb_keys ON COMMIT DROP AS
-		SELECT %s, max(changed_at) AS changed_at FROM %s
+	tag, err := s.tx.Exec(ctx, fmt.Sprintf(`%sINSERT INTO pg_temp.%s (%s, changed_at)
+		SELECT %s, max(changed_at) FROM %s
 		WHERE txid >= pg_snapshot_xmin($1::pg_snapshot) AND NOT pg_visible_in_snapshot(txid, $1::pg_snapshot)
 		  AND (origin IS NULL OR origin <> $2)%s
-		GROUP BY %s`, keyList, delta, bound, keyList), args...)
+		GROUP BY %s`, empty, changed, keyList, keyList, delta, bound, keyList), args...)
 	if err != nil {
 		return 0, fmt.Errorf("read changed keys of %s on %s: %w", rel.Display(), s.Name, err)
 	}
@@ -407,19 +417,26 @@ func (r *run) applyFrom(ctx context.Context, rel Relation, cols *columnSet, s *s
 	piece := count
 	chunked := r.s.CommitEvery > 0 && int64(r.s.CommitEvery) < count
 	if chunked {
+		// Numbered in a table of this run's: the keys' table may be kept.
 		piece = int64(r.s.CommitEvery)
 		stmts := []string{
-			"ALTER TABLE pg_temp." + keyTable + " ADD COLUMN gb_rn bigint GENERATED ALWAYS AS IDENTITY",
-			"CREATE INDEX ON pg_temp." + keyTable + " (gb_rn)",
+			"DROP TABLE IF EXISTS pg_temp.gb_numbered",
+			"CREATE TEMP TABLE gb_numbered ON COMMIT DROP AS SELECT *, row_number() OVER () AS gb_rn FROM pg_temp." + keyTable,
+			"CREATE INDEX ON pg_temp.gb_numbered (gb_rn)",
 		}
 		for _, st := range stmts {
 			if _, err := s.tx.Exec(ctx, st); err != nil {
 				return fmt.Errorf("number keys of %s on %s: %w", rel.Display(), s.Name, err)
 			}
 		}
+		keyTable = "gb_numbered"
 	}
-	if _, err := s.tx.Exec(ctx, "ANALYZE pg_temp."+keyTable); err != nil {
-		return err
+	// A few keys are sized well enough by their pages (see useKeysTable);
+	// analyzing them at every run would write pg_statistic each time.
+	if count > analyzeKeys {
+		if _, err := s.tx.Exec(ctx, "ANALYZE pg_temp."+keyTable); err != nil {
+			return err
+		}
 	}
 	for lo := int64(0); lo < count; lo += piece {
 		where := ""
@@ -448,20 +465,15 @@ func (r *run) applyKeys(ctx context.Context, rel Relation, cols *columnSet, s *s
 	table := rel.Display()
 	tbl := pg.Ident(rel.Schema, rel.Name)
 	keyList := identList(rel.KeyColumns, "")
+	keys := keysTable(rel, cols, false)
 	for _, t := range dests {
-		stmts := []string{
-			"DROP TABLE IF EXISTS pg_temp.gb_keys",
-			fmt.Sprintf("CREATE TEMP TABLE gb_keys ON COMMIT DROP AS SELECT %s FROM %s WITH NO DATA", keyList, cols.ref(t.Name)),
-		}
-		for _, st := range stmts {
-			if _, err := t.tx.Exec(ctx, st); err != nil {
-				return 0, 0, fmt.Errorf("stage keys of %s on %s: %w", table, t.Name, err)
-			}
+		if err := useKeysTable(ctx, t.tx, t.temps, keys, rel, cols, false); err != nil {
+			return 0, 0, fmt.Errorf("stage keys of %s on %s: %w", table, t.Name, err)
 		}
 	}
 	keyFormat := cols.keyFormat()
 	srcKeys := fmt.Sprintf("COPY (SELECT %s FROM pg_temp.%s k%s) TO STDOUT%s", identList(rel.KeyColumns, "k"), keyTable, where, keyFormat)
-	if _, err := r.fanOut(ctx, table, "keys", count, s.endpoint(), srcKeys, dests, "COPY pg_temp.gb_keys ("+keyList+") FROM STDIN"+keyFormat); err != nil {
+	if _, err := r.fanOut(ctx, table, "keys", count, s.endpoint(), srcKeys, dests, "COPY pg_temp."+keys+" ("+keyList+") FROM STDIN"+keyFormat); err != nil {
 		return 0, 0, err
 	}
 	r.progress(Progress{Table: table, Phase: "delete", Total: count})
@@ -472,15 +484,15 @@ func (r *run) applyKeys(ctx context.Context, rel Relation, cols *columnSet, s *s
 	// time instead.
 	inPlace := func(t *node) bool { return t.source && len(exc) == 0 }
 	for _, t := range dests {
-		if count > 1000 {
-			if _, err := t.tx.Exec(ctx, "ANALYZE pg_temp.gb_keys"); err != nil {
+		if count > analyzeKeys {
+			if _, err := t.tx.Exec(ctx, "ANALYZE pg_temp."+keys); err != nil {
 				return 0, 0, err
 			}
 		}
 		if inPlace(t) {
 			continue
 		}
-		tag, err := t.tx.Exec(ctx, fmt.Sprintf("DELETE FROM %s t USING pg_temp.gb_keys k WHERE %s", cols.ref(t.Name), on))
+		tag, err := t.tx.Exec(ctx, fmt.Sprintf("DELETE FROM %s t USING pg_temp.%s k WHERE %s", cols.ref(t.Name), keys, on))
 		if err != nil {
 			return 0, 0, fmt.Errorf("delete changed rows of %s on %s: %w", table, t.Name, err)
 		}
@@ -526,7 +538,7 @@ func (r *run) applyKeys(ctx context.Context, rel Relation, cols *columnSet, s *s
 			return sql
 		}
 		if inPlace(t) {
-			d, got, err := r.writeInPlace(ctx, rel, cols, t, insert(""))
+			d, got, err := r.writeInPlace(ctx, rel, cols, t, keys, insert(""))
 			if err != nil {
 				return 0, 0, err
 			}
@@ -549,7 +561,7 @@ func (r *run) applyKeys(ctx context.Context, rel Relation, cols *columnSet, s *s
 		n += tag.RowsAffected()
 	}
 	for _, t := range dests {
-		if err := r.makeDelta(ctx, rel, t, "SELECT %s FROM pg_temp.gb_keys"); err != nil {
+		if err := r.makeDelta(ctx, rel, t, "SELECT %s FROM pg_temp."+keys); err != nil {
 			return 0, 0, err
 		}
 	}
@@ -557,7 +569,7 @@ func (r *run) applyKeys(ctx context.Context, rel Relation, cols *columnSet, s *s
 }
 
 // writeInPlace applies the rows staged in pg_temp.gb_rows for the keys of
-// pg_temp.gb_keys to source t: a row that exists is updated in place, the
+// pg_temp.<keys> to source t: a row that exists is updated in place, the
 // others are inserted (insert, which keeps a row the application wrote
 // meanwhile), and a key the winner no longer has is deleted. An
 // application UPDATE on t that waits for one of these rows then applies
@@ -566,20 +578,16 @@ func (r *run) applyKeys(ctx context.Context, rel Relation, cols *columnSet, s *s
 // nothing. An update that collides half way with another unique index
 // (two rows swapping a value) falls back to delete and insert. An updated
 // row counts as one delete and one insert, as before.
-func (r *run) writeInPlace(ctx context.Context, rel Relation, cols *columnSet, t *node, insert string) (deletes, inserts int64, err error) {
+func (r *run) writeInPlace(ctx context.Context, rel Relation, cols *columnSet, t *node, keys, insert string) (deletes, inserts int64, err error) {
 	table := rel.Display()
-	keys := map[string]bool{}
-	for _, k := range rel.KeyColumns {
-		keys[k] = true
-	}
 	var set []string
 	for _, c := range cols.names {
-		if !keys[c] {
+		if !slices.Contains(rel.KeyColumns, c) {
 			set = append(set, fmt.Sprintf("%s = r.%s", pg.Ident(c), pg.Ident(c)))
 		}
 	}
 	// Without an in-place update, every key is deleted and its row inserted.
-	del := fmt.Sprintf("DELETE FROM %s t USING pg_temp.gb_keys k WHERE %s", cols.ref(t.Name), keyJoin(rel.KeyColumns, "t", "k"))
+	del := fmt.Sprintf("DELETE FROM %s t USING pg_temp.%s k WHERE %s", cols.ref(t.Name), keys, keyJoin(rel.KeyColumns, "t", "k"))
 	if len(set) > 0 {
 		updated, ok, err := r.updateInPlace(ctx, t, fmt.Sprintf("UPDATE %s t SET %s FROM pg_temp.gb_rows r WHERE %s",
 			cols.ref(t.Name), strings.Join(set, ", "), keyJoin(rel.KeyColumns, "t", "r")))
@@ -750,6 +758,10 @@ func (r *run) fanOutTo(ctx context.Context, table, phase string, total int64, fr
 }
 
 var errTargetDone = errors.New("target stopped reading")
+
+// analyzeKeys is how many keys a run stages before it analyzes their
+// table (see useKeysTable).
+const analyzeKeys = 1000
 
 func identList(cols []string, alias string) string {
 	out := make([]string, len(cols))

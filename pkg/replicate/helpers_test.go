@@ -24,6 +24,7 @@ type env struct {
 	dbs   map[string]string // name -> database
 	conns map[string]*pgx.Conn
 	sync  Sync
+	opts  Options // of e.run and e.rerun
 }
 
 // conn returns the env's one connection to db, for reading.
@@ -105,7 +106,7 @@ func (e *env) exec(db, sql string, args ...any) {
 
 func (e *env) run() Result {
 	e.t.Helper()
-	res, err := Run(context.Background(), e.sync, Options{})
+	res, err := Run(context.Background(), e.sync, e.opts)
 	if err != nil {
 		e.t.Fatalf("run: %v", err)
 	}
@@ -118,7 +119,7 @@ func (e *env) run() Result {
 func (e *env) rerun() Result {
 	e.t.Helper()
 	for start := time.Now(); ; time.Sleep(50 * time.Millisecond) {
-		res, err := Run(context.Background(), e.sync, Options{})
+		res, err := Run(context.Background(), e.sync, e.opts)
 		if errors.Is(err, ErrBusy) && time.Since(start) < 10*time.Second {
 			continue
 		}

@@ -96,6 +96,10 @@ func TestRandomized(t *testing.T) {
 	e.exec("C", `DROP TABLE public.t_int; CREATE TABLE public.t_int (s text, extra int DEFAULT 7, gen int GENERATED ALWAYS AS (v * 2) STORED, v int, id int PRIMARY KEY)`)
 	w := &writer{rnd: rand.New(rand.NewSource(seed)), next: 1}
 	ctx := context.Background()
+	// Runs keep their sessions, as a kid does; now and then one dies
+	// between runs.
+	e.opts.Sessions = NewSessions()
+	defer e.opts.Sessions.Close(ctx)
 	src := e.c.Connect(t, e.dbs["A"])
 	txn := func(conn *pgx.Conn, ops int) {
 		t.Helper()
@@ -138,6 +142,9 @@ func TestRandomized(t *testing.T) {
 			if err := longTx.Commit(ctx); err != nil {
 				t.Fatal(err)
 			}
+		}
+		if w.rnd.Intn(4) == 0 {
+			e.killKept(w.rnd.Intn(2) == 0)
 		}
 		if round%3 == 0 {
 			// A run while another connection keeps writing.

@@ -135,6 +135,9 @@ type Options struct {
 	Parked func([]Parked) error
 	// Attempt is the try of this run, 1 the first time (RunRetrying counts).
 	Attempt int
+	// Sessions, when set, keeps the run's database sessions for the next
+	// runs of the sync (see Sessions); nil: each run connects afresh.
+	Sessions *Sessions
 	// CatchUpPiece bounds what a run catches up of a target that missed
 	// runs: about this many changes per table and source (the rest in the
 	// next runs), so that one long outage does not make one long run that
@@ -216,8 +219,9 @@ func connect(ctx context.Context, d DB) (*pgx.Conn, error) {
 // source receiving the other sources' changes.
 type node struct {
 	DB
-	conn *pgx.Conn
-	tx   pgx.Tx
+	conn  *pgx.Conn
+	temps map[string]bool // the session's temporary tables (see keysTable)
+	tx    pgx.Tx
 	// source: the db also takes the application's writes, which may race
 	// ours; rows go through a staging table and a keyed ON CONFLICT DO
 	// NOTHING, so that a row written there meanwhile is kept (it is a change
@@ -235,6 +239,7 @@ type source struct {
 	DB
 	index  int // among the sources, in dbgroup order
 	conn   *pgx.Conn
+	temps  map[string]bool // the session's temporary tables (see keysTable)
 	tx     pgx.Tx
 	cur    string // this run's snapshot
 	last   string // the watermark: the snapshot of the last run ("" when none)
@@ -275,7 +280,7 @@ func Run(ctx context.Context, s Sync, opts Options) (Result, error) {
 	}
 	err := r.run(ctx)
 	lost := r.lostTargets(err)
-	r.close(ctx)
+	r.close(ctx, err == nil)
 	if len(lost) > 0 {
 		err = &TargetsLostError{DBs: lost, Err: err}
 	}
@@ -371,20 +376,22 @@ func (r *run) open(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			t.conn, reached[i] = connect(ctx, t.DB)
+			var k kept
+			k, t.tx, reached[i] = r.session(ctx, t.DB, true, pgx.TxOptions{})
+			t.conn, t.temps = k.conn, k.temps
 		}()
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	for _, s := range r.sources {
 		g.Go(func() error {
-			conn, err := connect(gctx, s.DB)
-			s.conn = conn
+			k, tx, err := r.session(gctx, s.DB, false, r.sourceTxOptions())
+			s.conn, s.temps, s.tx = k.conn, k.temps, tx
 			return err
 		})
 		if s.writer != nil {
 			g.Go(func() error {
-				conn, err := connect(gctx, s.DB)
-				s.writer.conn = conn
+				k, tx, err := r.session(gctx, s.DB, true, pgx.TxOptions{})
+				s.writer.conn, s.writer.temps, s.writer.tx = k.conn, k.temps, tx
 				return err
 			})
 		}
@@ -509,15 +516,18 @@ func (r *run) stillBehind(t *node) bool {
 	return false
 }
 
-func (r *run) beginSource(ctx context.Context, s *source) error {
-	iso := pgx.RepeatableRead
+// sourceTxOptions is how a source's reading transaction begins.
+func (r *run) sourceTxOptions() pgx.TxOptions {
 	if r.s.IsolationLevel == "serializable" {
-		iso = pgx.Serializable
+		return pgx.TxOptions{IsoLevel: pgx.Serializable}
 	}
-	var err error
-	if s.tx, err = s.conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: iso}); err != nil {
-		return fmt.Errorf("begin on source %s: %w", s.Name, err)
-	}
+	return pgx.TxOptions{IsoLevel: pgx.RepeatableRead}
+}
+
+// beginSource takes s's lock of the sync, its table locks and its
+// snapshot, in the transaction open began (its snapshot is taken by its
+// first statement, here, after the writers began theirs).
+func (r *run) beginSource(ctx context.Context, s *source) error {
 	var locked bool
 	if err := s.tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock(hashtext('gobucardo sync ' || $1))", r.s.Name).Scan(&locked); err != nil {
 		return fmt.Errorf("lock sync %s on %s: %w", r.s.Name, s.Name, err)
@@ -533,13 +543,11 @@ func (r *run) beginSource(ctx context.Context, s *source) error {
 			return err
 		}
 	}
-	if err := s.tx.QueryRow(ctx, "SELECT pg_current_snapshot()::text").Scan(&s.cur); err != nil {
-		return fmt.Errorf("snapshot of %s: %w", s.Name, err)
-	}
 	var hasCapture bool
-	if err := s.tx.QueryRow(ctx, "SELECT to_regclass('gobucardo.watermark') IS NOT NULL, to_regclass('gobucardo.target_watermark') IS NOT NULL").
-		Scan(&hasCapture, &s.targetMarks); err != nil {
-		return err
+	if err := s.tx.QueryRow(ctx, `SELECT pg_current_snapshot()::text,
+			to_regclass('gobucardo.watermark') IS NOT NULL, to_regclass('gobucardo.target_watermark') IS NOT NULL`).
+		Scan(&s.cur, &hasCapture, &s.targetMarks); err != nil {
+		return fmt.Errorf("snapshot of %s: %w", s.Name, err)
 	}
 	if hasCapture {
 		err := s.tx.QueryRow(ctx, "SELECT snap::text FROM gobucardo.watermark WHERE sync = $1", r.s.Name).Scan(&s.last)
@@ -574,12 +582,15 @@ func (s *source) readBehind(ctx context.Context, sync string) error {
 	return rows.Err()
 }
 
-// beginWriter begins t's transaction; with lock, it also takes its table
-// locks (open takes them itself, in an order of its own).
+// beginWriter begins t's transaction (unless open began it already);
+// with lock, it also takes its table locks (open takes them itself, in an
+// order of its own).
 func (r *run) beginWriter(ctx context.Context, t *node, lock bool) error {
-	var err error
-	if t.tx, err = t.conn.Begin(ctx); err != nil {
-		return fmt.Errorf("begin on %s: %w", t.Name, err)
+	if t.tx == nil {
+		var err error
+		if t.tx, err = t.conn.Begin(ctx); err != nil {
+			return fmt.Errorf("begin on %s: %w", t.Name, err)
+		}
 	}
 	if _, err := t.tx.Exec(ctx, "SET LOCAL session_replication_role = replica"); err != nil {
 		return fmt.Errorf("db %s: cannot set session_replication_role (gobucardo's user must be a superuser, "+
@@ -629,23 +640,31 @@ func (r *run) lockTables(ctx context.Context, tx pgx.Tx, db, mode string) error 
 	return nil
 }
 
-func (r *run) close(ctx context.Context) {
+// close ends the run's transactions and closes its sessions; with
+// Options.Sessions, those of a run that succeeded are kept instead.
+func (r *run) close(ctx context.Context, ok bool) {
 	bg := context.WithoutCancel(ctx)
-	for _, s := range r.sources {
-		if s.tx != nil {
-			_ = s.tx.Rollback(bg)
+	keep := map[sessionKey]kept{}
+	end := func(d DB, writer bool, conn *pgx.Conn, temps map[string]bool, tx pgx.Tx) {
+		if tx != nil {
+			_ = tx.Rollback(bg)
 		}
-		if s.conn != nil {
-			_ = s.conn.Close(bg)
+		switch {
+		case conn == nil:
+		case ok && r.opts.Sessions != nil && !conn.IsClosed() && conn.PgConn().TxStatus() == 'I':
+			keep[sessionKey{db: d.Name, dsn: d.ConnString, writer: writer}] = kept{conn: conn, temps: temps}
+		default:
+			_ = conn.Close(bg)
 		}
 	}
+	for _, s := range r.sources {
+		end(s.DB, false, s.conn, s.temps, s.tx)
+	}
 	for _, n := range r.writers {
-		if n.tx != nil {
-			_ = n.tx.Rollback(bg)
-		}
-		if n.conn != nil {
-			_ = n.conn.Close(bg)
-		}
+		end(n.DB, true, n.conn, n.temps, n.tx)
+	}
+	if r.opts.Sessions != nil {
+		r.opts.Sessions.keepOnly(bg, keep)
 	}
 }
 

@@ -75,23 +75,24 @@ func (r *run) latestAll(ctx context.Context) error {
 // resolve decides, per key changed on several of the active sources, which
 // source's row wins, leaves on each source its winning keys in
 // pg_temp.gb_won, reports the conflicts, and returns how many keys each
-// source won. The first active source coordinates: the others' changed keys
-// are copied to it and compared there in SQL.
-func (r *run) resolve(ctx context.Context, rel Relation, cols *columnSet, active []*source, tr *TableResult) (map[*source]int64, []json.RawMessage, error) {
+// source won. Each source's changed keys are in its pg_temp.<changed>
+// (see stageKeys). The first active source coordinates: the others'
+// changed keys are copied to it and compared there in SQL.
+func (r *run) resolve(ctx context.Context, rel Relation, cols *columnSet, changed string, active []*source, tr *TableResult) (map[*source]int64, []json.RawMessage, error) {
 	table := rel.Display()
 	strategy := r.strategy(rel)
 	coord := active[0]
 	keyList := identList(rel.KeyColumns, "")
 	format := cols.keyFormat()
 	r.progress(Progress{Table: table, Phase: "conflicts"})
-	parts := []string{fmt.Sprintf("SELECT %s, 0 AS gb_src, changed_at FROM pg_temp.gb_keys", keyList)}
+	parts := []string{fmt.Sprintf("SELECT %s, 0 AS gb_src, changed_at FROM pg_temp.%s", keyList, changed)}
 	for i, o := range active[1:] {
 		in := fmt.Sprintf("gb_in_%d", i+1)
-		if _, err := coord.tx.Exec(ctx, fmt.Sprintf("DROP TABLE IF EXISTS pg_temp.%s; CREATE TEMP TABLE %s ON COMMIT DROP AS SELECT %s, changed_at FROM pg_temp.gb_keys WITH NO DATA",
-			in, in, keyList)); err != nil {
+		if _, err := coord.tx.Exec(ctx, fmt.Sprintf("DROP TABLE IF EXISTS pg_temp.%s; CREATE TEMP TABLE %s ON COMMIT DROP AS SELECT %s, changed_at FROM pg_temp.%s WITH NO DATA",
+			in, in, keyList, changed)); err != nil {
 			return nil, nil, err
 		}
-		if _, err := r.copyOne(ctx, table, o.endpoint(), fmt.Sprintf("COPY (SELECT %s, changed_at FROM pg_temp.gb_keys) TO STDOUT%s", keyList, format),
+		if _, err := r.copyOne(ctx, table, o.endpoint(), fmt.Sprintf("COPY (SELECT %s, changed_at FROM pg_temp.%s) TO STDOUT%s", keyList, changed, format),
 			coord.endpoint(), fmt.Sprintf("COPY pg_temp.%s (%s, changed_at) FROM STDIN%s", in, keyList, format)); err != nil {
 			return nil, nil, err
 		}
@@ -177,7 +178,7 @@ func (r *run) resolve(ctx context.Context, rel Relation, cols *columnSet, active
 			won[s] = tag.RowsAffected()
 			continue
 		}
-		if _, err := s.tx.Exec(ctx, fmt.Sprintf("DROP TABLE IF EXISTS pg_temp.gb_won; CREATE TEMP TABLE gb_won ON COMMIT DROP AS SELECT %s FROM pg_temp.gb_keys WITH NO DATA", keyList)); err != nil {
+		if _, err := s.tx.Exec(ctx, fmt.Sprintf("DROP TABLE IF EXISTS pg_temp.gb_won; CREATE TEMP TABLE gb_won ON COMMIT DROP AS SELECT %s FROM pg_temp.%s WITH NO DATA", keyList, changed)); err != nil {
 			return nil, nil, err
 		}
 		n, err := r.copyOne(ctx, table, coord.endpoint(), "COPY ("+sel+") TO STDOUT"+format,

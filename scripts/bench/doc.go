@@ -92,6 +92,19 @@
 //     capture.LagReader.Read alone; then the same once target B is
 //     recorded as behind since the sync's place (its backlog is counted
 //     too). Target: under 1 s. Every answer must give the capped count.
+//  10. The replicator's CPU at idle (BenchmarkIdleCPU, issue 13). A sync
+//     (A:source, B:target) of one table and `mcp run`; for
+//     BENCH_IDLE_SECONDS a row is committed on the source every 200 ms and
+//     waited for on the target (the lag, p50 and p99). The CPU of the Go
+//     processes (mcp and everything under it, exited ones included) and of
+//     every postgres process of both clusters but the bench's own sessions
+//     and the background ones (exited backends included, through the
+//     postmaster's children's times in /proc/<pid>/stat) is reported as %
+//     of one core, with the backends forked (pg_stat_database.sessions).
+//     Targets: 3 % of one core, lag p50 30 ms, p99 150 ms. With
+//     BENCH_IDLE_BEFORE=DIR (another build of mcp, controller and kid, such
+//     as main's: go build -o DIR ./cmd/...) that build is measured first on
+//     the same clusters: before and after in one run.
 //
 // Run it with
 //
@@ -100,8 +113,8 @@
 //
 // or directly with `go test -run '^$' -bench . -benchtime 1x -timeout 60m
 // ./scripts/bench/` (-bench BulkUpdate, -bench Pgbench, -bench TwoSource,
-// -bench Purge, -bench TargetOutage, -bench MetricsScrape or -bench
-// StatusPending for one figure).
+// -bench Purge, -bench TargetOutage, -bench MetricsScrape, -bench
+// StatusPending or -bench IdleCPU for one figure).
 // Environment:
 //
 //	BENCH_ROWS             comma-separated table sizes of figures 1, 2 and 4 (default 100000,1000000)
@@ -116,6 +129,8 @@
 //	                       BENCH_OUTAGE_LOG=FILE keeps the MCP's log of it
 //	BENCH_METRICS_RUNS     runs in the catalog of BenchmarkMetricsScrape (default 200000)
 //	BENCH_STATUS_PENDING   pending delta rows of BenchmarkStatusPending (default 10000000; BENCH_STATUS_RUNS=5)
+//	BENCH_IDLE_SECONDS     length of BenchmarkIdleCPU's measure (default 30); BENCH_IDLE_BEFORE=DIR measures
+//	                       the build in DIR first
 //	BENCH_PHASES           when 1, `mcp sync run` runs without --quiet and its progress lines are
 //	                       printed to stderr with the time since the run started, to see where the
 //	                       time goes

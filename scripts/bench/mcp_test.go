@@ -88,6 +88,13 @@ func (m mcp) syncRun(b *testing.B, sync string) procRun {
 // until it answers mcp ping; stop stops it with mcp stop and waits for it.
 func (m mcp) startDaemon(b *testing.B, args ...string) (stop func(), log *lockedBuffer) {
 	b.Helper()
+	stop, log, _ = m.startDaemonPID(b, args...)
+	return stop, log
+}
+
+// startDaemonPID is startDaemon, also returning the daemon's pid.
+func (m mcp) startDaemonPID(b *testing.B, args ...string) (stop func(), log *lockedBuffer, pid int) {
+	b.Helper()
 	daemon := exec.Command(m.bin, append([]string{"--dsn", m.dsn, "run"}, args...)...)
 	log = &lockedBuffer{}
 	daemon.Stdout, daemon.Stderr = log, log
@@ -101,7 +108,7 @@ func (m mcp) startDaemon(b *testing.B, args ...string) (stop func(), log *locked
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if err := exec.Command(m.bin, "--dsn", m.dsn, "ping").Run(); err == nil {
-			return stop, log
+			return stop, log, daemon.Process.Pid
 		}
 		if time.Now().After(deadline) {
 			_ = daemon.Process.Kill()

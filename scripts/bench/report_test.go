@@ -77,6 +77,7 @@ type report struct {
 	outage  *outageResult
 	metrics *metricsResult
 	status  *statusResult
+	idle    []idleResult
 }
 
 var results report
@@ -153,7 +154,7 @@ func (r *report) setLag(res lagResult) {
 func (r *report) print(w io.Writer) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.bulk) == 0 && len(r.two) == 0 && r.pgbench == nil && r.lag == nil && r.purge == nil && r.part == nil && r.outage == nil && r.metrics == nil && r.status == nil {
+	if len(r.bulk) == 0 && len(r.two) == 0 && r.pgbench == nil && r.lag == nil && r.purge == nil && r.part == nil && r.outage == nil && r.metrics == nil && r.status == nil && len(r.idle) == 0 {
 		return
 	}
 	fmt.Fprintf(w, "\ngobucardo bench (%d cores, %s/%s)\n", runtime.NumCPU(), runtime.GOOS, runtime.GOARCH)
@@ -186,6 +187,9 @@ func (r *report) print(w io.Writer) {
 	}
 	if r.status != nil {
 		r.status.print(w)
+	}
+	if len(r.idle) > 0 {
+		printIdle(w, r.idle)
 	}
 	if len(r.bulk) > 0 {
 		big := r.bulk[len(r.bulk)-1]
