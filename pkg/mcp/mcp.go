@@ -122,7 +122,7 @@ type daemon struct {
 
 	// The metrics server, touched only by Run's goroutine (the main loop
 	// applies the settings).
-	runCtx  context.Context //nolint:containedctx // Run's, for the servers applySettings starts
+	runCtx  context.Context // Run's, for the servers applySettings starts
 	served  *metricsServer  // nil while the metrics are not served
 	handler http.Handler    // built at the first server
 	coll    *metrics.Catalog

@@ -278,6 +278,9 @@ gobucardo_sync_runs_total{outcome="good",sync="t"} 0
 		{Code: "merge", Outcome: catalog.PluginCallCrash, Calls: 1, Seconds: 0.25},
 		{Code: "audit", Outcome: catalog.PluginCallStartFailed, Calls: 1, Seconds: 0.125},
 	}}, 0, "")
+	if err := catalog.Resume(ctx, conn, "t"); err != nil {
+		t.Fatal(err)
+	}
 	run(t, conn, "t", catalog.RunEnd{State: catalog.RunEmpty, Forget: true, PluginCalls: []catalog.PluginCalls{
 		{Code: "merge", Outcome: catalog.PluginCallOK, Calls: 2, Seconds: 1},
 	}}, 0, "")
@@ -301,10 +304,11 @@ gobucardo_sync_runs_total{outcome="good",sync="t"} 0
 	c.Stop(t)
 	m = scrape(t, coll)
 	want(t, m, 0, "gobucardo_catalog_up")
-	want(t, m, 3, "gobucardo_sync_runs_total", "sync", "s", "outcome", "good")
+	want(t, m, 4, "gobucardo_sync_runs_total", "sync", "s", "outcome", "good")
 	want(t, m, 7, "gobucardo_plugin_calls_total", "sync", "s", "code", "merge", "outcome", "ok")
 	c.Start(t)
 	m = scrape(t, coll)
 	want(t, m, 1, "gobucardo_catalog_up")
-	want(t, m, 3, "gobucardo_sync_runs_total", "sync", "s", "outcome", "good")
+	want(t, m, 4, "gobucardo_sync_runs_total", "sync", "s", "outcome", "good")
+	want(t, m, 7, "gobucardo_plugin_calls_total", "sync", "s", "code", "merge", "outcome", "ok")
 }
