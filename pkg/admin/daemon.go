@@ -192,7 +192,8 @@ func runMCP(e *env) error {
 	}
 	err = mcp.Run(e.ctx(), mcp.Options{MainDSN: dsn, ControllerPath: ctrl, KidPath: kidBin, Log: log, Level: &atomic,
 		LogLevel: pinned, LogOut: out, Reload: reload, PurgeInterval: purge,
-		Notify: systemdNotify(sd, log), AliveEvery: sd.WatchdogInterval(), MetricsAddr: metricsAddr})
+		Notify: systemdNotify(sd, log), AliveEvery: sd.WatchdogInterval(), MetricsAddr: metricsAddr,
+		MetricsFollowSetting: !c.IsSet("metrics-addr")})
 	if err != nil {
 		log.Error("MCP stopped", zap.Error(err))
 	}

@@ -25,19 +25,27 @@ type RunEnd struct {
 	// Forget deletes the run's record instead: an empty run that a
 	// controller made for its own bookkeeping is not news.
 	Forget bool
+	// PluginCalls are the calls the run made to the sync's plugins; they
+	// are added to gobucardo.plugin_calls whatever the run's outcome (also
+	// when Forget).
+	PluginCalls []PluginCalls
 }
 
 // FinishRun records the end of run id of sync, started by StartRun on
 // conn's session, in one transaction: a run that did not commit (bad or
 // cancelled) loses the conflicts it logged and the rows it parked (the next
 // run meets them again), the sync is paused when the end says so, and
-// onetimecopy is cleared once done. It then releases the run lock, whatever
+// onetimecopy is cleared once done; the run's plugin calls are added to the
+// sync's totals, whatever the run's outcome. It then releases the run lock, whatever
 // became of the record.
 func FinishRun(ctx context.Context, conn Session, sync string, id int64, end RunEnd) error {
 	if end.onlyRecord() {
 		return finishRecordOnly(ctx, conn, sync, id, end)
 	}
 	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if err := AddPluginCalls(ctx, tx, sync, end.PluginCalls); err != nil {
+			return err
+		}
 		if end.Forget {
 			return ForgetRun(ctx, tx, id)
 		}

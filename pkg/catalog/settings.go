@@ -59,7 +59,7 @@ var settingDefs = []SettingDef{
 	{Name: SettingLogLevel, Kind: SettingKindLogLevel, Default: "info",
 		Description: "level of the logs of the MCP, controllers and kids (mcp run --log-level wins)"},
 	{Name: SettingMetricsAddr, Kind: SettingKindAddress, Default: "",
-		Description: "host:port where mcp run serves Prometheus metrics; empty: none; read when mcp run starts (mcp run --metrics-addr wins)"},
+		Description: "host:port where mcp run serves Prometheus metrics; empty: none; a running MCP moves to a new address at reload, and keeps the old one if the new cannot be bound (mcp run --metrics-addr wins)"},
 	{Name: SettingPSInterval, Kind: SettingKindDuration, Default: "1s", min: int64(100 * time.Millisecond), max: int64(10 * time.Second),
 		Description: "how often the MCP publishes its process tree for mcp ps, also its heartbeat for mcp ping"},
 	{Name: SettingPurgeInterval, Kind: SettingKindDuration, Default: "1m", min: int64(time.Second), max: int64(24 * time.Hour), zeroOff: true,

@@ -108,8 +108,8 @@ func (s *Server) Stop(_ context.Context, r *ctlpb.StopRequest) (*ctlpb.StopReply
 // Watch streams the process states.
 func (s *Server) Watch(_ *ctlpb.WatchRequest, stream ctlpb.Controller_WatchServer) error {
 	for {
-		procs, changed := s.board.snapshot()
-		if err := stream.Send(&ctlpb.State{Processes: procs}); err != nil {
+		state, changed := s.board.snapshot()
+		if err := stream.Send(state); err != nil {
 			return err
 		}
 		select {

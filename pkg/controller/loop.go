@@ -252,7 +252,7 @@ func (l *loop) runInKid(ctx context.Context, a action) (replicate.Result, error)
 		return replicate.Result{}, err
 	}
 	l.board.set(1, catalog.ProcessRunning, a.reason)
-	res, runErr := l.stream(ctx, conn, id, a.spec, a.attempts)
+	res, calls, runErr := l.stream(ctx, conn, id, a.spec, a.attempts)
 	l.board.set(1, catalog.ProcessIdle, "")
 	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
@@ -264,6 +264,7 @@ func (l *loop) runInKid(ctx context.Context, a action) (replicate.Result, error)
 	}
 	end := runs.End(res, runErr, secrets...)
 	end.Forget = a.forgetEmpty && runErr == nil && res.Empty()
+	end.PluginCalls = calls
 	if err := catalog.FinishRun(bg, conn, l.sync, id, end); err != nil {
 		l.log.Warn("cannot record the run", zap.Int64("run", id), zap.Error(err))
 		l.dropCatalog(err)
@@ -280,27 +281,30 @@ func (l *loop) runInKid(ctx context.Context, a action) (replicate.Result, error)
 	return res, runErr
 }
 
-// stream asks the kid for the run and follows it to its outcome.
-func (l *loop) stream(ctx context.Context, conn *pgx.Conn, id int64, spec replicate.Sync, attempts int) (replicate.Result, error) {
+// stream asks the kid for the run and follows it to its outcome; calls are
+// the plugin calls the kid reported meanwhile (also when the run failed).
+func (l *loop) stream(ctx context.Context, conn *pgx.Conn, id int64, spec replicate.Sync, attempts int) (
+	res replicate.Result, calls []catalog.PluginCalls, err error) {
 	st, err := l.kidClient.Run(ctx, &kidpb.RunRequest{Sync: kidcodec.EncodeSync(spec), RunId: id, Attempts: int32(attempts)})
 	if err != nil {
-		return replicate.Result{}, l.kidFailed(err)
+		return replicate.Result{}, nil, l.kidFailed(err)
 	}
 	var lastStatus time.Time
 	for {
 		ev, err := st.Recv()
 		if err != nil {
 			if ctx.Err() != nil {
-				return replicate.Result{}, errors.New("cancelled: the controller is stopping")
+				return replicate.Result{}, calls, errors.New("cancelled: the controller is stopping")
 			}
 			if errors.Is(err, io.EOF) {
 				err = errors.New("no outcome")
 			}
-			return replicate.Result{}, l.kidFailed(err)
+			return replicate.Result{}, calls, l.kidFailed(err)
 		}
 		if res, ok, runErr := kidcodec.DecodeOutcome(ev); ok {
-			return res, runErr
+			return res, calls, runErr
 		}
+		calls = append(calls, kidcodec.DecodePluginCalls(ev)...)
 		if p, ok := kidcodec.DecodeProgress(ev); ok {
 			line := p.String()
 			l.board.set(1, catalog.ProcessRunning, line)
@@ -326,6 +330,7 @@ func (l *loop) kidFailed(rpcErr error) error {
 	if k == nil {
 		return rpcErr
 	}
+	l.board.kidDied()
 	select {
 	case <-k.Done():
 	case <-time.After(2 * time.Second):
@@ -344,6 +349,7 @@ func (l *loop) ensureKid(ctx context.Context) error {
 			l.log.Warn("kid exited between runs", zap.Int("kid", l.kid.Pid()), zap.Error(l.kid.Err()))
 			l.kid, l.kidClient = nil, nil
 			l.board.setKid(0)
+			l.board.kidDied()
 		default:
 			return nil
 		}

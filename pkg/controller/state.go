@@ -16,6 +16,8 @@ type board struct {
 	mu      sync.Mutex
 	procs   []*ctlpb.Process // [0] the controller, [1] the kid if any, then its plugins
 	changed chan struct{}    // closed and replaced at every change
+	// kidRestarts counts the kids found dead (State.kid_restarts).
+	kidRestarts int64
 }
 
 func newBoard(pid, ppid int) *board {
@@ -25,16 +27,24 @@ func newBoard(pid, ppid int) *board {
 	}
 }
 
-// snapshot returns a copy of the processes and the channel closed at the
-// next change.
-func (b *board) snapshot() ([]*ctlpb.Process, <-chan struct{}) {
+// snapshot returns the state to report (a copy) and the channel closed at
+// the next change.
+func (b *board) snapshot() (*ctlpb.State, <-chan struct{}) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	out := make([]*ctlpb.Process, len(b.procs))
 	for i, p := range b.procs {
 		out[i] = proto.Clone(p).(*ctlpb.Process)
 	}
-	return out, b.changed
+	return &ctlpb.State{Processes: out, KidRestarts: b.kidRestarts}, b.changed
+}
+
+// kidDied counts a kid found dead: the next run starts another.
+func (b *board) kidDied() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.kidRestarts++
+	b.notify()
 }
 
 func (b *board) notify() {

@@ -50,13 +50,14 @@ func New(log *zap.Logger, level zap.AtomicLevel) *Server {
 	return &Server{log: log, level: level, Stopped: make(chan struct{}), plugins: pluginhost.New(log), sessions: replicate.NewSessions()}
 }
 
-// pluginsEvent lists the running plugins for the controller's `mcp ps`.
+// pluginsEvent lists the running plugins for the controller's `mcp ps`,
+// with the plugin calls made since the previous one (for the run's end).
 func (s *Server) pluginsEvent() *kidpb.RunEvent {
 	var ps []*kidpb.Plugin
 	for _, p := range s.plugins.Processes() {
 		ps = append(ps, &kidpb.Plugin{Code: p.Code, Pid: int32(p.PID)})
 	}
-	return &kidpb.RunEvent{Event: &kidpb.RunEvent_Plugins{Plugins: &kidpb.Plugins{Plugins: ps}}}
+	return kidcodec.EncodePlugins(ps, s.plugins.TakeCalls())
 }
 
 // Configure records the configuration; it must come first.

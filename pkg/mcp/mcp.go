@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -58,6 +59,12 @@ type Options struct {
 	// /metrics, /healthz and /readyz are served (pkg/metrics). Run refuses
 	// to start when it is taken.
 	MetricsAddr string
+	// MetricsFollowSetting makes the metrics address follow the
+	// metrics_addr setting at every reload (MetricsAddr being its value at
+	// start): a new address is bound, an empty one stops the metrics; an
+	// address that cannot be bound is logged and the old one kept. False:
+	// MetricsAddr pins the address.
+	MetricsFollowSetting bool
 	// Notify, when set, is told how the daemon stands, for a process
 	// manager (systemd's sd_notify, see pkg/sdnotify): PhaseReady once it
 	// holds the lock, PhaseAlive every AliveEvery while its main loop
@@ -110,8 +117,15 @@ type daemon struct {
 	seen     map[int]time.Time             // pid -> first seen, for ps
 	purge    *purger                       // nil until the MCP holds its lock
 	settings catalog.Settings              // in effect (settings.go)
-	metrics  *metrics.Daemon               // nil when metrics are off
+	metrics  *metrics.Daemon               // the MCP's own counters, kept whether served or not
 	ready    *readiness
+
+	// The metrics server, touched only by Run's goroutine (the main loop
+	// applies the settings).
+	runCtx  context.Context // Run's, for the servers applySettings starts
+	served  *metricsServer  // nil while the metrics are not served
+	handler http.Handler    // built at the first server
+	coll    *metrics.Catalog
 }
 
 type sourceListener struct {
@@ -135,14 +149,13 @@ func Run(ctx context.Context, o Options) error {
 	d := &daemon{o: o, log: o.Log, host: host, started: time.Now(), events: make(chan event, 256),
 		ctls: map[string]*ctl{}, stopping: map[string]*ctl{}, syncs: map[string]catalog.SyncDetail{}, listen: map[string]*sourceListener{},
 		seen: map[int]time.Time{}, settings: effectiveSettings(o, catalog.DefaultSettings()),
-		ready: &readiness{dsn: o.MainDSN}}
+		ready: &readiness{dsn: o.MainDSN}, metrics: metrics.NewDaemon(), runCtx: ctx}
+	d.settings.MetricsAddr = o.MetricsAddr // what is served
 	d.childLog = logging.New(o.LogOut, zapcore.DebugLevel, "child")
 	if ln != nil {
-		d.metrics = metrics.NewDaemon()
-		mctx, stop := context.WithCancel(ctx)
-		served := d.serveMetrics(mctx, ln)
-		defer func() { stop(); <-served }()
+		d.startMetrics(ln, o.MetricsAddr)
 	}
+	defer d.closeMetrics()
 
 	// The main session holds the lock and LISTENs; Run of the listener
 	// returns only when the lock is lost to someone else or ctx ends.

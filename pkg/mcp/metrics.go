@@ -48,22 +48,88 @@ func (e addrInUseError) Error() string {
 
 func (e addrInUseError) Unwrap() error { return e.err }
 
-// serveMetrics serves /metrics, /healthz and /readyz on ln until ctx is
-// done; the returned channel closes once the server has stopped.
-func (d *daemon) serveMetrics(ctx context.Context, ln net.Listener) <-chan struct{} {
-	coll := &metrics.Catalog{DSN: d.o.MainDSN, Log: d.log, Lag: d.lags}
-	reg := metrics.NewRegistry(append(d.metrics.Collectors(), coll)...)
-	h := metrics.Handler(reg, d.ready.check)
+// metricsServer is the metrics server in use.
+type metricsServer struct {
+	addr string
+	stop context.CancelFunc
+	done <-chan struct{} // closed once it has stopped
+}
+
+// startMetrics serves /metrics, /healthz and /readyz on ln (bound to addr)
+// until stopMetrics or the end of Run. Every server serves the same
+// registry: the counters go on across a change of address.
+func (d *daemon) startMetrics(ln net.Listener, addr string) {
+	if d.handler == nil {
+		d.coll = &metrics.Catalog{DSN: d.o.MainDSN, Log: d.log, Lag: d.lags}
+		d.handler = metrics.Handler(metrics.NewRegistry(append(d.metrics.Collectors(), d.coll)...), d.ready.check)
+	}
+	ctx, stop := context.WithCancel(d.runCtx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		defer coll.Close()
-		defer d.ready.close()
-		if err := metrics.Serve(ctx, ln, h); err != nil {
-			d.log.Error("the metrics server stopped", zap.Error(err))
+		if err := metrics.Serve(ctx, ln, d.handler); err != nil {
+			d.log.Error("the metrics server stopped", zap.String("addr", addr), zap.Error(err))
 		}
 	}()
-	return done
+	d.served = &metricsServer{addr: addr, stop: stop, done: done}
+}
+
+// stopMetrics stops the metrics server, if one runs, and waits for it.
+func (d *daemon) stopMetrics() {
+	if d.served != nil {
+		d.served.stop()
+		<-d.served.done
+		d.served = nil
+	}
+}
+
+// closeMetrics stops the server and closes the connections of its
+// collector and readiness check, at the end of Run.
+func (d *daemon) closeMetrics() {
+	d.stopMetrics()
+	if d.coll != nil {
+		d.coll.Close()
+	}
+	d.ready.close()
+}
+
+// rebindMetrics moves the metrics from old to want (the metrics_addr
+// setting changed) and returns the address now served ("": none). A
+// wanted address that cannot be bound is logged and old kept. The old
+// listener is closed first only when the new address is taken, perhaps by
+// it (0.0.0.0:9187 to 127.0.0.1:9187); old is bound again if the new one
+// still fails.
+func (d *daemon) rebindMetrics(old, want string) string {
+	if want == old {
+		return old
+	}
+	if want == "" {
+		d.stopMetrics()
+		d.log.Info("metrics no longer served: the metrics_addr setting is empty", zap.String("was", old))
+		return ""
+	}
+	ln, err := listenMetrics(want)
+	if errors.Is(err, metrics.ErrAddrInUse) && d.served != nil {
+		d.stopMetrics()
+		if ln, err = listenMetrics(want); err != nil {
+			back, berr := listenMetrics(old)
+			if berr != nil {
+				d.log.Error("metrics no longer served: the metrics_addr setting's address is taken and the old one cannot be bound again",
+					zap.String("addr", want), zap.String("old", old), zap.Error(err), zap.NamedError("old_error", berr))
+				return ""
+			}
+			d.startMetrics(back, old)
+		}
+	}
+	if err != nil {
+		d.log.Error("metrics still served on the old address: the metrics_addr setting's cannot be bound",
+			zap.String("addr", want), zap.String("old", old), zap.Error(err))
+		return old
+	}
+	d.stopMetrics()
+	d.startMetrics(ln, want)
+	d.log.Info("metrics served", zap.String("addr", want), zap.String("was", old))
+	return want
 }
 
 // readiness answers /readyz: the main database is reachable and the
@@ -110,32 +176,34 @@ func (r *readiness) close() {
 const lagSourceTimeout = time.Second
 
 // lags is the lag and pending changes of every target of the active syncs,
-// for the metrics (the same figures as mcp status, read the same way). A
-// sync one of whose sources cannot be read has no lag series in that
-// scrape; its error is in the log.
-func (d *daemon) lags(ctx context.Context, q catalog.Querier) ([]metrics.SyncLag, error) {
+// for the metrics (the same figures as mcp status, read the same way), and
+// whether each of their sources could be read. A sync one of whose sources
+// cannot be read has no lag series in that scrape (its source_up says 0);
+// its error is in the log.
+func (d *daemon) lags(ctx context.Context, q catalog.Querier) (metrics.Lags, error) {
 	d.mu.Lock()
 	syncs := maps.Clone(d.syncs)
 	d.mu.Unlock()
 	r := capture.LagReader{Timeout: lagSourceTimeout}
 	defer r.Close(ctx)
-	var out []metrics.SyncLag
+	var out metrics.Lags
 	for _, name := range slices.Sorted(maps.Keys(syncs)) {
 		l, err := r.Read(ctx, q, syncs[name])
 		if err != nil {
 			return out, err
 		}
-		if l.Unknown {
-			for _, s := range l.Sources {
-				if s.Error != "" {
-					d.log.Warn("no lag metrics for the sync: a source cannot be read", zap.String("sync", name),
-						zap.String("db", s.DB), zap.String("error", s.Error))
-				}
+		for _, s := range l.Sources {
+			out.Sources = append(out.Sources, metrics.SourceUp{Sync: name, DB: s.DB, Up: s.Error == ""})
+			if s.Error != "" {
+				d.log.Warn("no lag metrics for the sync: a source cannot be read", zap.String("sync", name),
+					zap.String("db", s.DB), zap.String("error", s.Error))
 			}
+		}
+		if l.Unknown {
 			continue
 		}
 		for _, t := range l.Targets {
-			out = append(out, metrics.SyncLag{Sync: name, DB: t.DB, LagSeconds: t.LagSeconds, PendingRows: float64(t.Pending)})
+			out.Targets = append(out.Targets, metrics.SyncLag{Sync: name, DB: t.DB, LagSeconds: t.LagSeconds, PendingRows: float64(t.Pending)})
 		}
 	}
 	return out, nil

@@ -18,9 +18,12 @@ import (
 // sets wins over the catalog (effectiveSettings).
 
 // effectiveSettings returns the settings s with what o pins: a positive
-// PurgeInterval or StopGrace, a negative PurgeInterval (no purge), and a
-// LogLevel.
+// PurgeInterval or StopGrace, a negative PurgeInterval (no purge), a
+// LogLevel, and MetricsAddr unless it follows the setting.
 func effectiveSettings(o Options, s catalog.Settings) catalog.Settings {
+	if !o.MetricsFollowSetting {
+		s.MetricsAddr = o.MetricsAddr
+	}
 	switch {
 	case o.PurgeInterval > 0:
 		s.PurgeInterval = o.PurgeInterval
@@ -109,10 +112,14 @@ func (d *daemon) loadSettings(ctx context.Context, cc *catalog.Conn, t *tickers)
 	d.applySettings(effectiveSettings(d.o, s), t)
 }
 
-// applySettings puts s in effect.
+// applySettings puts s in effect; a metrics address that cannot be bound
+// leaves the one in effect.
 func (d *daemon) applySettings(s catalog.Settings, t *tickers) {
 	d.mu.Lock()
 	old := d.settings
+	d.mu.Unlock()
+	s.MetricsAddr = d.rebindMetrics(old.MetricsAddr, s.MetricsAddr)
+	d.mu.Lock()
 	d.settings = s
 	d.mu.Unlock()
 	if d.o.Level != nil {

@@ -193,6 +193,7 @@ func (c *ctl) watch(ctx context.Context, client ctlpb.ControllerClient) {
 	if err != nil {
 		return
 	}
+	var kidRestarts int64 // as this controller last reported
 	for {
 		s, err := st.Recv()
 		if err != nil {
@@ -200,6 +201,10 @@ func (c *ctl) watch(ctx context.Context, client ctlpb.ControllerClient) {
 				c.log.Debug("watch ended", zap.Error(err))
 			}
 			return
+		}
+		if n := s.GetKidRestarts(); n > kidRestarts {
+			c.d.metrics.KidRestarted(c.sync, n-kidRestarts)
+			kidRestarts = n
 		}
 		c.mu.Lock()
 		c.procs, c.state = s.GetProcesses(), ""

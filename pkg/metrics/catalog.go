@@ -30,6 +30,23 @@ type SyncLag struct {
 	PendingRows float64
 }
 
+// SourceUp says whether the Lag hook could read what a sync has not
+// consumed yet on one of its source dbs.
+type SourceUp struct {
+	Sync, DB string
+	Up       bool
+}
+
+// Lags is what the Lag hook of Catalog reports.
+type Lags struct {
+	// Targets are the lag and pending rows of every target of the syncs
+	// whose sources could all be read.
+	Targets []SyncLag
+	// Sources are every source db of every sync the hook looked at, up or
+	// not: a sync with a source down has no Targets (its lag is unknown).
+	Sources []SourceUp
+}
+
 // RunDurationBuckets are the upper bounds, in seconds, of
 // gobucardo_sync_run_duration_seconds.
 var RunDurationBuckets = []float64{0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600}
@@ -49,7 +66,7 @@ const gapWindow = 10000
 // Catalog is a prometheus.Collector of the per-sync figures the catalog
 // holds: runs by outcome, rows deleted and inserted, conflicts by strategy,
 // run durations, last runs, parked rows, whether a sync is active, paused or
-// running. Set the fields, then register it; it opens its own connection to
+// running, and the calls its runs made to its plugins. Set the fields, then register it; it opens its own connection to
 // the main database at the first scrape and keeps it (Close closes it).
 //
 // The counters are the catalog's totals: the first scrape reads the whole
@@ -63,9 +80,10 @@ type Catalog struct {
 	Timeout time.Duration
 	// Lag, when set, reports the lag and pending rows of every sync and
 	// db, as gobucardo_sync_lag_seconds and gobucardo_sync_pending_rows,
+	// and whether each source could be read, as gobucardo_sync_source_up,
 	// reading the catalog through q (the collector's connection); nil:
 	// those metrics are not exposed.
-	Lag func(ctx context.Context, q catalog.Querier) ([]SyncLag, error)
+	Lag func(ctx context.Context, q catalog.Querier) (Lags, error)
 	// Log receives the reasons a scrape failed; nil: discarded.
 	Log *zap.Logger
 
@@ -74,6 +92,7 @@ type Catalog struct {
 	top     int64               // every syncrun id up to top was read once
 	pending map[int64]time.Time // ids not counted yet (running, or not visible yet), since when
 	syncs   map[string]*syncFigures
+	plugins []catalog.PluginCallTotals // as last read, whole
 }
 
 // syncFigures are the totals of one sync.
@@ -140,13 +159,22 @@ var (
 		"Age of the oldest change of the sync not yet applied to the db (0: in step).", []string{"sync", "db"}, nil)
 	descPending = prometheus.NewDesc("gobucardo_sync_pending_rows",
 		"Changed rows of the sync waiting to be applied to the db.", []string{"sync", "db"}, nil)
+	descSourceUp = prometheus.NewDesc("gobucardo_sync_source_up",
+		"Whether the last scrape could read what the sync has not consumed yet on the source db (1) or not (0: the sync's lag and pending rows are then absent).",
+		[]string{"sync", "db"}, nil)
+	descPluginCalls = prometheus.NewDesc("gobucardo_plugin_calls_total",
+		"Calls the runs of the sync made to the plugin of the customcode (code), by outcome: ok, error (it answered an error), timeout, crash (its process died), start_failed.",
+		[]string{"sync", "code", "outcome"}, nil)
+	descPluginSeconds = prometheus.NewDesc("gobucardo_plugin_call_seconds_total",
+		"Seconds the calls the runs of the sync made to the plugin of the customcode (code) took, whatever their outcome.",
+		[]string{"sync", "code"}, nil)
 )
 
 // Describe sends every descriptor Catalog may expose.
 func (c *Catalog) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descCatalogUp, descScrape, descRuns, descDeleted, descInserted, descTruncated,
 		descConflicts, descDuration, descLastGood, descLastRun, descParked, descActive, descPaused, descRunning,
-		descChecktime, descLag, descPending} {
+		descChecktime, descLag, descPending, descSourceUp, descPluginCalls, descPluginSeconds} {
 		ch <- d
 	}
 }
@@ -172,7 +200,7 @@ func (c *Catalog) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descCatalogUp, prometheus.GaugeValue, up)
 	c.send(ch)
 	if c.Lag != nil {
-		var lags []SyncLag
+		var lags Lags
 		conn, err := c.conn.Get(ctx)
 		if err == nil {
 			lags, err = c.Lag(ctx, conn)
@@ -180,9 +208,12 @@ func (c *Catalog) Collect(ch chan<- prometheus.Metric) {
 		if err != nil {
 			c.logf("cannot compute the lag for the metrics", err)
 		}
-		for _, l := range lags {
+		for _, l := range lags.Targets {
 			ch <- prometheus.MustNewConstMetric(descLag, prometheus.GaugeValue, l.LagSeconds, l.Sync, l.DB)
 			ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, l.PendingRows, l.Sync, l.DB)
+		}
+		for _, s := range lags.Sources {
+			ch <- prometheus.MustNewConstMetric(descSourceUp, prometheus.GaugeValue, b2f(s.Up), s.Sync, s.DB)
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(descScrape, prometheus.GaugeValue, time.Since(started).Seconds())
@@ -248,6 +279,20 @@ func (c *Catalog) send(ch chan<- prometheus.Metric) {
 			gauge(descChecktime, s.checktime, name)
 		}
 	}
+	sendPluginCalls(ch, c.plugins)
+}
+
+// sendPluginCalls sends the plugin call totals (sorted by sync and code).
+func sendPluginCalls(ch chan<- prometheus.Metric, totals []catalog.PluginCallTotals) {
+	for i := 0; i < len(totals); {
+		t := totals[i]
+		var seconds float64
+		for ; i < len(totals) && totals[i].Sync == t.Sync && totals[i].Code == t.Code; i++ {
+			ch <- prometheus.MustNewConstMetric(descPluginCalls, prometheus.CounterValue, float64(totals[i].Calls), t.Sync, t.Code, totals[i].Outcome)
+			seconds += totals[i].Seconds
+		}
+		ch <- prometheus.MustNewConstMetric(descPluginSeconds, prometheus.CounterValue, seconds, t.Sync, t.Code)
+	}
 }
 
 func b2f(b bool) float64 {
@@ -294,6 +339,10 @@ func (c *Catalog) read(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	plugins, err := catalog.LoadPluginCalls(ctx, tx)
+	if err != nil {
+		return err
+	}
 	// Everything read: apply.
 	if c.syncs == nil || reset {
 		c.syncs = map[string]*syncFigures{}
@@ -317,7 +366,7 @@ func (c *Catalog) read(ctx context.Context) error {
 	for _, k := range next.conflicts {
 		c.sync(k.sync).conflicts[k.strategy] += float64(k.count)
 	}
-	c.top, c.pending = next.top, next.pending
+	c.top, c.pending, c.plugins = next.top, next.pending, plugins
 	for _, s := range c.syncs {
 		s.present, s.running, s.parked = false, false, 0
 	}

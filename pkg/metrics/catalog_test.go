@@ -253,24 +253,62 @@ gobucardo_sync_runs_total{outcome="good",sync="t"} 0
 
 	// The Lag hook's figures are exposed as they are; its error leaves
 	// the rest alone.
-	coll.Lag = func(context.Context, catalog.Querier) ([]SyncLag, error) {
-		return []SyncLag{{Sync: "s", DB: "B", LagSeconds: 4.5, PendingRows: 12}}, nil
+	coll.Lag = func(context.Context, catalog.Querier) (Lags, error) {
+		return Lags{Targets: []SyncLag{{Sync: "s", DB: "B", LagSeconds: 4.5, PendingRows: 12}},
+			Sources: []SourceUp{{Sync: "s", DB: "A", Up: true}, {Sync: "t", DB: "A"}}}, nil
 	}
 	m = scrape(t, coll)
 	want(t, m, 4.5, "gobucardo_sync_lag_seconds", "sync", "s", "db", "B")
 	want(t, m, 12, "gobucardo_sync_pending_rows", "sync", "s", "db", "B")
-	coll.Lag = func(context.Context, catalog.Querier) ([]SyncLag, error) { return nil, errors.New("no lag today") }
+	want(t, m, 1, "gobucardo_sync_source_up", "sync", "s", "db", "A")
+	want(t, m, 0, "gobucardo_sync_source_up", "sync", "t", "db", "A")
+	coll.Lag = func(context.Context, catalog.Querier) (Lags, error) { return Lags{}, errors.New("no lag today") }
 	m = scrape(t, coll)
 	want(t, m, 1, "gobucardo_catalog_up")
 	want(t, m, 2, "gobucardo_sync_runs_total", "sync", "s", "outcome", "good")
+
+	// Plugin calls: every run's end adds its calls to the sync's totals,
+	// whatever its outcome, also a forgotten run's; seconds are summed over
+	// the outcomes of a customcode.
+	run(t, conn, "s", catalog.RunEnd{State: catalog.RunGood, Status: "Complete", PluginCalls: []catalog.PluginCalls{
+		{Code: "merge", Outcome: catalog.PluginCallOK, Calls: 3, Seconds: 0.5},
+		{Code: "merge", Outcome: catalog.PluginCallTimeout, Calls: 1, Seconds: 2},
+	}}, 0, "")
+	run(t, conn, "s", catalog.RunEnd{State: catalog.RunBad, Status: "Failed: plugin", PluginCalls: []catalog.PluginCalls{
+		{Code: "merge", Outcome: catalog.PluginCallCrash, Calls: 1, Seconds: 0.25},
+		{Code: "audit", Outcome: catalog.PluginCallStartFailed, Calls: 1, Seconds: 0.125},
+	}}, 0, "")
+	if err := catalog.Resume(ctx, conn, "t"); err != nil {
+		t.Fatal(err)
+	}
+	run(t, conn, "t", catalog.RunEnd{State: catalog.RunEmpty, Forget: true, PluginCalls: []catalog.PluginCalls{
+		{Code: "merge", Outcome: catalog.PluginCallOK, Calls: 2, Seconds: 1},
+	}}, 0, "")
+	m = scrape(t, coll)
+	want(t, m, 3, "gobucardo_plugin_calls_total", "sync", "s", "code", "merge", "outcome", "ok")
+	want(t, m, 1, "gobucardo_plugin_calls_total", "sync", "s", "code", "merge", "outcome", "timeout")
+	want(t, m, 1, "gobucardo_plugin_calls_total", "sync", "s", "code", "merge", "outcome", "crash")
+	want(t, m, 1, "gobucardo_plugin_calls_total", "sync", "s", "code", "audit", "outcome", "start_failed")
+	want(t, m, 2, "gobucardo_plugin_calls_total", "sync", "t", "code", "merge", "outcome", "ok")
+	want(t, m, 2.75, "gobucardo_plugin_call_seconds_total", "sync", "s", "code", "merge")
+	want(t, m, 0.125, "gobucardo_plugin_call_seconds_total", "sync", "s", "code", "audit")
+	want(t, m, 1, "gobucardo_plugin_call_seconds_total", "sync", "t", "code", "merge")
+	run(t, conn, "s", catalog.RunEnd{State: catalog.RunGood, Status: "Complete", PluginCalls: []catalog.PluginCalls{
+		{Code: "merge", Outcome: catalog.PluginCallOK, Calls: 4, Seconds: 0.25},
+	}}, 0, "")
+	m = scrape(t, coll)
+	want(t, m, 7, "gobucardo_plugin_calls_total", "sync", "s", "code", "merge", "outcome", "ok")
+	want(t, m, 3, "gobucardo_plugin_call_seconds_total", "sync", "s", "code", "merge")
 
 	// The main database gone: the last figures stay, up says 0.
 	c.Stop(t)
 	m = scrape(t, coll)
 	want(t, m, 0, "gobucardo_catalog_up")
-	want(t, m, 2, "gobucardo_sync_runs_total", "sync", "s", "outcome", "good")
+	want(t, m, 4, "gobucardo_sync_runs_total", "sync", "s", "outcome", "good")
+	want(t, m, 7, "gobucardo_plugin_calls_total", "sync", "s", "code", "merge", "outcome", "ok")
 	c.Start(t)
 	m = scrape(t, coll)
 	want(t, m, 1, "gobucardo_catalog_up")
-	want(t, m, 2, "gobucardo_sync_runs_total", "sync", "s", "outcome", "good")
+	want(t, m, 4, "gobucardo_sync_runs_total", "sync", "s", "outcome", "good")
+	want(t, m, 7, "gobucardo_plugin_calls_total", "sync", "s", "code", "merge", "outcome", "ok")
 }

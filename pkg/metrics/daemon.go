@@ -5,10 +5,12 @@ import (
 )
 
 // Daemon holds the counters the MCP keeps itself, about what it does in its
-// own process: restarting controllers and purging deltas. A nil *Daemon
+// own process: restarting controllers, purging deltas, and the kid restarts
+// its controllers report. A nil *Daemon
 // counts nothing, so that code may call it whether metrics are on or not.
 type Daemon struct {
 	restarts        *prometheus.CounterVec
+	kidRestarts     *prometheus.CounterVec
 	purgePasses     *prometheus.CounterVec
 	purgedRows      *prometheus.CounterVec
 	purgedTruncates *prometheus.CounterVec
@@ -27,6 +29,9 @@ func NewDaemon() *Daemon {
 	return &Daemon{
 		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gobucardo_controller_restarts_total",
 			Help: "Times the MCP restarted the controller of the sync after it failed or died."}, []string{"sync"}),
+		kidRestarts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gobucardo_kid_restarts_total",
+			Help: "Times the controller of the sync found its kid dead (during a run or between runs) and started another, as its controllers reported them."},
+			[]string{"sync"}),
 		purgePasses: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gobucardo_purge_passes_total",
 			Help: "Purge passes of the MCP on the source db, by outcome (ok, unreachable, failed)."}, []string{"db", "outcome"}),
 		purgedRows: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gobucardo_purge_deleted_rows_total",
@@ -41,14 +46,22 @@ func NewDaemon() *Daemon {
 
 // Collectors returns what to register.
 func (d *Daemon) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{d.restarts, d.purgePasses, d.purgedRows, d.purgedTruncates, d.purgeDuration}
+	return []prometheus.Collector{d.restarts, d.kidRestarts, d.purgePasses, d.purgedRows, d.purgedTruncates, d.purgeDuration}
 }
 
-// ControllerStarted makes the restarts of sync's controller appear, at 0
-// until the first restart.
+// ControllerStarted makes the restarts of sync's controller and kid
+// appear, at 0 until the first restart.
 func (d *Daemon) ControllerStarted(sync string) {
 	if d != nil {
 		d.restarts.WithLabelValues(sync)
+		d.kidRestarts.WithLabelValues(sync)
+	}
+}
+
+// KidRestarted counts n restarts of sync's kid.
+func (d *Daemon) KidRestarted(sync string, n int64) {
+	if d != nil {
+		d.kidRestarts.WithLabelValues(sync).Add(float64(n))
 	}
 }
 

@@ -44,9 +44,10 @@ const StartTimeout = 10 * time.Second
 
 // Host holds the running plugins of one kid.
 type Host struct {
-	log *zap.Logger
-	mu  sync.Mutex
-	run map[string]*instance // by customcode name
+	log   *zap.Logger
+	mu    sync.Mutex
+	run   map[string]*instance // by customcode name
+	calls *callCounts
 }
 
 // instance is one running plugin.
@@ -57,6 +58,7 @@ type instance struct {
 	client *sdk.Client
 	pid    int
 	broken atomic.Bool // a call timed out: it may be wedged
+	calls  *callCounts // nil: not counted
 }
 
 // Process is a running plugin, for `mcp ps`.
@@ -67,7 +69,7 @@ type Process struct {
 
 // New returns a host logging to log.
 func New(log *zap.Logger) *Host {
-	return &Host{log: log, run: map[string]*instance{}}
+	return &Host{log: log, run: map[string]*instance{}, calls: &callCounts{}}
 }
 
 // key is what a plugin process was started and configured with.
@@ -245,10 +247,13 @@ func timeout(c replicate.CustomCode) time.Duration {
 }
 
 func (h *Host) start(ctx context.Context, c replicate.CustomCode) (*instance, error) {
+	began := time.Now()
 	in, err := start(ctx, h.log, c, StartTimeout)
 	if err != nil {
+		h.calls.add(c.Name, catalog.PluginCallStartFailed, time.Since(began))
 		return nil, err
 	}
+	in.calls = h.calls
 	h.log.Info("plugin started", zap.String("customcode", c.Name), zap.String("plugin", c.Plugin), zap.Int("pid", in.pid))
 	return in, nil
 }
@@ -282,13 +287,25 @@ func (h *Host) Close() {
 	}
 }
 
+// TakeCalls returns the plugin calls counted since the last TakeCalls (by
+// customcode and outcome), and starts counting anew.
+func (h *Host) TakeCalls() []catalog.PluginCalls { return h.calls.take() }
+
 // call runs f with the customcode's deadline; a call that misses it marks
-// the plugin broken, to be restarted before the next run.
-func call[T any](ctx context.Context, in *instance, f func(context.Context) (T, error)) (T, error) {
+// the plugin broken, to be restarted before the next run. The call is
+// counted with its outcome (callOutcome).
+func call[T any](ctx context.Context, in *instance, f func(context.Context) (T, error)) (res T, err error) {
 	d := timeout(in.code)
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	res, err := f(ctx)
+	began := time.Now()
+	defer func() {
+		if o := callOutcome(err, parent.Err() != nil, in.pc.Exited()); o != "" {
+			in.calls.add(in.code.Name, o, time.Since(began))
+		}
+	}()
+	res, err = f(ctx)
 	if errors.Is(err, context.DeadlineExceeded) {
 		in.broken.Store(true)
 		return res, fmt.Errorf("%w (no answer within its timeout of %s: raise it with mcp update customcode %s timeout=...)", err, d, in.code.Name)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -45,14 +46,14 @@ func TestEnd(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			got := End(c.res, c.err, "pw")
 			if !strings.HasPrefix(got.Status, "Complete: ") || c.err != nil {
-				if got != c.want {
+				if !reflect.DeepEqual(got, c.want) {
 					t.Errorf("End = %+v\nwant %+v", got, c.want)
 				}
 				return
 			}
 			// The summary's wording is replicate's: compare the rest.
 			got.Status, c.want.Status = "", ""
-			if got != c.want {
+			if !reflect.DeepEqual(got, c.want) {
 				t.Errorf("End = %+v\nwant %+v", got, c.want)
 			}
 		})

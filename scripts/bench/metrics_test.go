@@ -37,7 +37,8 @@ type metricsResult struct {
 // (pkg/metrics: the catalog collector, the MCP's own counters, the process
 // and Go collectors) over a catalog of 50 syncs and 500 tables with
 // BENCH_METRICS_RUNS (default 200000) runs in gobucardo.syncrun, a tenth of
-// them with 5 conflicts, and parked rows: the first scrape, which reads the
+// them with 5 conflicts, parked rows, and the plugin call totals of two
+// customcodes per sync: the first scrape, which reads the
 // whole history, and 20 later ones, each after one more run of every sync.
 // The figures exposed must match the catalog.
 func BenchmarkMetricsScrape(b *testing.B) {
@@ -75,6 +76,10 @@ func BenchmarkMetricsScrape(b *testing.B) {
 		INSERT INTO gobucardo.parked (sync_name, schema_name, rel_name, source_db, target_db, key, error)
 			SELECT 's' || s, 'public', 't1', 'A', 'B', jsonb_build_object('id', k), 'x'
 			FROM generate_series(1, %[1]d) s, generate_series(1, %[4]d) k;
+		INSERT INTO gobucardo.plugin_calls (sync_name, code, outcome, calls, seconds)
+			SELECT 's' || s, 'code' || c, o, 1000, 1.5
+			FROM generate_series(1, %[1]d) s, generate_series(1, 2) c,
+				unnest('{ok,error,timeout,crash,start_failed}'::text[]) o;
 		ANALYZE;`, metricsSyncs, metricsTables, runs, metricsParkedPerRun)
 	if _, err := conn.Exec(ctx, setup); err != nil {
 		b.Fatal(err)
@@ -130,6 +135,9 @@ func BenchmarkMetricsScrape(b *testing.B) {
 	line := fmt.Sprintf(`gobucardo_sync_runs_total{outcome="good",sync="s1"} %d`, good)
 	if !strings.Contains(body, line+"\n") {
 		b.Fatalf("the last scrape lacks %q", line)
+	}
+	if !strings.Contains(body, `gobucardo_plugin_calls_total{code="code1",outcome="timeout",sync="s1"} 1000`+"\n") {
+		b.Fatal("the last scrape lacks the plugin calls of s1")
 	}
 	if !strings.Contains(body, "gobucardo_catalog_up 1\n") {
 		b.Fatal("the last scrape did not read the catalog")

@@ -419,8 +419,12 @@ func (x *Process) GetSinceUnixMs() int64 {
 }
 
 type State struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Processes     []*Process             `protobuf:"bytes,1,rep,name=processes,proto3" json:"processes,omitempty"` // the controller first
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Processes []*Process             `protobuf:"bytes,1,rep,name=processes,proto3" json:"processes,omitempty"` // the controller first
+	// Times this controller found its kid dead (it exited during a run or
+	// between runs) and so starts another for the next run; counted from the
+	// controller's start.
+	KidRestarts   int64 `protobuf:"varint,2,opt,name=kid_restarts,json=kidRestarts,proto3" json:"kid_restarts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -460,6 +464,13 @@ func (x *State) GetProcesses() []*Process {
 		return x.Processes
 	}
 	return nil
+}
+
+func (x *State) GetKidRestarts() int64 {
+	if x != nil {
+		return x.KidRestarts
+	}
+	return 0
 }
 
 type StopRequest struct {
@@ -567,9 +578,10 @@ const file_pkg_ipc_ctlpb_ctl_proto_rawDesc = "" +
 	"\x04role\x18\x03 \x01(\tR\x04role\x12\x14\n" +
 	"\x05state\x18\x04 \x01(\tR\x05state\x12\x16\n" +
 	"\x06detail\x18\x05 \x01(\tR\x06detail\x12\"\n" +
-	"\rsince_unix_ms\x18\x06 \x01(\x03R\vsinceUnixMs\"@\n" +
+	"\rsince_unix_ms\x18\x06 \x01(\x03R\vsinceUnixMs\"c\n" +
 	"\x05State\x127\n" +
-	"\tprocesses\x18\x01 \x03(\v2\x19.gobucardo.ctl.v1.ProcessR\tprocesses\"%\n" +
+	"\tprocesses\x18\x01 \x03(\v2\x19.gobucardo.ctl.v1.ProcessR\tprocesses\x12!\n" +
+	"\fkid_restarts\x18\x02 \x01(\x03R\vkidRestarts\"%\n" +
 	"\vStopRequest\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\"\v\n" +
 	"\tStopReply2\xe2\x02\n" +

@@ -3,6 +3,7 @@ package kidcodec
 import (
 	"time"
 
+	"github.com/gobucardo/gobucardo/pkg/catalog"
 	"github.com/gobucardo/gobucardo/pkg/ipc/kidpb"
 	"github.com/gobucardo/gobucardo/pkg/pg"
 	"github.com/gobucardo/gobucardo/pkg/replicate"
@@ -150,4 +151,24 @@ func DecodeProgress(ev *kidpb.RunEvent) (p replicate.Progress, ok bool) {
 	}
 	return replicate.Progress{Table: e.Progress.GetTable(), Phase: e.Progress.GetPhase(), Rows: e.Progress.GetRows(),
 		Total: e.Progress.GetTotal()}, true
+}
+
+// EncodePlugins is the kid's running plugins (for mcp ps) and the calls
+// made to them since its previous Plugins event.
+func EncodePlugins(ps []*kidpb.Plugin, calls []catalog.PluginCalls) *kidpb.RunEvent {
+	p := &kidpb.Plugins{Plugins: ps}
+	for _, c := range calls {
+		p.Calls = append(p.Calls, &kidpb.PluginCalls{Code: c.Code, Outcome: c.Outcome, Calls: c.Calls, Seconds: c.Seconds})
+	}
+	return &kidpb.RunEvent{Event: &kidpb.RunEvent_Plugins{Plugins: p}}
+}
+
+// DecodePluginCalls reads the plugin calls of a Plugins event; none for any
+// other event.
+func DecodePluginCalls(ev *kidpb.RunEvent) []catalog.PluginCalls {
+	var out []catalog.PluginCalls
+	for _, c := range ev.GetPlugins().GetCalls() {
+		out = append(out, catalog.PluginCalls{Code: c.GetCode(), Outcome: c.GetOutcome(), Calls: c.GetCalls(), Seconds: c.GetSeconds()})
+	}
+	return out
 }

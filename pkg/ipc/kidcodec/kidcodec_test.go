@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gobucardo/gobucardo/pkg/catalog"
+	"github.com/gobucardo/gobucardo/pkg/ipc/kidpb"
 	"github.com/gobucardo/gobucardo/pkg/replicate"
 	"github.com/gobucardo/gobucardo/pkg/runs"
 )
@@ -130,5 +132,22 @@ func TestProgressRoundTrip(t *testing.T) {
 	}
 	if _, ok := DecodeProgress(EncodeOutcome(replicate.Result{}, nil)); ok {
 		t.Error("an outcome read as progress")
+	}
+}
+
+// TestPluginCallsRoundTrip: the plugin calls a kid counted reach the
+// controller whole, with the running plugins.
+func TestPluginCallsRoundTrip(t *testing.T) {
+	c := catalog.PluginCalls{Code: "merge", Outcome: catalog.PluginCallTimeout, Calls: 3, Seconds: 1.5}
+	allSet(t, "PluginCalls", reflect.ValueOf(c))
+	ev := EncodePlugins([]*kidpb.Plugin{{Code: "merge", Pid: 42}}, []catalog.PluginCalls{c})
+	if got := DecodePluginCalls(ev); len(got) != 1 || got[0] != c {
+		t.Errorf("round trip: %+v", got)
+	}
+	if ps := ev.GetPlugins().GetPlugins(); len(ps) != 1 || ps[0].GetPid() != 42 {
+		t.Errorf("the running plugins were lost: %v", ps)
+	}
+	if got := DecodePluginCalls(EncodeProgress(replicate.Progress{})); got != nil {
+		t.Errorf("a progress event read as plugin calls: %+v", got)
 	}
 }

@@ -1163,8 +1163,11 @@ func (*RunEvent_Failure) isRunEvent_Event() {}
 func (*RunEvent_Plugins) isRunEvent_Event() {}
 
 type Plugins struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Plugins       []*Plugin              `protobuf:"bytes,1,rep,name=plugins,proto3" json:"plugins,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Plugins []*Plugin              `protobuf:"bytes,1,rep,name=plugins,proto3" json:"plugins,omitempty"`
+	// The calls made to the plugins since the previous Plugins event of the
+	// kid, by customcode and outcome; the controller adds them to the run's end.
+	Calls         []*PluginCalls `protobuf:"bytes,2,rep,name=calls,proto3" json:"calls,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1206,6 +1209,81 @@ func (x *Plugins) GetPlugins() []*Plugin {
 	return nil
 }
 
+func (x *Plugins) GetCalls() []*PluginCalls {
+	if x != nil {
+		return x.Calls
+	}
+	return nil
+}
+
+type PluginCalls struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Code          string                 `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`       // the customcode's name
+	Outcome       string                 `protobuf:"bytes,2,opt,name=outcome,proto3" json:"outcome,omitempty"` // ok, error, timeout, crash, start_failed
+	Calls         int64                  `protobuf:"varint,3,opt,name=calls,proto3" json:"calls,omitempty"`
+	Seconds       float64                `protobuf:"fixed64,4,opt,name=seconds,proto3" json:"seconds,omitempty"` // the calls' time together
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PluginCalls) Reset() {
+	*x = PluginCalls{}
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PluginCalls) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PluginCalls) ProtoMessage() {}
+
+func (x *PluginCalls) ProtoReflect() protoreflect.Message {
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PluginCalls.ProtoReflect.Descriptor instead.
+func (*PluginCalls) Descriptor() ([]byte, []int) {
+	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *PluginCalls) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *PluginCalls) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+func (x *PluginCalls) GetCalls() int64 {
+	if x != nil {
+		return x.Calls
+	}
+	return 0
+}
+
+func (x *PluginCalls) GetSeconds() float64 {
+	if x != nil {
+		return x.Seconds
+	}
+	return 0
+}
+
 type Plugin struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Code          string                 `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"` // the customcode's name
@@ -1216,7 +1294,7 @@ type Plugin struct {
 
 func (x *Plugin) Reset() {
 	*x = Plugin{}
-	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[14]
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1228,7 +1306,7 @@ func (x *Plugin) String() string {
 func (*Plugin) ProtoMessage() {}
 
 func (x *Plugin) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[14]
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1241,7 +1319,7 @@ func (x *Plugin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Plugin.ProtoReflect.Descriptor instead.
 func (*Plugin) Descriptor() ([]byte, []int) {
-	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{14}
+	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Plugin) GetCode() string {
@@ -1267,7 +1345,7 @@ type StopRequest struct {
 
 func (x *StopRequest) Reset() {
 	*x = StopRequest{}
-	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[15]
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1279,7 +1357,7 @@ func (x *StopRequest) String() string {
 func (*StopRequest) ProtoMessage() {}
 
 func (x *StopRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[15]
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1292,7 +1370,7 @@ func (x *StopRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopRequest.ProtoReflect.Descriptor instead.
 func (*StopRequest) Descriptor() ([]byte, []int) {
-	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{15}
+	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *StopRequest) GetReason() string {
@@ -1310,7 +1388,7 @@ type StopReply struct {
 
 func (x *StopReply) Reset() {
 	*x = StopReply{}
-	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[16]
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1322,7 +1400,7 @@ func (x *StopReply) String() string {
 func (*StopReply) ProtoMessage() {}
 
 func (x *StopReply) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[16]
+	mi := &file_pkg_ipc_kidpb_kid_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1335,7 +1413,7 @@ func (x *StopReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopReply.ProtoReflect.Descriptor instead.
 func (*StopReply) Descriptor() ([]byte, []int) {
-	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{16}
+	return file_pkg_ipc_kidpb_kid_proto_rawDescGZIP(), []int{17}
 }
 
 var File_pkg_ipc_kidpb_kid_proto protoreflect.FileDescriptor
@@ -1447,9 +1525,15 @@ const file_pkg_ipc_kidpb_kid_proto_rawDesc = "" +
 	"\x06result\x18\x02 \x01(\v2\x18.gobucardo.kid.v1.ResultH\x00R\x06result\x125\n" +
 	"\afailure\x18\x03 \x01(\v2\x19.gobucardo.kid.v1.FailureH\x00R\afailure\x125\n" +
 	"\aplugins\x18\x04 \x01(\v2\x19.gobucardo.kid.v1.PluginsH\x00R\apluginsB\a\n" +
-	"\x05event\"=\n" +
+	"\x05event\"r\n" +
 	"\aPlugins\x122\n" +
-	"\aplugins\x18\x01 \x03(\v2\x18.gobucardo.kid.v1.PluginR\aplugins\".\n" +
+	"\aplugins\x18\x01 \x03(\v2\x18.gobucardo.kid.v1.PluginR\aplugins\x123\n" +
+	"\x05calls\x18\x02 \x03(\v2\x1d.gobucardo.kid.v1.PluginCallsR\x05calls\"k\n" +
+	"\vPluginCalls\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
+	"\aoutcome\x18\x02 \x01(\tR\aoutcome\x12\x14\n" +
+	"\x05calls\x18\x03 \x01(\x03R\x05calls\x12\x18\n" +
+	"\aseconds\x18\x04 \x01(\x01R\aseconds\".\n" +
 	"\x06Plugin\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x10\n" +
 	"\x03pid\x18\x02 \x01(\x05R\x03pid\"%\n" +
@@ -1474,7 +1558,7 @@ func file_pkg_ipc_kidpb_kid_proto_rawDescGZIP() []byte {
 }
 
 var file_pkg_ipc_kidpb_kid_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_pkg_ipc_kidpb_kid_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_pkg_ipc_kidpb_kid_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_pkg_ipc_kidpb_kid_proto_goTypes = []any{
 	(Failure_Kind)(0),   // 0: gobucardo.kid.v1.Failure.Kind
 	(*Config)(nil),      // 1: gobucardo.kid.v1.Config
@@ -1491,16 +1575,17 @@ var file_pkg_ipc_kidpb_kid_proto_goTypes = []any{
 	(*Failure)(nil),     // 12: gobucardo.kid.v1.Failure
 	(*RunEvent)(nil),    // 13: gobucardo.kid.v1.RunEvent
 	(*Plugins)(nil),     // 14: gobucardo.kid.v1.Plugins
-	(*Plugin)(nil),      // 15: gobucardo.kid.v1.Plugin
-	(*StopRequest)(nil), // 16: gobucardo.kid.v1.StopRequest
-	(*StopReply)(nil),   // 17: gobucardo.kid.v1.StopReply
-	nil,                 // 18: gobucardo.kid.v1.CustomCode.SettingsEntry
+	(*PluginCalls)(nil), // 15: gobucardo.kid.v1.PluginCalls
+	(*Plugin)(nil),      // 16: gobucardo.kid.v1.Plugin
+	(*StopRequest)(nil), // 17: gobucardo.kid.v1.StopRequest
+	(*StopReply)(nil),   // 18: gobucardo.kid.v1.StopReply
+	nil,                 // 19: gobucardo.kid.v1.CustomCode.SettingsEntry
 }
 var file_pkg_ipc_kidpb_kid_proto_depIdxs = []int32{
 	3,  // 0: gobucardo.kid.v1.Sync.dbs:type_name -> gobucardo.kid.v1.DB
 	4,  // 1: gobucardo.kid.v1.Sync.relations:type_name -> gobucardo.kid.v1.Relation
 	6,  // 2: gobucardo.kid.v1.Sync.custom_code:type_name -> gobucardo.kid.v1.CustomCode
-	18, // 3: gobucardo.kid.v1.CustomCode.settings:type_name -> gobucardo.kid.v1.CustomCode.SettingsEntry
+	19, // 3: gobucardo.kid.v1.CustomCode.settings:type_name -> gobucardo.kid.v1.CustomCode.SettingsEntry
 	5,  // 4: gobucardo.kid.v1.RunRequest.sync:type_name -> gobucardo.kid.v1.Sync
 	11, // 5: gobucardo.kid.v1.Result.skipped:type_name -> gobucardo.kid.v1.Skipped
 	10, // 6: gobucardo.kid.v1.Result.tables:type_name -> gobucardo.kid.v1.TableResult
@@ -1510,18 +1595,19 @@ var file_pkg_ipc_kidpb_kid_proto_depIdxs = []int32{
 	9,  // 10: gobucardo.kid.v1.RunEvent.result:type_name -> gobucardo.kid.v1.Result
 	12, // 11: gobucardo.kid.v1.RunEvent.failure:type_name -> gobucardo.kid.v1.Failure
 	14, // 12: gobucardo.kid.v1.RunEvent.plugins:type_name -> gobucardo.kid.v1.Plugins
-	15, // 13: gobucardo.kid.v1.Plugins.plugins:type_name -> gobucardo.kid.v1.Plugin
-	1,  // 14: gobucardo.kid.v1.Kid.Configure:input_type -> gobucardo.kid.v1.Config
-	7,  // 15: gobucardo.kid.v1.Kid.Run:input_type -> gobucardo.kid.v1.RunRequest
-	16, // 16: gobucardo.kid.v1.Kid.Stop:input_type -> gobucardo.kid.v1.StopRequest
-	2,  // 17: gobucardo.kid.v1.Kid.Configure:output_type -> gobucardo.kid.v1.Hello
-	13, // 18: gobucardo.kid.v1.Kid.Run:output_type -> gobucardo.kid.v1.RunEvent
-	17, // 19: gobucardo.kid.v1.Kid.Stop:output_type -> gobucardo.kid.v1.StopReply
-	17, // [17:20] is the sub-list for method output_type
-	14, // [14:17] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	16, // 13: gobucardo.kid.v1.Plugins.plugins:type_name -> gobucardo.kid.v1.Plugin
+	15, // 14: gobucardo.kid.v1.Plugins.calls:type_name -> gobucardo.kid.v1.PluginCalls
+	1,  // 15: gobucardo.kid.v1.Kid.Configure:input_type -> gobucardo.kid.v1.Config
+	7,  // 16: gobucardo.kid.v1.Kid.Run:input_type -> gobucardo.kid.v1.RunRequest
+	17, // 17: gobucardo.kid.v1.Kid.Stop:input_type -> gobucardo.kid.v1.StopRequest
+	2,  // 18: gobucardo.kid.v1.Kid.Configure:output_type -> gobucardo.kid.v1.Hello
+	13, // 19: gobucardo.kid.v1.Kid.Run:output_type -> gobucardo.kid.v1.RunEvent
+	18, // 20: gobucardo.kid.v1.Kid.Stop:output_type -> gobucardo.kid.v1.StopReply
+	18, // [18:21] is the sub-list for method output_type
+	15, // [15:18] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_pkg_ipc_kidpb_kid_proto_init() }
@@ -1542,7 +1628,7 @@ func file_pkg_ipc_kidpb_kid_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pkg_ipc_kidpb_kid_proto_rawDesc), len(file_pkg_ipc_kidpb_kid_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   18,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
