@@ -36,8 +36,8 @@ func TestBoardPluginsNews(t *testing.T) {
 		default:
 		}
 		procs, _ := b.snapshot()
-		if news != s.news || len(procs) != s.procs {
-			t.Errorf("%s: news %v, %d processes; want %v, %d", s.name, news, len(procs), s.news, s.procs)
+		if news != s.news || len(procs.GetProcesses()) != s.procs {
+			t.Errorf("%s: news %v, %d processes; want %v, %d", s.name, news, len(procs.GetProcesses()), s.news, s.procs)
 		}
 	}
 }
