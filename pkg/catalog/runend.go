@@ -71,9 +71,11 @@ func FinishRun(ctx context.Context, conn Session, sync string, id int64, end Run
 }
 
 // onlyRecord: the run committed and its end asks for nothing but its
-// record (the common case, at every run of a sync under load).
+// record (the common case, at every run of a sync under load): no pause,
+// no onetimecopy to clear, no plugin calls to add.
 func (e RunEnd) onlyRecord() bool {
-	return (e.State == RunGood || e.State == RunEmpty) && !e.Forget && e.Pause == "" && !e.OneTimeCopyDone
+	return (e.State == RunGood || e.State == RunEmpty) && !e.Forget && e.Pause == "" && !e.OneTimeCopyDone &&
+		len(e.PluginCalls) == 0
 }
 
 // finishRecordOnly is FinishRun of an end that onlyRecord: the record and
