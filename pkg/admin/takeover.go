@@ -107,9 +107,18 @@ func captureAndDrain(ctx context.Context, e *env, bconn *pgx.Conn, details []cat
 	// 1. gobucardo's capture, on every source.
 	// Creating its triggers waits for every transaction that wrote to a
 	// table before; --timeout bounds that wait.
+	// A deadlock with Bucardo's kid, which writes to the same tables in
+	// another order, rolls the install back: it is tried again.
 	for _, d := range details {
 		ictx, cancel := context.WithDeadline(ctx, deadline)
 		err := installCapture(ictx, e, d, false)
+		for pg.IsRetryable(err) && ictx.Err() == nil {
+			select {
+			case <-ictx.Done():
+			case <-time.After(200 * time.Millisecond):
+				err = installCapture(ictx, e, d, false)
+			}
+		}
 		expired := ictx.Err() != nil && ctx.Err() == nil
 		cancel()
 		switch {
