@@ -259,13 +259,13 @@ func TestImportBucardoBadInput(t *testing.T) {
 	}
 }
 
-// TestImportBucardoTakeover runs the first steps of the takeover against
-// a running Bucardo: gobucardo's capture is installed (the sync stays
-// inactive), and Bucardo is drained: rows written before, which only
-// Bucardo captured, are on every target when mcp returns (Bucardo's sync
-// runs only when kicked). A transaction open since before the capture
-// (it holds a lock on the table) makes it wait, then fail after --timeout
-// in one sentence, with nothing installed.
+// TestImportBucardoTakeover runs the takeover against a running Bucardo
+// whose fan-out runs only when kicked: rows written before, which only
+// Bucardo captured, are on every target when mcp returns (the drain),
+// gobucardo's capture records from then on, and its sync is active. A
+// transaction open since before the capture (it holds a lock on the
+// table) makes it wait, then fail after --timeout in one sentence, with
+// nothing installed. A sync active in both is refused.
 func TestImportBucardoTakeover(t *testing.T) {
 	f, b, sc := importFixture(t, false)
 	from := b.DSN()

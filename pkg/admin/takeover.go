@@ -301,7 +301,7 @@ func checkBucardoDelivered(ctx context.Context, d catalog.SyncDetail, bc bucardo
 		})
 		closeConn(ctx, conn)
 		if err != nil {
-			return fmt.Errorf("Bucardo's deltas of sync %s on db %s: %w", d.Name, src.Name, err)
+			return fmt.Errorf("read the deltas of Bucardo's sync %s on db %s: %w", d.Name, src.Name, err)
 		}
 		if len(pending) > 0 {
 			return catalog.Invalidf("Bucardo's sync %s is inactive with changes it has not delivered on db %s (%s): activate it in Bucardo (bucardo activate %s) and run --takeover again, which drains it first",
@@ -436,7 +436,7 @@ func stopBucardoSync(ctx context.Context, conn *pgx.Conn, sync string, deadline 
 		err := conn.QueryRow(ctx, `SELECT (SELECT status FROM bucardo.sync WHERE name = $1),
 			(SELECT count(*)::int FROM pg_stat_activity WHERE starts_with(application_name, 'bucardo KID (' || $1 || ') (PID '))`, sync).Scan(&status, &kids)
 		if err != nil {
-			return fmt.Errorf("Bucardo's sync %s: %w", sync, err)
+			return fmt.Errorf("read the state of Bucardo's sync %s: %w", sync, err)
 		}
 		if status == "inactive" && kids == 0 {
 			return nil
