@@ -25,7 +25,7 @@ func importCommand() *cli.Command {
 		Subcommands: []*cli.Command{{
 			Name:      "bucardo",
 			Usage:     "import Bucardo 5's catalog: dbs, dbgroups, tables, sequences, relgroups, syncs",
-			ArgsUsage: "--from DSN [--dry-run] [--replace] [--json] | --from DSN --takeover SYNC...|all [--timeout D]",
+			ArgsUsage: "--from DSN [--dry-run] [--replace] [--json] | --from DSN --takeover|--rollback SYNC...|all [--timeout D]",
 			Description: "Reads the catalog of Bucardo's main database (--from, a libpq string or URL) and creates the\n" +
 				"same dbs (with their passwords, never shown), dbgroups, tables and sequences (keys read from\n" +
 				"the dbs, as mcp add table does), relgroups in order, and syncs with their options, in one\n" +
@@ -34,27 +34,37 @@ func importCommand() *cli.Command {
 				"that cannot be carried (Perl customcode, databases other than PostgreSQL, options gobucardo\n" +
 				"lacks) is listed with why. Importing again changes nothing; an object that exists with other\n" +
 				"settings is refused unless --replace. Bucardo " + strconv.Itoa(bucardoimport.SupportedMajor) + ".x is supported.\n\n" +
-				"--takeover SYNC...|all, with Bucardo running, takes the first steps of the cut-over for imported\n" +
-				"syncs: it installs gobucardo's capture on their sources (they stay inactive), waits until the\n" +
-				"transactions open at that moment end, then kicks each Bucardo sync and waits for a run that\n" +
-				"started after the kick: everything gobucardo's capture may lack is then delivered by Bucardo.\n" +
-				"Stopping Bucardo and activating the syncs is left to you (printed at the end).",
+				"--takeover SYNC...|all, with Bucardo running, cuts imported syncs over: it installs gobucardo's\n" +
+				"capture on their sources, waits until the transactions open at that moment end, drains each\n" +
+				"Bucardo sync (kick, and a run that started after it), deactivates it in Bucardo and waits for\n" +
+				"its kid to leave, drops Bucardo's triggers of the sync (schema bucardo stays), and activates\n" +
+				"gobucardo's sync, whose first run delivers every write since its capture was installed. A\n" +
+				"step that fails says so and how to retry; running --takeover again resumes.\n\n" +
+				"--rollback SYNC...|all gives taken-over syncs back: Bucardo's triggers are re-created (its\n" +
+				"validate_sync), gobucardo's sync is drained through the running MCP and deactivated, and\n" +
+				"Bucardo's sync is activated; writes made meanwhile are in Bucardo's deltas, nothing is copied.",
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "from", Usage: "Bucardo's main database: libpq key/value string or postgres:// URL"},
 				&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "print the plan, change nothing"},
 				&cli.BoolFlag{Name: "replace", Usage: "overwrite objects that exist with other settings"},
-				&cli.BoolFlag{Name: "takeover", Usage: "for the imported syncs named (or all): install gobucardo's capture, then drain Bucardo"},
-				&cli.DurationFlag{Name: "timeout", Value: 5 * time.Minute, Usage: "--takeover: how long to wait for open transactions and for Bucardo's runs"},
+				&cli.BoolFlag{Name: "takeover", Usage: "cut the imported syncs named (or all) over from Bucardo to gobucardo"},
+				&cli.BoolFlag{Name: "rollback", Usage: "give the syncs named (or all) back to Bucardo"},
+				&cli.DurationFlag{Name: "timeout", Value: 5 * time.Minute, Usage: "--takeover, --rollback: how long to wait for locks, open transactions and runs"},
 			},
 			Action: func(c *cli.Context) error {
-				if c.Bool("takeover") {
-					if c.String("from") == "" {
-						return usagef("say where Bucardo's main database is: mcp import bucardo --from DSN --takeover SYNC...|all")
+				if c.Bool("takeover") || c.Bool("rollback") {
+					switch {
+					case c.Bool("takeover") && c.Bool("rollback"):
+						return usagef("--takeover or --rollback: give one")
+					case c.String("from") == "":
+						return usagef("say where Bucardo's main database is: mcp import bucardo --from DSN --takeover|--rollback SYNC...|all")
+					case c.Bool("rollback"):
+						return rollbackBucardo(newEnv(c), c.String("from"))
 					}
 					return takeoverBucardo(newEnv(c), c.String("from"))
 				}
 				if c.NArg() > 0 {
-					return usagef("mcp import bucardo takes --from DSN, not %q (sync names go with --takeover)", c.Args().First())
+					return usagef("mcp import bucardo takes --from DSN, not %q (sync names go with --takeover or --rollback)", c.Args().First())
 				}
 				return importBucardo(newEnv(c))
 			},

@@ -41,7 +41,7 @@ func importFixture(t *testing.T, extras bool) (*fixture, *bucardotest.Bucardo, b
 // newImportFixture is a gobucardo main database on c, driven by the mcp binary.
 func newImportFixture(t *testing.T, c *pgtest.Cluster, sc bucardotest.Scenario) *fixture {
 	t.Helper()
-	bin := filepath.Join(testbin.Build(t, "github.com/gobucardo/gobucardo/cmd/mcp"), "mcp")
+	bin := filepath.Join(testbin.Build(t, "github.com/gobucardo/gobucardo/cmd/..."), "mcp") // mcp run needs controller and kid beside it
 	f := &fixture{t: t, c: c, main: c.NewDB(t), db: sc.DBs, bin: bin}
 	f.dsn = c.DSN(f.main)
 	f.ok("install")
@@ -259,13 +259,13 @@ func TestImportBucardoBadInput(t *testing.T) {
 	}
 }
 
-// TestImportBucardoTakeover runs the first steps of the takeover against
-// a running Bucardo: gobucardo's capture is installed (the sync stays
-// inactive), and Bucardo is drained: rows written before, which only
-// Bucardo captured, are on every target when mcp returns (Bucardo's sync
-// runs only when kicked). A transaction open since before the capture
-// (it holds a lock on the table) makes it wait, then fail after --timeout
-// in one sentence, with nothing installed.
+// TestImportBucardoTakeover runs the takeover against a running Bucardo
+// whose fan-out runs only when kicked: rows written before, which only
+// Bucardo captured, are on every target when mcp returns (the drain),
+// gobucardo's capture records from then on, and its sync is active. A
+// transaction open since before the capture (it holds a lock on the
+// table) makes it wait, then fail after --timeout in one sentence, with
+// nothing installed. A sync active in both is refused.
 func TestImportBucardoTakeover(t *testing.T) {
 	f, b, sc := importFixture(t, false)
 	from := b.DSN()
@@ -296,7 +296,8 @@ func TestImportBucardoTakeover(t *testing.T) {
 	}
 
 	out := f.ok("import", "bucardo", "--from", from, "--takeover", bucardotest.SyncFanout, "--timeout", "45s")
-	for _, w := range []string{`Installed capture of sync "fanout" on db "A"`, `Drained Bucardo's sync "fanout"`, "mcp activate fanout"} {
+	for _, w := range []string{`Installed capture of sync "fanout" on db "A"`, `Drained Bucardo's sync "fanout"`, `Stopped Bucardo's sync "fanout"`,
+		`Dropped Bucardo's triggers of sync "fanout" on db "A"`, `Activated sync "fanout" in gobucardo`} {
 		if !strings.Contains(out, w) {
 			t.Errorf("--takeover does not say %q:\n%s", w, out)
 		}
@@ -308,11 +309,11 @@ func TestImportBucardoTakeover(t *testing.T) {
 			t.Errorf("db %s after the drain: %s rows/sum, want %s (A)", n, got, want)
 		}
 	}
-	// gobucardo records from now on; its sync is still inactive.
+	// gobucardo records from now on; its sync is active (no daemon runs here).
 	if got := f.query(sc.DBs["A"], "SELECT count(*)::text FROM gobucardo.watermark WHERE sync = 'fanout'"); got != "1" {
 		t.Errorf("no gobucardo watermark for fanout on A: %s", got)
 	}
-	if got := f.query(f.main, "SELECT status FROM gobucardo.sync WHERE name = 'fanout'"); got != "inactive" {
+	if got := f.query(f.main, "SELECT status FROM gobucardo.sync WHERE name = 'fanout'"); got != "active" {
 		t.Errorf("sync fanout is %s after --takeover", got)
 	}
 	f.c.Exec(t, sc.DBs["A"], "UPDATE public.items SET qty = qty + 1 WHERE id <= 10")
@@ -327,6 +328,7 @@ func TestImportBucardoTakeover(t *testing.T) {
 			t.Errorf("gobucardo did not record the 10 rows updated after the takeover:\n%s", d)
 		}
 	}
-	f.c.Exec(t, f.main, "UPDATE gobucardo.sync SET status = 'active' WHERE name = 'fanout'")
-	f.fail(1, []string{"sync fanout is active in gobucardo already"}, "import", "bucardo", "--from", from, "--takeover", "all")
+	// multi is active in both now: refused, nothing changed.
+	f.c.Exec(t, f.main, "UPDATE gobucardo.sync SET status = 'active' WHERE name = 'multi'")
+	f.fail(1, []string{"sync multi is active in gobucardo and in Bucardo"}, "import", "bucardo", "--from", from, "--takeover", "all")
 }
