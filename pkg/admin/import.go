@@ -252,7 +252,7 @@ func (im *importer) relation(ctx context.Context, r catalog.Relation, replace bo
 		if err != nil {
 			return err
 		}
-		have.ConflictStrategy, have.MakeDelta = r.ConflictStrategy, r.MakeDelta
+		have.ConflictStrategy, have.MakeDelta, have.StrictChecking = r.ConflictStrategy, r.MakeDelta, r.StrictChecking
 		return catalog.UpdateRelation(ctx, im.q, have)
 	}
 	conn, err := im.conn(ctx, r.DB)
@@ -264,7 +264,7 @@ func (im *importer) relation(ctx context.Context, r catalog.Relation, replace bo
 		return err
 	}
 	nr := found[0].Relation(r.DB)
-	nr.ConflictStrategy, nr.MakeDelta = r.ConflictStrategy, r.MakeDelta
+	nr.ConflictStrategy, nr.MakeDelta, nr.StrictChecking = r.ConflictStrategy, r.MakeDelta, r.StrictChecking
 	_, err = catalog.AddRelation(ctx, im.q, nr)
 	return err
 }

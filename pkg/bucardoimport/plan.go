@@ -346,7 +346,8 @@ func RelationFrom(g Goat) (catalog.Relation, [][2]string) {
 			no("vacuum_after_copy=false", "gobucardo has no per-table vacuum_after_copy")
 		}
 		if !g.StrictChecking {
-			no("strict_checking=false", "gobucardo checks columns strictly (strict_checking=false is planned, not built)")
+			lenient := false
+			r.StrictChecking = &lenient
 		}
 		if g.DeltaBypass {
 			no("delta_bypass=true", "gobucardo has no delta bypass")
@@ -381,6 +382,9 @@ func (p *planner) relations() {
 		if r.MakeDelta != nil {
 			detail += ", makedelta " + strconv.FormatBool(*r.MakeDelta)
 		}
+		if r.StrictChecking != nil {
+			detail += ", strict_checking " + strconv.FormatBool(*r.StrictChecking)
+		}
 		p.add(Action{Kind: r.Kind, Name: r.Display(), Detail: detail, Relation: &r}, i >= 0, differs)
 	}
 }
@@ -393,10 +397,19 @@ func relationDiff(have, want catalog.Relation) string {
 	if have.ConflictStrategy != want.ConflictStrategy {
 		d = append(d, "conflict_strategy")
 	}
-	if (have.MakeDelta == nil) != (want.MakeDelta == nil) || have.MakeDelta != nil && *have.MakeDelta != *want.MakeDelta {
+	if !sameBool(have.MakeDelta, want.MakeDelta) {
 		d = append(d, "makedelta")
 	}
+	if !sameBool(have.StrictChecking, want.StrictChecking) {
+		d = append(d, "strict_checking")
+	}
 	return strings.Join(d, ", ")
+}
+
+// sameBool says whether two optional settings are the same (both unset,
+// or both set to the same value).
+func sameBool(a, b *bool) bool {
+	return (a == nil) == (b == nil) && (a == nil || *a == *b)
 }
 
 func (p *planner) relGroups() {
@@ -471,6 +484,7 @@ func SyncFrom(b Sync, defaultIsolation string) (catalog.Sync, [][2]string) {
 		{"deletemethod", b.DeleteMethod},
 		{"overdue", dur(b.Overdue)},
 		{"expired", dur(b.Expired)},
+		{"strict_checking", strconv.FormatBool(b.StrictChecking)},
 	}
 	if iso != "" {
 		opts = append(opts, [2]string{"isolation_level", iso})
@@ -505,7 +519,6 @@ func SyncFrom(b Sync, defaultIsolation string) (catalog.Sync, [][2]string) {
 	}{
 		{"analyze_after_copy", b.AnalyzeAfterCopy, true, "gobucardo has no analyze_after_copy option"},
 		{"vacuum_after_copy", b.VacuumAfterCopy, false, "gobucardo has no vacuum_after_copy option"},
-		{"strict_checking", b.StrictChecking, true, "gobucardo checks columns strictly (strict_checking=false is planned, not built)"},
 		{"track_rates", b.TrackRates, false, "gobucardo records every run in gobucardo.syncrun (mcp status shows rows/s) instead"},
 	}
 	for _, o := range bools {
@@ -542,6 +555,7 @@ func syncDiff(have, want catalog.Sync) string {
 		{"maxkicks", have.MaxKicks, want.MaxKicks}, {"makedelta", have.MakeDelta, want.MakeDelta},
 		{"commit_every", have.CommitEvery, want.CommitEvery}, {"deletemethod", have.DeleteMethod, want.DeleteMethod},
 		{"overdue", have.Overdue, want.Overdue}, {"expired", have.Expired, want.Expired},
+		{"strict_checking", have.StrictChecking, want.StrictChecking},
 	} {
 		if f.a != f.b {
 			d = append(d, f.name)
@@ -605,6 +619,7 @@ func describeOptions(s catalog.Sync) string {
 	add("deletemethod", s.DeleteMethod != d.DeleteMethod, s.DeleteMethod)
 	add("overdue", s.Overdue != d.Overdue, s.Overdue)
 	add("expired", s.Expired != d.Expired, s.Expired)
+	add("strict_checking", s.StrictChecking != d.StrictChecking, s.StrictChecking)
 	if len(out) == 0 {
 		return ""
 	}

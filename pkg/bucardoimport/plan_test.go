@@ -164,6 +164,45 @@ func TestMakeObjects(t *testing.T) {
 	}
 }
 
+// TestMakeStrictChecking: Bucardo's strict_checking=false, on a sync or a
+// table, is carried as gobucardo's, and a later change of it is a
+// difference the import refuses without --replace.
+func TestMakeStrictChecking(t *testing.T) {
+	bc := bucardoCatalog()
+	bc.Syncs[0].StrictChecking = false
+	bc.Goats[1].StrictChecking = false
+	p := Make(bc, Existing{}, Options{})
+	if n := notes(p); strings.Contains(n, "strict_checking") {
+		t.Errorf("strict_checking noted as not carried:\n%s", n)
+	}
+	var syncs, lenient int
+	for _, a := range p.Actions {
+		if a.Sync != nil {
+			syncs++
+			if a.Sync.StrictChecking {
+				t.Errorf("sync %s: strict_checking true, want false", a.Name)
+			}
+		}
+		if a.Relation != nil && a.Relation.StrictChecking != nil && !*a.Relation.StrictChecking {
+			lenient++
+			if !strings.Contains(a.Detail, "strict_checking false") {
+				t.Errorf("%s: detail %q does not show strict_checking", a.Name, a.Detail)
+			}
+		}
+	}
+	if syncs != 1 || lenient != 1 {
+		t.Errorf("%d syncs, %d tables with strict_checking=false; want 1, 1", syncs, lenient)
+	}
+	if d := relationDiff(catalog.Relation{}, *lenientRelation()); d != "strict_checking" {
+		t.Errorf("relationDiff: %q, want strict_checking", d)
+	}
+}
+
+func lenientRelation() *catalog.Relation {
+	f := false
+	return &catalog.Relation{StrictChecking: &f}
+}
+
 func TestMakeNotCarried(t *testing.T) {
 	cases := []struct {
 		name   string
@@ -173,18 +212,18 @@ func TestMakeNotCarried(t *testing.T) {
 	}{
 		{name: "sync options gobucardo lacks", change: func(c *Catalog) {
 			s := &c.Syncs[0]
-			s.RebuildIndex, s.Priority, s.VacuumAfterCopy, s.StrictChecking, s.TrackRates, s.CopyExtra = 1, 3, true, false, true, "WITH OIDS"
+			s.RebuildIndex, s.Priority, s.VacuumAfterCopy, s.TrackRates, s.CopyExtra = 1, 3, true, true, "WITH OIDS"
 		}, want: []string{"sync s | rebuild_index=1", "sync s | priority=3", "sync s | vacuum_after_copy=true",
-			"sync s | strict_checking=false", "sync s | track_rates=true", "sync s | copyextra=WITH OIDS"}},
+			"sync s | track_rates=true", "sync s | copyextra=WITH OIDS"}},
 		{name: "a conflict strategy gobucardo lacks keeps the default", change: func(c *Catalog) {
 			c.Syncs[0].ConflictStrategy = "bucardo_target"
 		}, want: []string{"sync s | conflict_strategy=bucardo_target | sync s: conflict_strategy \"bucardo_target\" is not valid", "gobucardo's default is kept"}},
 		{name: "per-table settings gobucardo lacks", change: func(c *Catalog) {
 			on, one := true, 1
 			g := &c.Goats[1]
-			g.Autokick, g.RebuildIndex, g.Ghost, g.StrictChecking, g.DeltaBypass, g.MakeDelta = &on, &one, true, false, true, "B C"
+			g.Autokick, g.RebuildIndex, g.Ghost, g.DeltaBypass, g.MakeDelta = &on, &one, true, true, "B C"
 		}, want: []string{"table public.countries of db A | autokick=true", "| rebuild_index=1", "| ghost=true",
-			"| strict_checking=false", "| delta_bypass=true", "| makedelta=B C"}},
+			"| delta_bypass=true", "| makedelta=B C"}},
 		{name: "a hook gobucardo lacks, on a table", change: func(c *Catalog) {
 			c.CustomCodes[0].WhenRun = "before_trigger_disable"
 			c.CustomCodes[0].Maps = []CodeMap{{Goat: 2}}
