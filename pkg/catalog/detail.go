@@ -120,11 +120,12 @@ func (e *BusyError) Error() string {
 		"try again once it has ended (mcp status %s)", e.Sync, e.Sync)
 }
 
-// Session is one connection to the main database that queries and begins
-// transactions (a *pgx.Conn): the run lock belongs to it.
+// Session is one connection to the main database that queries, pipelines
+// and begins transactions (a *pgx.Conn): the run lock belongs to it.
 type Session interface {
 	Querier
 	Begin(ctx context.Context) (pgx.Tx, error)
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
 // StartRun records the start of a run and returns its id, unless the sync
@@ -135,50 +136,81 @@ type Session interface {
 // row, against Pause's update lock: once Pause has committed, no run
 // starts, and every run that had started holds the run lock on conn's
 // session until EndRunLock. Call EndRunLock on the same conn.
+//
+// It is one round trip, a pipeline of two statements in one implicit
+// transaction (rolled back if either fails): the share lock, then
+// startRunSQL. They must stay two: startRunSQL reads the pause with a
+// snapshot taken once the share lock is held, and so sees a Pause that
+// committed while it waited for the lock.
 func StartRun(ctx context.Context, conn Session, sync string, pid int, host, status string) (int64, error) {
-	var id int64
-	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SELECT FROM gobucardo.sync WHERE name = $1 FOR SHARE", sync); err != nil {
-			return err
-		}
-		paused, reason, err := Paused(ctx, tx, sync)
-		if err != nil {
-			return err
-		}
-		if paused {
-			return &PausedError{Sync: sync, Reason: reason}
-		}
-		if err := tx.QueryRow(ctx, `INSERT INTO gobucardo.syncrun (sync, sync_name, pid, host, status)
-			VALUES ($1, $1, $2, $3, $4) RETURNING id`, sync, pid, host, status).Scan(&id); err != nil {
-			return err
-		}
-		// Last: a session lock outlives a rollback.
-		var locked bool
-		if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_lock($1, hashtext($2))", runLockClass, sync).Scan(&locked); err != nil {
-			return err
-		}
-		if !locked {
-			return &BusyError{Sync: sync}
-		}
-		// Holding the run lock, no other run of the sync is alive: a run
-		// still recorded as running died with its process.
-		_, err = tx.Exec(ctx, `UPDATE gobucardo.syncrun SET state = 'bad', ended = greatest(now(), started),
-			status = format('Interrupted: its process (pid %s on %s) ended during the run; the next run carries its changes. It had said: %s',
-				coalesce(pid::text, '?'), coalesce(host, '?'), status)
-			WHERE sync = $1 AND state = 'running' AND id <> $2`, sync, id)
-		return err
-	})
-	var pe *PausedError
-	var be *BusyError
-	switch {
-	case errors.As(err, &pe), errors.As(err, &be):
-		return 0, err
-	case err != nil:
-		// The commit may have failed after the lock was taken.
+	b := &pgx.Batch{}
+	b.Queue("SELECT FROM gobucardo.sync WHERE name = $1 FOR SHARE", sync)
+	b.Queue(startRunSQL, sync, pid, host, status, runLockClass)
+	br := conn.SendBatch(ctx, b)
+	_, err := br.Exec()
+	var s startedRun
+	if err == nil {
+		err = br.QueryRow().Scan(&s.paused, &s.reason, &s.locked, &s.id)
+	}
+	err = errors.Join(err, br.Close())
+	if err != nil {
+		// The lock may have been taken before the statement or the
+		// commit failed: a session lock outlives a rollback.
 		_ = EndRunLock(context.WithoutCancel(ctx), conn, sync)
 		return 0, fmt.Errorf("record run of sync %s: %w", sync, err)
 	}
-	return id, nil
+	id, err := s.outcome(sync)
+	if err != nil && s.locked {
+		_ = EndRunLock(context.WithoutCancel(ctx), conn, sync)
+	}
+	return id, err
+}
+
+// startRunSQL checks that sync $1 is not paused, takes its run lock
+// ($5, hashtext($1)), records the run (pid $2, host $3, status $4) and
+// records the runs of the sync still running as interrupted, each step
+// only when the previous one went through; it returns whether the sync is
+// paused and why, whether the lock was taken, and the run's id (NULL when
+// none was recorded). The lock is taken (CASE orders it after the pause
+// check) before the record, in one statement: if the record fails, the
+// caller releases it. Holding the run lock, no other run of the sync is
+// alive: a run still recorded as running died with its process. The
+// UPDATE cannot see the row the INSERT adds (sub-statements of a WITH share
+// one snapshot).
+const startRunSQL = `WITH pause AS MATERIALIZED (
+		SELECT coalesce(bool_or(paused), false) AS paused, max(reason) AS reason FROM gobucardo.sync_state WHERE sync = $1
+	), lock AS MATERIALIZED (
+		SELECT paused, reason, CASE WHEN paused THEN false ELSE pg_try_advisory_lock($5::integer, hashtext($1)) END AS locked FROM pause
+	), run AS (
+		INSERT INTO gobucardo.syncrun (sync, sync_name, pid, host, status)
+		SELECT $1, $1, $2::integer, $3::text, $4::text FROM lock WHERE locked
+		RETURNING id
+	), dead AS (
+		UPDATE gobucardo.syncrun SET state = 'bad', ended = greatest(now(), started),
+			status = format('Interrupted: its process (pid %s on %s) ended during the run; the next run carries its changes. It had said: %s',
+				coalesce(pid::text, '?'), coalesce(host, '?'), status)
+		WHERE sync = $1 AND state = 'running' AND EXISTS (SELECT FROM run)
+	)
+	SELECT paused, coalesce(reason, ''), locked, (SELECT id FROM run) FROM lock`
+
+// startedRun is what startRunSQL returns.
+type startedRun struct {
+	paused, locked bool
+	reason         string
+	id             *int64
+}
+
+// outcome is StartRun's answer for what startRunSQL returned on sync.
+func (s startedRun) outcome(sync string) (int64, error) {
+	switch {
+	case s.paused:
+		return 0, &PausedError{Sync: sync, Reason: s.reason}
+	case !s.locked:
+		return 0, &BusyError{Sync: sync}
+	case s.id == nil:
+		return 0, fmt.Errorf("record run of sync %s: no run was recorded", sync)
+	}
+	return *s.id, nil
 }
 
 // EndRunLock releases the run lock StartRun took on q's session, once the
