@@ -5,7 +5,7 @@ BIN       := $(CURDIR)/bin
 TOOLS     := $(BIN)/tools
 GOLANGCI_LINT_VERSION := v2.15.0
 GOFLAGS_TEST ?=
-TEST_TIMEOUT ?= 20m
+TEST_TIMEOUT ?= 30m
 BENCH_TIMEOUT ?= 60m
 
 .PHONY: all help build test test-short bench lint fmt demo clean tools proto
