@@ -102,6 +102,10 @@ func (l *loop) perform(ctx context.Context, acts []action) (next *event, done bo
 			}
 			return nil, true, nil
 		case actExit:
+			if reason, pending := l.closeKicks(); pending {
+				l.log.Debug("not exiting: a kick came in", zap.String("exit", a.reason), zap.String("kick", reason))
+				return &event{kind: evKick, reason: reason}, false, nil
+			}
 			l.log.Info("exiting: " + a.reason)
 			return nil, true, fmt.Errorf("%w: %s", errExit, a.reason)
 		}
