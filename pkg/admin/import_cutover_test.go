@@ -239,10 +239,6 @@ func TestImportBucardoCutOver(t *testing.T) {
 	stop := startWriters(t, f, sc.DBs)
 	time.Sleep(500 * time.Millisecond)
 	f.ok("import", "bucardo", "--from", from)
-	// gobucardo's daemon does not start the controller of a sync without
-	// stayalive again once it exited (kicks are not acted on): not the
-	// takeover's to fix, so multi stays alive here.
-	f.ok("update", "sync", bucardotest.SyncMulti, "stayalive=true")
 	startDaemon(t, f)
 	time.Sleep(500 * time.Millisecond)
 	out := f.ok("import", "bucardo", "--from", from, "--takeover", bucardotest.SyncFanout, bucardotest.SyncMulti, "--timeout", "90s")

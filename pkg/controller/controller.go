@@ -41,6 +41,8 @@ type Server struct {
 
 	configured chan *ctlpb.Config // receives the one configuration
 	kicks      chan string        // reasons; buffered, coalesced by the loop
+	kickMu     sync.Mutex         // orders Kick with closeKicks
+	kicksShut  bool               // the loop exits on purpose: Kick refuses
 	reloads    chan struct{}
 	stops      chan string
 	once       sync.Once
@@ -78,13 +80,39 @@ func (s *Server) Configure(_ context.Context, c *ctlpb.Config) (*ctlpb.Hello, er
 	return &ctlpb.Hello{Pid: int32(os.Getpid()), Version: version.Version}, nil
 }
 
-// Kick asks for a run.
+// errKicksShut refuses a kick once the loop exits on purpose: the MCP,
+// told so, starts a new controller for it rather than losing it.
+var errKicksShut = status.Error(codes.Unavailable, "controller exiting: kick not taken")
+
+// Kick asks for a run; once the loop exits on purpose it refuses
+// (errKicksShut), so that no kick it took in is left unrun.
 func (s *Server) Kick(_ context.Context, r *ctlpb.KickRequest) (*ctlpb.KickReply, error) {
+	s.kickMu.Lock()
+	defer s.kickMu.Unlock()
+	if s.kicksShut {
+		return nil, errKicksShut
+	}
 	select {
 	case s.kicks <- r.GetReason():
 	default: // plenty already queued: they coalesce anyway
 	}
 	return &ctlpb.KickReply{}, nil
+}
+
+// closeKicks is the last look at the kicks before a planned exit: a kick
+// taken in meanwhile (during the last runs, which chain without reading
+// them) is returned, and the loop runs it instead of exiting; none, and
+// Kick refuses from now on.
+func (s *Server) closeKicks() (reason string, pending bool) {
+	s.kickMu.Lock()
+	defer s.kickMu.Unlock()
+	select {
+	case reason = <-s.kicks:
+		return reason, true
+	default:
+		s.kicksShut = true
+		return "", false
+	}
 }
 
 // Reload makes the loop reread the sync before its next run.

@@ -102,6 +102,18 @@ func (l *loop) perform(ctx context.Context, acts []action) (next *event, done bo
 			}
 			return nil, true, nil
 		case actExit:
+			select {
+			case reason := <-l.stops:
+				// Asked to stop meanwhile (the sync deactivated, say):
+				// a pending kick is not run.
+				l.log.Info("stopping", zap.String("reason", reason))
+				return nil, true, nil
+			default:
+			}
+			if reason, pending := l.closeKicks(); pending {
+				l.log.Debug("not exiting: a kick came in", zap.String("exit", a.reason), zap.String("kick", reason))
+				return &event{kind: evKick, reason: reason}, false, nil
+			}
 			l.log.Info("exiting: " + a.reason)
 			return nil, true, fmt.Errorf("%w: %s", errExit, a.reason)
 		}

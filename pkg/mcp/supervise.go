@@ -87,7 +87,7 @@ func (c *ctl) supervise() {
 	pendingKick := ""
 	for {
 		started := time.Now()
-		planned, stopped, exitErr := c.once(pendingKick)
+		planned, stopped, refused, exitErr := c.once(pendingKick)
 		pendingKick = ""
 		if stopped {
 			c.setDown("stopped")
@@ -96,6 +96,11 @@ func (c *ctl) supervise() {
 		var wait time.Duration
 		if planned {
 			failures = 0
+			if refused != "" {
+				// A kick came as it exited: the next controller runs it now.
+				pendingKick = refused
+				continue
+			}
 			if !c.d.stayalive(c.sync) {
 				// stayalive is off: no controller until something asks for a run.
 				c.setDown("dormant until the next kick")
@@ -132,13 +137,15 @@ func (c *ctl) supervise() {
 	}
 }
 
-// once runs one controller process until it exits or is stopped.
-func (c *ctl) once(kick string) (planned, stopped bool, exitErr error) {
+// once runs one controller process until it exits or is stopped;
+// refused is the reason of a kick it could not be given (it was exiting),
+// "" when none.
+func (c *ctl) once(kick string) (planned, stopped bool, refused string, exitErr error) {
 	d := c.d
 	child, err := ipc.Start(proc.Spec{Path: d.o.ControllerPath, Args: []string{"--sync", c.sync},
 		Stderr: logging.Forward(d.o.LogOut, d.childLog.With(zap.String(logging.FieldRole, catalog.ProcessRoleController), zap.String(logging.FieldSync, c.sync)))})
 	if err != nil {
-		return false, false, fmt.Errorf("start controller: %w", err)
+		return false, false, "", fmt.Errorf("start controller: %w", err)
 	}
 	client := ctlpb.NewControllerClient(child.Conn)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -148,20 +155,27 @@ func (c *ctl) once(kick string) (planned, stopped bool, exitErr error) {
 	ccancel()
 	if err != nil {
 		child.Stop(func() error { return child.Close() }, time.Second)
-		return false, false, fmt.Errorf("configure controller: %w", err)
+		return false, false, "", fmt.Errorf("configure controller: %w", err)
 	}
 	c.log.Info("controller started", zap.Int("controller", child.Pid()))
 	d.metrics.ControllerStarted(c.sync)
 	go c.watch(ctx, client)
+	give := func(reason string) {
+		rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+		defer rcancel()
+		if _, err := client.Kick(rctx, &ctlpb.KickRequest{Reason: reason}); err != nil {
+			// Exiting (or gone): kept for the next controller, never lost.
+			c.log.Debug("kick not taken by the controller", zap.String("reason", reason), zap.Error(err))
+			refused = reason
+		}
+	}
 	if kick != "" {
-		_, _ = client.Kick(ctx, &ctlpb.KickRequest{Reason: kick})
+		give(kick)
 	}
 	for {
 		select {
 		case reason := <-c.kicks:
-			rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
-			_, _ = client.Kick(rctx, &ctlpb.KickRequest{Reason: reason})
-			rcancel()
+			give(reason)
 		case <-c.reload:
 			rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
 			_, _ = client.Reload(rctx, &ctlpb.ReloadRequest{})
@@ -175,14 +189,14 @@ func (c *ctl) once(kick string) (planned, stopped bool, exitErr error) {
 			}, d.stopGrace())
 			c.log.Info("controller stopped", zap.Int("controller", child.Pid()), zap.String("how", how), zap.String("reason", reason))
 			_ = child.Close()
-			return false, true, nil
+			return false, true, "", nil
 		case <-child.Done():
 			_ = child.Close()
 			if child.Err() == nil {
 				c.log.Info("controller exited", zap.Int("controller", child.Pid()))
-				return true, false, nil
+				return true, false, refused, nil
 			}
-			return false, false, fmt.Errorf("controller %d: %w", child.Pid(), child.Err())
+			return false, false, "", fmt.Errorf("controller %d: %w", child.Pid(), child.Err())
 		}
 	}
 }
