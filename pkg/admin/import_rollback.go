@@ -51,27 +51,12 @@ func rollbackStartOf(name, gobucardo, bucardo string) (rollbackStart, error) {
 // which delivers the writes made since (1) as their current rows.
 func rollbackBucardo(e *env, from string) error {
 	ctx := e.ctx()
-	args := e.c.Args().Slice()
-	if len(args) == 0 {
-		return usagef("name the syncs to give back to Bucardo: mcp import bucardo --from DSN --rollback SYNC...|all")
-	}
-	timeout := e.c.Duration("timeout")
-	if timeout <= 0 {
-		return usagef("--timeout must be positive, e.g. --timeout 5m")
-	}
-	conn, err := e.connectCatalog()
+	c, err := startCutOver(e, from, "name the syncs to give back to Bucardo: mcp import bucardo --from DSN --rollback SYNC...|all")
 	if err != nil {
 		return err
 	}
-	defer closeConn(ctx, conn)
-	names, err := syncNames(ctx, conn, args)
-	if err != nil {
-		return err
-	}
-	bc, where, err := readBucardo(ctx, from)
-	if err != nil {
-		return err
-	}
+	defer closeConn(ctx, c.conn)
+	conn, names, bc, where, timeout := c.conn, c.names, c.bc, c.where, c.timeout
 	var todo []catalog.SyncDetail
 	for _, n := range names {
 		d, err := catalog.LoadSync(ctx, conn, n)

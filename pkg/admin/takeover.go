@@ -16,6 +16,43 @@ import (
 	"github.com/gobucardo/gobucardo/pkg/pg"
 )
 
+// cutOver is what --takeover and --rollback both start from: the catalog,
+// the syncs named, Bucardo's catalog and --timeout.
+type cutOver struct {
+	conn    *pgx.Conn
+	names   []string
+	bc      bucardoimport.Catalog
+	where   string
+	timeout time.Duration
+}
+
+// startCutOver checks the arguments (noSyncs is the usage error without
+// any), connects to the catalog and reads Bucardo's; the caller closes conn.
+func startCutOver(e *env, from, noSyncs string) (cutOver, error) {
+	ctx := e.ctx()
+	args := e.c.Args().Slice()
+	if len(args) == 0 {
+		return cutOver{}, usagef("%s", noSyncs)
+	}
+	c := cutOver{timeout: e.c.Duration("timeout")}
+	if c.timeout <= 0 {
+		return cutOver{}, usagef("--timeout must be positive, e.g. --timeout 5m")
+	}
+	conn, err := e.connectCatalog()
+	if err != nil {
+		return cutOver{}, err
+	}
+	c.conn = conn
+	if c.names, err = syncNames(ctx, conn, args); err == nil {
+		c.bc, c.where, err = readBucardo(ctx, from)
+	}
+	if err != nil {
+		closeConn(ctx, conn)
+		return cutOver{}, err
+	}
+	return c, nil
+}
+
 // takeoverBucardo cuts imported syncs over from a running Bucardo: (1)
 // gobucardo's capture is installed on their sources, so every commit from
 // then on is recorded (the syncs stay inactive); (2) mcp waits until every
@@ -29,27 +66,12 @@ import (
 // where it stopped (see takeoverStartOf).
 func takeoverBucardo(e *env, from string) error {
 	ctx := e.ctx()
-	args := e.c.Args().Slice()
-	if len(args) == 0 {
-		return usagef("name the syncs to take over: mcp import bucardo --from DSN --takeover SYNC...|all")
-	}
-	timeout := e.c.Duration("timeout")
-	if timeout <= 0 {
-		return usagef("--timeout must be positive, e.g. --timeout 5m")
-	}
-	conn, err := e.connectCatalog()
+	c, err := startCutOver(e, from, "name the syncs to take over: mcp import bucardo --from DSN --takeover SYNC...|all")
 	if err != nil {
 		return err
 	}
-	defer closeConn(ctx, conn)
-	names, err := syncNames(ctx, conn, args)
-	if err != nil {
-		return err
-	}
-	bc, where, err := readBucardo(ctx, from)
-	if err != nil {
-		return err
-	}
+	defer closeConn(ctx, c.conn)
+	conn, names, bc, where, timeout := c.conn, c.names, c.bc, c.where, c.timeout
 	details, starts, err := takeoverSyncs(ctx, conn, bc, where, names)
 	if err != nil {
 		return err
